@@ -1,0 +1,46 @@
+# The two commands of the quick start: `make demo` and `make test`. Both build .venv at the
+# root and reuse it while pyproject.toml and the constraints are unchanged.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch==2.13.0 is a CPU wheel on these machines; unpinned, pip pulls a CUDA build of several GB.
+CONSTRAINTS ?= constraints/cpu.txt
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/spatialprefs
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: demo test venv services lint check-migrations clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[ml,dev]'
+	@touch $(STAMP)
+
+services:
+	@bash deploy/dev/ensure-services.sh
+
+demo: venv
+	@bash deploy/dev/demo.sh
+
+test: venv services
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(BIN)/python -m pytest -p no:cacheprovider
+	$(MAKE) --no-print-directory lint check-migrations
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check-migrations: venv
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres $(BIN)/python manage.py makemigrations --check --dry-run
+
+bench: venv services
+	@echo "see bench/README.md for each benchmark's command"
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,220 @@
+"""Labeling queues, pairs, leases and judgments.
+
+Invariants held by the database here (design.md):
+- a pair is stored once per unordered pair of candidates within a queue (a < b, unique);
+- a pair never holds more judgments than its overlap target (counter <= target, F() updates);
+- an annotator judges a pair once (unique pair+annotator) and holds at most one lease on it;
+- a retried submit never makes a second judgment (unique client submission id);
+- a counterfactual pair's intended winner is one of its two candidates.
+"""
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import F, Q
+
+from generation_workers.models import Candidate, Prompt
+
+
+class AnnotatorProfile(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_profile"
+    )
+    # Filled in by quality control (gold accuracy, agreement); null until measured.
+    quality_score = models.FloatField(null=True, blank=True)
+    daily_target = models.PositiveIntegerField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"annotator {self.user}"
+
+
+class LabelingQueue(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        PAUSED = "paused", "paused"
+
+    name = models.CharField(max_length=200, unique=True)
+    instructions = models.TextField(blank=True, help_text="Markdown, shown beside every pair.")
+    overlap = models.PositiveSmallIntegerField(default=3, help_text="Judgments wanted per pair.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    allowed_groups = models.ManyToManyField(Group, blank=True, related_name="labeling_queues")
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="labeling_queues"
+    )
+    lease_seconds = models.PositiveIntegerField(default=600)
+    prefetch = models.PositiveSmallIntegerField(default=3)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="queue_overlap_positive"),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="queue_lease_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Pair(models.Model):
+    class Kind(models.TextChoices):
+        SAME_PROMPT = "same_prompt", "same prompt"
+        COUNTERFACTUAL = "counterfactual", "counterfactual (original vs perturbed)"
+
+    queue = models.ForeignKey(LabelingQueue, on_delete=models.CASCADE, related_name="pairs")
+    # Stored with candidate_a_id < candidate_b_id so {a, b} has one row per queue.
+    candidate_a = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
+    candidate_b = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # The prompt judged against: for counterfactual pairs the ORIGINAL prompt.
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
+    intended_winner = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    is_gold = models.BooleanField(
+        default=False, help_text="Answer known; used to score annotators."
+    )
+    priority = models.SmallIntegerField(default=0)
+    judgments_needed = models.PositiveSmallIntegerField(default=3)
+    judgments_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(candidate_a__lt=F("candidate_b")), name="pair_candidates_ordered"
+            ),
+            models.UniqueConstraint(
+                fields=["queue", "candidate_a", "candidate_b"], name="pair_unique_per_queue"
+            ),
+            models.CheckConstraint(
+                condition=Q(judgments_count__lte=F("judgments_needed")),
+                name="pair_judgments_within_overlap",
+            ),
+            models.CheckConstraint(
+                condition=Q(judgments_needed__gte=1), name="pair_needs_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(intended_winner__isnull=True)
+                | Q(intended_winner=F("candidate_a"))
+                | Q(intended_winner=F("candidate_b")),
+                name="pair_intended_winner_in_pair",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="counterfactual") | Q(intended_winner__isnull=False),
+                name="pair_counterfactual_has_winner",
+            ),
+        ]
+        indexes = [
+            # The assignment hot path walks open pairs of a queue in serving order.
+            models.Index(
+                F("queue"),
+                F("priority").desc(),
+                F("judgments_count").desc(),
+                F("id"),
+                name="pair_serving_order_idx",
+                condition=Q(judgments_count__lt=F("judgments_needed")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pk} ({self.candidate_a_id} vs {self.candidate_b_id})"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.judgments_count >= self.judgments_needed
+
+
+class Assignment(models.Model):
+    """A lease of a pair to an annotator; also where the presentation order is fixed."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        SUBMITTED = "submitted", "submitted"
+        RELEASED = "released", "released"
+        EXPIRED = "expired", "expired"
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    left_candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pair", "annotator"], name="assignment_unique_per_annotator"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("leased_at")), name="assignment_expiry_after_lease"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "status"], name="assignment_annotator_idx"),
+            models.Index(
+                fields=["pair", "expires_at"],
+                name="assignment_active_idx",
+                condition=Q(status="active"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease of pair {self.pair_id} to {self.annotator_id}"
+
+
+class Judgment(models.Model):
+    class Choice(models.TextChoices):
+        LEFT = "left", "left"
+        RIGHT = "right", "right"
+        TIE = "tie", "tie"
+        BOTH_WRONG = "both_wrong", "both wrong"
+        SKIP = "skip", "skip"
+
+    pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="judgments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+    )
+    client_submission_id = models.UUIDField(unique=True)
+    left_candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    # The choice mapped through the presentation order; null unless left/right.
+    winner = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason_tags = models.JSONField(default=list, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pair", "annotator"], name="judgment_unique_per_annotator"
+            ),
+            models.CheckConstraint(
+                condition=(Q(choice__in=["left", "right"]) & Q(winner__isnull=False))
+                | (~Q(choice__in=["left", "right"]) & Q(winner__isnull=True)),
+                name="judgment_winner_matches_choice",
+            ),
+            models.CheckConstraint(
+                condition=Q(choice__in=["left", "right", "tie", "both_wrong", "skip"]),
+                name="judgment_choice_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "created_at"], name="judgment_annotator_time_idx"),
+            models.Index(fields=["created_at"], name="judgment_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} on pair {self.pair_id}: {self.choice}"

@@ -1,0 +1,90 @@
+"""The API's shared parts: the one exception handler and the role permissions.
+
+Every error leaves as {"error": code, "detail": message} (plus "field" where one is at fault).
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.errors import DomainError
+from config.roles import Role, user_has_role
+
+
+def _flatten(detail: Any, prefix: str = "") -> tuple[str | None, str]:
+    """The first offending field and its message from a DRF error structure."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if not prefix else f"{prefix}.{key}"
+            if key == "non_field_errors":
+                name = prefix or None
+            return _flatten(value, name or "")
+    if isinstance(detail, list) and detail:
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return (prefix or None, " ".join(str(item) for item in detail))
+        for index, item in enumerate(detail):
+            if item:
+                return _flatten(item, f"{prefix}[{index}]")
+    return (prefix or None, str(detail))
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        field, message = _flatten(exc.detail)
+        body: dict[str, Any] = {"error": "invalid", "detail": message}
+        if field:
+            body["field"] = field
+            body["detail"] = f"{field}: {message}"
+        body["errors"] = exc.detail
+        response.data = body
+    elif isinstance(exc, exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        response.data = {"error": code, "detail": str(exc.detail)}
+    if response.status_code == status.HTTP_500_INTERNAL_SERVER_ERROR:
+        return None
+    return response
+
+
+class _RolePermission(BasePermission):
+    roles: tuple[Role, ...] = ()
+    message = "this endpoint is not available to your role"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return user_has_role(request.user, *self.roles)
+
+
+class IsAnnotator(_RolePermission):
+    roles = (Role.ANNOTATOR,)
+
+
+class IsLead(_RolePermission):
+    roles = (Role.LEAD,)
+
+
+class IsML(_RolePermission):
+    roles = (Role.ML,)
+
+
+class IsLeadOrML(_RolePermission):
+    roles = (Role.LEAD, Role.ML)

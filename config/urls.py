@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from config import views
+
+admin.site.site_header = "SpatialPrefs admin"
+admin.site.site_title = "SpatialPrefs"
+admin.site.index_title = "Prompts, generation, labeling, datasets and training"
+
+api_patterns = [
+    path("health/", views.HealthApi.as_view(), name="health"),
+    path("me/", views.MeApi.as_view(), name="me"),
+    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include((api_patterns, "api"))),
+    path("", include("frontend.urls")),
+]

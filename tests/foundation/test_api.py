@@ -1,0 +1,55 @@
+"""The API's shared behaviour: authentication, the error format, the OpenAPI schema."""
+
+import pytest
+import yaml
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_answers_without_login():
+    response = APIClient().get("/api/health/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "postgresql"}
+
+
+def test_anonymous_request_gets_a_401_in_the_error_format():
+    response = APIClient().get("/api/me/")
+    assert response.status_code in (401, 403)
+    assert response.json() == {
+        "error": "not_authenticated",
+        "detail": "Authentication credentials were not provided.",
+    }
+
+
+def test_token_authentication(annotator):
+    token = APIClient().post("/api/auth/token/", {"username": "ann", "password": "annotator-pass"})
+    assert token.status_code == 200
+    assert token.json()["token"] == Token.objects.get(user=annotator).key
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.json()['token']}")
+    assert client.get("/api/me/").json() == {"username": "ann", "roles": ["annotator"]}
+
+
+def test_wrong_credentials_name_the_problem():
+    response = APIClient().post("/api/auth/token/", {"username": "nobody"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid"
+    assert body["field"] == "password"
+    assert body["detail"] == "password: This field is required."
+
+
+def test_unknown_api_path_is_a_404():
+    assert APIClient().get("/api/nothing-here/").status_code == 404
+
+
+def test_schema_describes_every_endpoint_and_validates(tmp_path, lead_client):
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    schema = yaml.safe_load(out.read_text())
+    assert {"/api/health/", "/api/me/", "/api/auth/token/"} <= set(schema["paths"])
+    assert lead_client.get("/api/schema/").status_code == 200
+    assert lead_client.get("/api/docs/").status_code == 200

@@ -1,0 +1,251 @@
+"""Dataset versions, exports, training runs and reward models.
+
+Invariants held by the database here (design.md):
+- a frozen version has its content hash and freeze time; versions are numbered per dataset;
+- a record appears once per (version, pair);
+- the same (version, config) trains once unless forced (unique attempt number);
+- at most one reward model per name is promoted.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.models import Pair
+from generation_workers.models import Candidate, Split
+
+
+class Dataset(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetVersion(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        FREEZING = "freezing", "freezing"
+        FROZEN = "frozen", "frozen"
+        FAILED = "failed", "failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    filter_spec = models.JSONField(default=dict, blank=True)
+    split_spec = models.JSONField(default=dict, blank=True)
+    aggregator = models.CharField(max_length=64, default="majority")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    content_hash = models.CharField(max_length=64, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    record_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["dataset", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "number"], name="datasetversion_unique_number"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="frozen") | (Q(frozen_at__isnull=False) & ~Q(content_hash="")),
+                name="datasetversion_frozen_has_hash",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name} v{self.number}"
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.status == self.Status.FROZEN
+
+
+class DatasetRecord(models.Model):
+    """One pair's aggregated label inside a version; never updated once the version is frozen."""
+
+    class Label(models.TextChoices):
+        A = "a", "candidate a preferred"
+        B = "b", "candidate b preferred"
+        TIE = "tie", "tie"
+        BOTH_WRONG = "both_wrong", "both wrong"
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="records")
+    pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="+")
+    split = models.CharField(max_length=8, choices=Split.choices)
+    label = models.CharField(max_length=16, choices=Label.choices)
+    votes = models.JSONField(default=dict)
+    agreement = models.FloatField()
+    intended_winner = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["version", "pair"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "pair"], name="datasetrecord_unique_pair"),
+            models.CheckConstraint(
+                condition=Q(agreement__gte=0) & Q(agreement__lte=1),
+                name="datasetrecord_agreement_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["version", "split"], name="datasetrecord_split_idx")]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} in version {self.version_id}: {self.label}"
+
+
+class DatasetExport(models.Model):
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "canonical JSONL"
+        PARQUET = "parquet", "Pick-a-Pic Parquet"
+        HPS = "hps", "HPSv3 JSON"
+        WEBDATASET = "webdataset", "WebDataset tar shards"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="exports")
+    format = models.CharField(max_length=16, choices=Format.choices)
+    include_images = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    records_done = models.PositiveIntegerField(default=0)
+    artifacts = models.JSONField(default=list, blank=True, help_text="[{key, size, sha256}]")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "format", "include_images"], name="datasetexport_unique_format"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.format}"
+
+
+class TrainingRun(models.Model):
+    class Launcher(models.TextChoices):
+        BUILTIN = "builtin", "built-in trainer (Celery training queue)"
+        EXTERNAL = "external", "external command"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    dataset_version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    config = models.JSONField(default=dict)
+    config_hash = models.CharField(max_length=64)
+    attempt = models.PositiveSmallIntegerField(
+        default=1, help_text="Raised only by a forced restart."
+    )
+    launcher = models.CharField(max_length=16, choices=Launcher.choices, default=Launcher.BUILTIN)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    summary = models.JSONField(default=dict, blank=True, help_text="Final metrics.")
+    artifacts = models.JSONField(default=list, blank=True, help_text="[{name, key, size, sha256}]")
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset_version", "config_hash", "attempt"],
+                name="trainingrun_unique_attempt",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} on {self.dataset_version}"
+
+
+class TrainingMetric(models.Model):
+    """One point of a curve: a loss per step, or a per-epoch validation figure."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=128, help_text="e.g. train/loss, val/accuracy/left_of")
+    step = models.PositiveIntegerField()
+    epoch = models.PositiveIntegerField(null=True, blank=True)
+    value = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "name", "step"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "name", "step"], name="trainingmetric_unique_point"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.step}={self.value:g}"
+
+
+class RewardModel(models.Model):
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "candidate"
+        PROMOTED = "promoted", "promoted"
+        ARCHIVED = "archived", "archived"
+
+    name = models.SlugField(max_length=100)
+    version = models.PositiveIntegerField()
+    run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="reward_model"
+    )
+    dataset_version = models.ForeignKey(
+        DatasetVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reward_models",
+    )
+    artifact_key = models.CharField(max_length=512)
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="rewardmodel_unique_version"),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(status="promoted"), name="rewardmodel_one_promoted"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
