@@ -15,6 +15,9 @@ api_patterns = [
     path("auth/token/", obtain_auth_token, name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("", include("generation_workers.urls")),
+    path("", include("annotation.urls")),
+    path("", include("training_bridge.urls")),
 ]
 
 urlpatterns = [

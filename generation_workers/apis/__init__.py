@@ -1,0 +1,1 @@
+"""The generation stage's API, one module per area."""

@@ -1,0 +1,3 @@
+"""API of prompt sets and prompts."""
+
+urlpatterns: list = []

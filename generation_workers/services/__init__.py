@@ -1,0 +1,1 @@
+"""Writes of the generation stage: prompts (prompts.py), configs and campaigns (campaigns.py)."""

@@ -1,0 +1,5 @@
+from generation_workers.apis import prompts
+
+app_name = "generation"
+
+urlpatterns = [*prompts.urlpatterns]
