@@ -166,6 +166,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_LONGEST_TASK_SECONDS = 12 * 3600
 CELERY_VISIBILITY_TIMEOUT = CELERY_LONGEST_TASK_SECONDS + 3600
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# A generation worker leases the items of the batch it renders and renews the lease while it
+# works; items whose lease ran out (the worker died) are queued again by the other workers.
+GENERATION_LEASE_SECONDS = env.int("GENERATION_LEASE_SECONDS", default=120)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker of `make demo`: messages are files in a folder, no Redis needed.
     _broker_dir = Path(env("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "broker")))
@@ -173,6 +176,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_SERIALIZER = "json"

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.roles import Role, user_create
+from generation_workers.models import PromptSet
+from generation_workers.services.prompts import prompt_set_create
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,29 @@ def demo_logins_ensure(*, logins_file: Path) -> list[Login]:
     return logins
 
 
+DEMO_PROMPT_SPEC = {
+    "size": 40,
+    "seed": 7,
+    "vocabulary": "coco",
+    "templates": ["geneval", "compbench"],
+    "relations": ["left_of", "right_of", "above", "below", "on_top_of", "next_to"],
+    "attributes": {"probability": {"color": 0.4, "size": 0.0}},
+    "counts": {"probability": 0.0},
+    "tiers": {"single": 0.75, "multi": 0.25},
+    "perturbations": {"types": ["swap", "flip", "replace"], "per_prompt": 1},
+    "held_out": {"ratios": {"train": 0.7, "val": 0.15, "test": 0.15}},
+}
+
+
+def demo_prompt_set_ensure() -> PromptSet:
+    existing = PromptSet.objects.filter(name="demo-prompts", status=PromptSet.Status.READY).first()
+    if existing is not None:
+        return existing
+    return prompt_set_create(name="demo-prompts", spec=DEMO_PROMPT_SPEC)
+
+
 def demo_seed(*, logins_file: Path) -> list[Login]:
     logins = demo_logins_ensure(logins_file=logins_file)
-    log.info("demo.seed.done accounts=%d", len(logins))
+    prompt_set = demo_prompt_set_ensure()
+    log.info("demo.seed.done accounts=%d prompts=%d", len(logins), prompt_set.prompt_count)
     return logins

@@ -3,7 +3,7 @@
 # http://127.0.0.1:8000 with a Celery worker beside it (deploy/Procfile.demo, run by honcho).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-mkdir -p var/broker/queue var/broker/processed
+mkdir -p var/broker/queue var/broker/processed var/broker/control
 export DJANGO_DEBUG="${DJANGO_DEBUG:-0}"
 export CELERY_BROKER_URL="filesystem://"
 export STORAGE_BACKEND="local"

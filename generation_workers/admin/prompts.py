@@ -1,8 +1,66 @@
-"""Admin pages of vocabularies, prompt sets and prompts."""
+"""Admin pages of vocabularies, prompt sets and prompts.
 
-from django.contrib import admin
+A lead builds a set from a spec (JSON or YAML) with a preview first, imports a JSONL file of
+scene prompts, and reads a set's composition (by relation, tier, split, perturbation) on its
+page. Every write goes through generation_workers.services.prompts, like the API's.
+"""
 
+import json
+from typing import Any
+
+import yaml
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from config.errors import DomainError
+from generation_workers.apis.prompts import MAX_IMPORT_BYTES, prompt_set_preview
 from generation_workers.models import Prompt, PromptSet, Vocabulary
+from generation_workers.selectors.prompts import prompt_set_counts, prompt_set_sample
+from generation_workers.services.prompts import prompt_set_create, prompt_set_import
+
+EXAMPLE_SPEC = """\
+size: 10000
+seed: 1
+vocabulary: coco
+templates: [geneval, compbench]
+relations: [left_of, right_of, above, below, in_front_of, behind, on_top_of, under, next_to]
+tiers:
+  single: 0.8
+  multi: 0.15
+  scene: {weight: 0.05, min_relations: 4, max_relations: 8, scenes: [kitchen, living room]}
+perturbations: {types: [swap, replace, flip, multi], per_prompt: 1}
+held_out: {relations: [under]}
+"""
+
+
+class SpecForm(forms.Form):
+    name = forms.SlugField(max_length=100)
+    spec = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 18, "cols": 90, "style": "font-family: monospace"}),
+        initial=EXAMPLE_SPEC,
+        help_text="JSON or YAML: size, seed, vocabulary, templates, relations, attributes, "
+        "counts, tiers, exclusions, perturbations, held_out.",
+    )
+
+    def clean_spec(self) -> dict[str, Any]:
+        try:
+            spec = yaml.safe_load(self.cleaned_data["spec"])
+        except yaml.YAMLError as exc:
+            raise forms.ValidationError(f"neither JSON nor YAML: {exc}") from exc
+        if not isinstance(spec, dict):
+            raise forms.ValidationError("the spec must be an object (key: value lines)")
+        return spec
+
+
+class ImportForm(forms.Form):
+    name = forms.SlugField(max_length=100)
+    file = forms.FileField(help_text="JSON Lines: text, objects, relations, optional scene.")
+    vocabulary = forms.CharField(
+        required=False, help_text="Optional: check object names against coco or compbench."
+    )
 
 
 @admin.register(Vocabulary)
@@ -24,20 +82,119 @@ class PromptSetAdmin(admin.ModelAdmin):
     ]
     list_filter = ["source", "status"]
     search_fields = ["name"]
+    change_list_template = "admin/generation_workers/promptset/change_list.html"
+    change_form_template = "admin/generation_workers/promptset/change_form.html"
     readonly_fields = [
-        "spec_hash",
-        "prompt_count",
-        "locked_at",
-        "created_by",
-        "created_at",
-        "error",
-    ]
+        "name", "version", "source", "status", "error", "prompt_count", "spec_pretty",
+        "spec_hash", "locked_at", "created_by", "created_at",
+    ]  # fmt: skip
+    exclude = ["spec"]
 
-    def get_readonly_fields(self, request, obj=None):
-        # A set a campaign has used is immutable.
+    @admin.display(description="spec")
+    def spec_pretty(self, obj: PromptSet) -> str:
+        return json.dumps(obj.spec, indent=2, sort_keys=True)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # sets are made by "Build from a spec" and "Import JSONL"
+
+    def has_change_permission(self, request: HttpRequest, obj: PromptSet | None = None) -> bool:
+        return False  # a set is never edited; a new spec makes a new version
+
+    def has_delete_permission(self, request: HttpRequest, obj: PromptSet | None = None) -> bool:
         if obj is not None and obj.is_locked:
-            return [f.name for f in obj._meta.fields]
-        return self.readonly_fields
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def _can_build(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("generation_workers.add_promptset")
+
+    def get_urls(self):
+        return [
+            path("build/", self.admin_site.admin_view(self.build_view), name="promptset_build"),
+            path("import/", self.admin_site.admin_view(self.import_view), name="promptset_import"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra = {"can_build": self._can_build(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=extra)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        prompt_set = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if prompt_set is not None and prompt_set.status == PromptSet.Status.READY:
+            extra["counts"] = prompt_set_counts(prompt_set=prompt_set)
+            extra["sample"] = prompt_set_sample(prompt_set=prompt_set, size=15)
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def build_view(self, request: HttpRequest) -> HttpResponse:
+        if not self._can_build(request):
+            return HttpResponse(status=403)
+        form = SpecForm(request.POST or None)
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                if "preview" in request.POST:
+                    preview = prompt_set_preview(spec=form.cleaned_data["spec"], count=12)
+                else:
+                    prompt_set = prompt_set_create(
+                        name=form.cleaned_data["name"],
+                        spec=form.cleaned_data["spec"],
+                        created_by=request.user,
+                    )
+                    self.message_user(request, _built_message(prompt_set), messages.SUCCESS)
+                    return HttpResponseRedirect(
+                        reverse("admin:generation_workers_promptset_change", args=[prompt_set.pk])
+                    )
+            except DomainError as exc:
+                form.add_error("spec", str(exc))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Build a prompt set from a spec",
+            "form": form,
+            "preview": preview,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/generation_workers/promptset/build.html", context)
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self._can_build(request):
+            return HttpResponse(status=403)
+        form = ImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                if upload.size > MAX_IMPORT_BYTES:
+                    raise DomainError(f"the file is over {MAX_IMPORT_BYTES} bytes", field="file")
+                text = upload.read().decode("utf-8")
+                prompt_set = prompt_set_import(
+                    name=form.cleaned_data["name"],
+                    lines=text.splitlines(),
+                    vocabulary=form.cleaned_data["vocabulary"] or None,
+                    created_by=request.user,
+                )
+            except UnicodeDecodeError:
+                form.add_error("file", "the file is not UTF-8 text")
+            except DomainError as exc:
+                form.add_error("file", str(exc))
+            else:
+                self.message_user(request, _built_message(prompt_set), messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse("admin:generation_workers_promptset_change", args=[prompt_set.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import prompts from JSONL",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/generation_workers/promptset/import.html", context)
+
+
+def _built_message(prompt_set: PromptSet) -> str:
+    if prompt_set.status == PromptSet.Status.BUILDING:
+        return f"{prompt_set} is being built by a worker; this page shows it when it is ready."
+    return f"{prompt_set}: {prompt_set.prompt_count} prompts saved."
 
 
 @admin.register(Prompt)
@@ -53,7 +210,8 @@ class PromptAdmin(admin.ModelAdmin):
     def text_short(self, obj: Prompt) -> str:
         return obj.text[:100]
 
-    def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.prompt_set.is_locked:
-            return False
-        return super().has_change_permission(request, obj)
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Prompt | None = None) -> bool:
+        return False  # prompts belong to versioned sets and never change

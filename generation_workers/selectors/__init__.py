@@ -1,0 +1,1 @@
+"""Reads of the generation stage: campaigns' prompts, progress and candidates (campaigns.py)."""
