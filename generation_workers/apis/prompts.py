@@ -51,11 +51,49 @@ class PromptOutput(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class PromptSetListCreateApi(APIView):
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
-        spec = serializers.JSONField()
+class PromptSetCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    spec = serializers.JSONField()
 
+
+class PromptSetPreviewInput(serializers.Serializer):
+    spec = serializers.JSONField()
+    count = serializers.IntegerField(min_value=1, max_value=MAX_PREVIEW, default=10)
+
+
+class PreviewPerturbationOutput(serializers.Serializer):
+    text = serializers.CharField()
+    type = serializers.CharField()
+
+
+class PreviewRecordOutput(serializers.Serializer):
+    text = serializers.CharField()
+    tier = serializers.CharField()
+    split = serializers.CharField()
+    perturbations = PreviewPerturbationOutput(many=True)
+
+
+class PromptSetImportInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    file = serializers.FileField(required=False, help_text="JSON Lines, one prompt a line.")
+    jsonl = serializers.CharField(required=False, trim_whitespace=False)
+    vocabulary = serializers.JSONField(required=False)
+
+
+class PromptFilter(serializers.Serializer):
+    prompt_set = serializers.IntegerField(required=False, min_value=1)
+    relation = serializers.ChoiceField(choices=list(RELATION_IDS), required=False)
+    object = serializers.CharField(required=False, max_length=100)
+    tier = serializers.ChoiceField(choices=[1, 2, 3], required=False)
+    split = serializers.ChoiceField(choices=Split.values, required=False)
+    perturbation_type = serializers.ChoiceField(
+        choices=["original", *[v for v in Prompt.Perturbation.values if v]], required=False
+    )
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+
+
+class PromptSetListCreateApi(APIView):
     def get_permissions(self):
         return [IsLead()] if self.request.method == "POST" else [IsLeadOrML()]
 
@@ -65,13 +103,13 @@ class PromptSetListCreateApi(APIView):
         return Response(PromptSetOutput(sets, many=True).data)
 
     @extend_schema(
-        request=InputSerializer,
+        request=PromptSetCreateInput,
         responses={201: PromptSetDetailOutput, 202: PromptSetOutput},
         description="Build a prompt set from a spec. Small sets are built at once (201); "
         "large ones are queued on the cpu queue (202, status 'building').",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = PromptSetCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         prompt_set = prompt_set_create(created_by=request.user, **data.validated_data)
         if prompt_set.status == PromptSet.Status.BUILDING:
@@ -82,13 +120,9 @@ class PromptSetListCreateApi(APIView):
 class PromptSetPreviewApi(APIView):
     permission_classes = [IsLead]
 
-    class InputSerializer(serializers.Serializer):
-        spec = serializers.JSONField()
-        count = serializers.IntegerField(min_value=1, max_value=MAX_PREVIEW, default=10)
-
-    @extend_schema(request=InputSerializer, responses={200: serializers.ListField()})
+    @extend_schema(request=PromptSetPreviewInput, responses=PreviewRecordOutput(many=True))
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = PromptSetPreviewInput(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(prompt_set_preview(**data.validated_data))
 
@@ -118,15 +152,9 @@ class PromptSetImportApi(APIView):
     permission_classes = [IsLead]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
-        file = serializers.FileField(required=False, help_text="JSON Lines, one prompt a line.")
-        jsonl = serializers.CharField(required=False, trim_whitespace=False)
-        vocabulary = serializers.JSONField(required=False)
-
-    @extend_schema(request=InputSerializer, responses={201: PromptSetDetailOutput})
+    @extend_schema(request=PromptSetImportInput, responses={201: PromptSetDetailOutput})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = PromptSetImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data.get("file")
         text = data.validated_data.get("jsonl")
@@ -162,21 +190,9 @@ class PromptSetDetailApi(APIView):
 class PromptListApi(APIView):
     permission_classes = [IsLeadOrML]
 
-    class FilterSerializer(serializers.Serializer):
-        prompt_set = serializers.IntegerField(required=False, min_value=1)
-        relation = serializers.ChoiceField(choices=list(RELATION_IDS), required=False)
-        object = serializers.CharField(required=False, max_length=100)
-        tier = serializers.ChoiceField(choices=[1, 2, 3], required=False)
-        split = serializers.ChoiceField(choices=Split.values, required=False)
-        perturbation_type = serializers.ChoiceField(
-            choices=["original", *[v for v in Prompt.Perturbation.values if v]], required=False
-        )
-        limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
-        offset = serializers.IntegerField(required=False, min_value=0, default=0)
-
-    @extend_schema(parameters=[FilterSerializer], responses=PromptOutput(many=True))
+    @extend_schema(parameters=[PromptFilter], responses=PromptOutput(many=True))
     def get(self, request: Request) -> Response:
-        params = self.FilterSerializer(data=request.query_params)
+        params = PromptFilter(data=request.query_params)
         params.is_valid(raise_exception=True)
         f = params.validated_data
         perturbation = f.get("perturbation_type")  # "original" is stored as ""

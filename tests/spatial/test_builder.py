@@ -128,6 +128,7 @@ def test_a_finite_space_is_enumerated_without_replacement():
         "attributes": {"probability": 0},
         "counts": {"probability": 0},
         "tiers": {"single": 1},
+        "perturbations": {"per_prompt": 0},
     }
     texts = sorted(r["text"] for r in build_prompt_set(spec))
     assert len(texts) == 12
@@ -269,3 +270,21 @@ PINNED_FIRST_TEXTS = [
     "The small toothbrush is near the train.",
     "three motorcycles on the right of a large skateboard",
 ]
+
+
+def test_perturbed_texts_never_repeat_any_text_of_the_set():
+    spec = {
+        "size": 20,
+        "vocabulary": ["cat", "dog", "cow", "horse"],
+        "relations": ["left_of", "right_of", "above", "below"],
+        "templates": ["geneval"],
+        "attributes": {"probability": 0},
+        "counts": {"probability": 0},
+        "tiers": {"single": 1},
+        "perturbations": {"types": ["swap", "flip"], "per_prompt": 1},
+    }
+    records = list(build_prompt_set(spec))
+    texts = [r["normalized_text"] for r in records]
+    texts += [c["normalized_text"] for r in records for c in r["perturbations"]]
+    assert len(texts) == len(set(texts))
+    assert sum(len(r["perturbations"]) for r in records) > 0
