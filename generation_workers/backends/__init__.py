@@ -1,0 +1,1 @@
+"""Image generator backends, run by the generation workers only (see each module)."""
