@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 services:
 	@bash deploy/dev/ensure-services.sh
+	@bash deploy/dev/ensure-chromium.sh
 
 demo: venv
 	@bash deploy/dev/demo.sh
