@@ -1,12 +1,16 @@
 """The one Celery app and its queues.
 
-Queues are declared once here (`Queue`); each task names its queue in its decorator
-(`@app.task(name=..., queue=Queue.GPU)`), which is how Celery routes it, so a worker started
-with `-Q gpu` only ever sees generation batches. The other options live in settings (CELERY_*).
+Queues are declared once here (`Queue`). Each task names its queue beside its code,
+`@app.task(name=..., route_queue=Queue.GPU)`, and `route_by_task` routes on that attribute.
+(Celery 5.5+ deprecates the task attribute `queue` in favour of `task_routes`; a router that
+reads our own attribute keeps the queue next to the task without a central table.) An explicit
+`apply_async(queue=...)` still wins, which is how a config's own queue is reached. A worker
+started with `-Q gpu` only ever sees generation batches. Other options live in settings.
 """
 
 import os
 from enum import StrEnum
+from typing import Any
 
 from celery import Celery
 
@@ -19,6 +23,14 @@ class Queue(StrEnum):
     TRAINING = "training"  # reward-model training runs, one per worker
 
 
+def route_by_task(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **extra: Any
+) -> dict[str, str] | None:
+    queue = getattr(task, "route_queue", None)
+    return {"queue": str(queue)} if queue else None
+
+
 app = Celery("spatialprefs")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_routes = (route_by_task,)
 app.autodiscover_tasks()

@@ -152,6 +152,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Many models have a `status`; name each enum after its model so the schema stays stable.
+    "ENUM_NAME_OVERRIDES": {
+        f"{model}StatusEnum": f"{app}.models.{model}.Status"
+        for app, models in {
+            "generation_workers": ["PromptSet", "Campaign", "Candidate"],
+            # PairBuild.Status has the same choices as DatasetExport.Status: one enum, "JobStatus".
+            "annotation": ["LabelingQueue", "Assignment"],
+            "training_bridge": ["DatasetVersion", "TrainingRun", "RewardModel"],
+        }.items()
+        for model in models
+    }
+    | {"JobStatusEnum": "training_bridge.models.DatasetExport.Status"},
 }
 
 # Request size limits: bad or oversized payloads get a 4xx before they reach a view.
@@ -169,6 +181,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEO
 # A generation worker leases the items of the batch it renders and renews the lease while it
 # works; items whose lease ran out (the worker died) are queued again by the other workers.
 GENERATION_LEASE_SECONDS = env.int("GENERATION_LEASE_SECONDS", default=120)
+# A training worker beats every TRAINING_HEARTBEAT_SECONDS while its run goes on; every worker
+# marks failed the runs whose last beat is older than TRAINING_HEARTBEAT_STALE_SECONDS (a crash).
+TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
+TRAINING_HEARTBEAT_STALE_SECONDS = env.float("TRAINING_HEARTBEAT_STALE_SECONDS", default=120.0)
+TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; default: the temp dir
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker of `make demo`: messages are files in a folder, no Redis needed.
     _broker_dir = Path(env("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "broker")))

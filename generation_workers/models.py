@@ -159,6 +159,12 @@ class GeneratorConfig(models.Model):
     image_format = models.CharField(
         max_length=8, choices=[("png", "PNG"), ("webp", "WebP")], default="png"
     )
+    queue = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Celery queue of its batches; empty: the gpu queue. A queue per config lets "
+        "a worker hold one model.",
+    )
     check_status = models.CharField(
         max_length=16, choices=CheckStatus.choices, default=CheckStatus.UNCHECKED
     )
@@ -202,6 +208,8 @@ class Campaign(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     total_items = models.PositiveIntegerField(default=0)
+    # Keys this campaign planned that earlier campaigns had already rendered (not rendered again).
+    reused_items = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -214,7 +222,11 @@ class Campaign(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(seeds_per_prompt__gte=1), name="campaign_seeds_positive"
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(started_at__isnull=False),
+                name="campaign_launched_has_start",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -249,6 +261,10 @@ class Candidate(models.Model):
     )
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # A worker renders an item only while it holds the lease (token + expiry, renewed while it
+    # works); a lease that runs out means the worker died and the item is queued again.
+    lease_token = models.CharField(max_length=32, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -263,10 +279,23 @@ class Candidate(models.Model):
                 condition=~Q(status="done") | (~Q(storage_key="") & ~Q(content_sha256="")),
                 name="candidate_done_has_image",
             ),
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(error=""), name="candidate_failed_has_error"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="pending") | (Q(leased_until__isnull=True) & Q(lease_token="")),
+                name="candidate_lease_only_pending",
+            ),
         ]
         indexes = [
             models.Index(fields=["campaign", "status"], name="candidate_campaign_status_idx"),
             models.Index(fields=["content_sha256"], name="candidate_content_idx"),
+            models.Index(
+                fields=["leased_until"],
+                condition=Q(leased_until__isnull=False),
+                name="candidate_leased_idx",
+            ),
+            models.Index(fields=["campaign", "finished_at"], name="candidate_campaign_done_idx"),
         ]
 
     def __str__(self) -> str:

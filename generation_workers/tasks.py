@@ -1,10 +1,122 @@
-"""Celery tasks of the generation stage."""
+"""Celery tasks of the generation stage, on the `gpu` queue (or a config's own queue).
+
+- `generation.render_batch(config_id, candidate_ids)`: one batch of one config's items.
+  Idempotent (items are claimed under a lease and finished once), so it is acknowledged late
+  and requeued if its worker is lost. Transient database/storage errors retry with exponential
+  backoff, at most MAX_RETRIES times; then its unfinished items fail with the reason.
+- `generation.config_check(config_id)`: load a config's model once and record what happened.
+  Not requeued when its worker dies: a model that kills the worker must not crash-loop it.
+
+Every worker also runs `LeaseSweeper`, a timer that requeues the items of workers that died
+(their leases ran out). torch is imported by the backends inside the pool process, never here.
+"""
 
 import logging
+import random
+
+from celery import bootsteps
+from django.conf import settings
+from django.db import DatabaseError, connection
 
 from config.celery import Queue, app
+from generation_workers.services.batches import (
+    TransientFailure,
+    batch_render,
+    candidates_fail_unfinished,
+)
+from generation_workers.services.configs import generator_config_check_run
+from generation_workers.services.leases import candidate_leases_sweep
 
 log = logging.getLogger(__name__)
+
+RENDER_SOFT_LIMIT = 30 * 60  # seconds for one batch, pipeline load included
+RENDER_HARD_LIMIT = RENDER_SOFT_LIMIT + 120
+CHECK_SOFT_LIMIT = 15 * 60
+MAX_RETRIES = 5
+RETRY_BASE_SECONDS = 5
+RETRY_MAX_SECONDS = 300
+
+
+def retry_countdown(retries: int) -> float:
+    """Exponential backoff with jitter: ~5 s, 10 s, 20 s ... capped at 5 minutes."""
+    return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**retries) * random.uniform(0.8, 1.2)
+
+
+@app.task(
+    name="generation.render_batch",
+    queue=Queue.GPU,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=RENDER_SOFT_LIMIT,
+    time_limit=RENDER_HARD_LIMIT,
+    max_retries=MAX_RETRIES,
+)
+def render_batch(self, config_id: int, candidate_ids: list[int]) -> None:
+    try:
+        batch_render(
+            config_id=config_id, candidate_ids=candidate_ids, worker=self.request.hostname or ""
+        )
+    except TransientFailure as exc:
+        if self.request.retries >= self.max_retries:
+            candidates_fail_unfinished(
+                candidate_ids=candidate_ids,
+                message=f"the database or storage failed {self.max_retries + 1} times: {exc}",
+            )
+            return
+        log.warning(
+            "generation.batch.retry config=%s try=%d error=%s",
+            config_id,
+            self.request.retries + 1,
+            exc,
+        )
+        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
+
+
+@app.task(
+    name="generation.config_check",
+    queue=Queue.GPU,
+    ignore_result=True,
+    soft_time_limit=CHECK_SOFT_LIMIT,
+    time_limit=CHECK_SOFT_LIMIT + 60,
+)
+def config_check(config_id: int) -> None:
+    generator_config_check_run(config_id=config_id)
+
+
+def leases_sweep_tick() -> None:
+    """One sweep from the worker's main process; its connection is closed again so that no
+    connection is inherited by pool processes forked later."""
+    try:
+        candidate_leases_sweep()
+    except DatabaseError:
+        log.warning("generation.leases.sweep_failed", exc_info=True)
+    finally:
+        connection.close()
+
+
+class LeaseSweeper(bootsteps.StartStopStep):
+    """Every worker sweeps expired leases every third of the lease length."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def start(self, worker) -> None:
+        interval = max(1.0, settings.GENERATION_LEASE_SECONDS / 3)
+        self.tref = worker.timer.call_repeatedly(interval, leases_sweep_tick, priority=10)
+
+    def stop(self, worker) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+
+app.steps["worker"].add(LeaseSweeper)
+
 
 PROMPT_BUILD_SOFT_LIMIT = 30 * 60
 

@@ -1,5 +1,5 @@
-from generation_workers.apis import prompts
+from generation_workers.apis import campaigns, configs, prompts
 
 app_name = "generation"
 
-urlpatterns = [*prompts.urlpatterns]
+urlpatterns = [*prompts.urlpatterns, *configs.urlpatterns, *campaigns.urlpatterns]

@@ -1,0 +1,148 @@
+"""Leases: a worker renders an item only while it holds it, and dead workers' items return.
+
+Claiming is one UPDATE over the rows a SKIP LOCKED subquery picks (pending, campaign running,
+no live lease): it sets a fresh token and expiry, so two deliveries of one batch never both
+take an item. A thread renews the lease while the batch renders. When a worker dies (kill -9,
+out of memory, hard time limit) its leases run out; `candidate_leases_sweep`, run by every
+worker's timer (tasks.LeaseSweeper), queues those items again, up to MAX_ATTEMPTS claims,
+after which they fail with a message instead of crash-looping a worker.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from generation_workers.models import Campaign, Candidate
+from generation_workers.services.dispatch import (
+    campaign_finish_if_done,
+    candidate_batches_publish,
+)
+
+log = logging.getLogger(__name__)
+
+PENDING = Candidate.Status.PENDING
+MAX_ATTEMPTS = 3  # claims of one item whose worker died before it gives up
+SWEEP_CHUNK = 5000
+ERROR_MAX_CHARS = 2000  # of a failed item's message
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+def lease_seconds() -> int:
+    return int(settings.GENERATION_LEASE_SECONDS)
+
+
+def candidates_claim(*, candidate_ids: Sequence[int], token: str) -> list[Candidate]:
+    """Lease the items that are free to render (pending, running campaign, no live lease).
+
+    One UPDATE over the rows a SKIP LOCKED subquery picks, so two deliveries of the same batch
+    never both take an item; then the claimed rows are read back with their prompts.
+    """
+    now = timezone.now()
+    free = (
+        Candidate.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(pk__in=candidate_ids, status=PENDING, campaign__status=Campaign.Status.RUNNING)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now, attempts__lt=MAX_ATTEMPTS))
+    )
+    with transaction.atomic():
+        claimed = Candidate.objects.filter(pk__in=free.values("pk")).update(
+            lease_token=token,
+            leased_until=now + timedelta(seconds=lease_seconds()),
+            attempts=F("attempts") + 1,
+        )
+    if not claimed:
+        return []
+    return list(
+        Candidate.objects.filter(pk__in=candidate_ids, lease_token=token)
+        .select_related("prompt")
+        .order_by("id")
+    )
+
+
+def candidate_leases_release(*, token: str) -> int:
+    """Give the items back (no render happened), e.g. before a retry."""
+    return Candidate.objects.filter(lease_token=token, status=PENDING).update(
+        lease_token="", leased_until=None
+    )
+
+
+@contextmanager
+def lease_heartbeat(*, token: str) -> Iterator[None]:
+    """Renew the batch's lease every third of its length while the body runs."""
+    seconds = lease_seconds()
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(seconds / 3):
+                Candidate.objects.filter(lease_token=token, status=PENDING).update(
+                    leased_until=timezone.now() + timedelta(seconds=seconds)
+                )
+        except DatabaseError:
+            log.warning("generation.lease.renew_failed token=%s", token, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=renew, name=f"lease-{token[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def candidate_leases_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Queue again the items whose worker died (lease ran out); give up after MAX_ATTEMPTS.
+
+    Items of campaigns no longer running are cancelled instead.
+    """
+    now = now or timezone.now()
+    report = SweepReport()
+    with transaction.atomic():
+        rows = list(
+            Candidate.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=PENDING, leased_until__lt=now)
+            .values_list("pk", "attempts", "campaign_id", "campaign__status")[:SWEEP_CHUNK]
+        )
+        if not rows:
+            return report
+        running = Campaign.Status.RUNNING
+        requeue = [pk for pk, attempts, _, st in rows if st == running and attempts < MAX_ATTEMPTS]
+        give_up = [pk for pk, attempts, _, st in rows if st == running and attempts >= MAX_ATTEMPTS]
+        stop = [pk for pk, _, _, st in rows if st != running]
+        cleared = {"lease_token": "", "leased_until": None}
+        report.requeued = Candidate.objects.filter(pk__in=requeue).update(**cleared)
+        report.failed = Candidate.objects.filter(pk__in=give_up).update(
+            **cleared,
+            finished_at=now,
+            status=Candidate.Status.FAILED,
+            error=f"gave up after {MAX_ATTEMPTS} attempts: the worker rendering it stopped each "
+            "time (killed, out of memory or past its time limit)",
+        )
+        report.cancelled = Candidate.objects.filter(pk__in=stop).update(
+            **cleared, status=Candidate.Status.CANCELLED, finished_at=now
+        )
+        transaction.on_commit(lambda: candidate_batches_publish(candidate_ids=requeue))
+    for campaign_id in sorted({campaign_id for _, _, campaign_id, _ in rows}):
+        campaign_finish_if_done(campaign_id=campaign_id)
+    log.info(
+        "generation.leases.swept requeued=%d failed=%d cancelled=%d",
+        report.requeued,
+        report.failed,
+        report.cancelled,
+    )
+    return report
