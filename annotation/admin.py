@@ -1,6 +1,39 @@
-from django.contrib import admin
+"""Admin pages of the labeling stage.
 
-from annotation.models import AnnotatorProfile, Assignment, Judgment, LabelingQueue, Pair
+Leads manage queues here: create them (instructions in markdown with example images, overlap,
+lease, prefetch, who may label), pause and resume them, and build pairs into them (a build
+runs on the `cpu` workers). Forms validate through the same services as the API. Lists never
+count a whole table (show_full_result_count off, no per-row counts).
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from annotation.models import (
+    AnnotatorProfile,
+    Assignment,
+    ImageThumbnail,
+    InstructionImage,
+    Judgment,
+    LabelingQueue,
+    Pair,
+    PairBuild,
+    UndoneJudgment,
+)
+from annotation.services.pairs import pair_build_options_check, pair_build_start
+from annotation.services.queues import (
+    labeling_queue_pause,
+    labeling_queue_resume,
+    labeling_queue_settings_check,
+)
+from config.errors import DomainError
+
+
+def _form_error(form: forms.Form, exc: DomainError) -> None:
+    field = (exc.field or "").split(".", 1)[0]
+    form.add_error(field if field in form.fields else None, exc.detail)
 
 
 @admin.register(AnnotatorProfile)
@@ -11,25 +44,132 @@ class AnnotatorProfileAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
 
 
+class InstructionImageInline(admin.TabularInline):
+    model = InstructionImage
+    extra = 0
+    fields = ["name", "image", "caption"]
+
+
+class LabelingQueueForm(forms.ModelForm):
+    class Meta:
+        model = LabelingQueue
+        fields = [
+            "name",
+            "instructions",
+            "overlap",
+            "lease_seconds",
+            "prefetch",
+            "status",
+            "allowed_groups",
+            "allowed_users",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            labeling_queue_settings_check(
+                overlap=cleaned.get("overlap") or 0,
+                lease_seconds=cleaned.get("lease_seconds") or 0,
+                prefetch=cleaned.get("prefetch") or 0,
+            )
+        except DomainError as exc:
+            _form_error(self, exc)
+        return cleaned
+
+
 @admin.register(LabelingQueue)
 class LabelingQueueAdmin(admin.ModelAdmin):
+    form = LabelingQueueForm
     list_display = ["name", "status", "overlap", "lease_seconds", "prefetch", "created_at"]
     list_filter = ["status"]
     search_fields = ["name"]
     filter_horizontal = ["allowed_groups", "allowed_users"]
     readonly_fields = ["created_by", "created_at"]
+    inlines = [InstructionImageInline]
+    actions = ["pause", "resume"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Pause the selected queues", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for queue in queryset:
+            labeling_queue_pause(queue_id=queue.pk)
+        self.message_user(request, f"Paused {queryset.count()} queue(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume the selected queues", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for queue in queryset:
+            labeling_queue_resume(queue_id=queue.pk)
+        self.message_user(request, f"Resumed {queryset.count()} queue(s).", messages.SUCCESS)
+
+
+class PairBuildForm(forms.ModelForm):
+    class Meta:
+        model = PairBuild
+        fields = ["queue", "campaign", "kind", "options"]
+        help_texts = {
+            "options": "JSON: sample_per_prompt, prefer_across_configs, counterfactual_match "
+            "(config_seed | config), priority, judgments_needed, seed, make_thumbnails."
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        if "kind" in cleaned:
+            try:
+                cleaned["options"] = pair_build_options_check(
+                    kind=cleaned["kind"], options=cleaned.get("options") or {}
+                )
+            except DomainError as exc:
+                _form_error(self, exc)
+        return cleaned
+
+
+@admin.register(PairBuild)
+class PairBuildAdmin(admin.ModelAdmin):
+    """Adding a build queues it on the `cpu` workers; a build is never edited afterwards."""
+
+    form = PairBuildForm
+    list_display = [
+        "id", "queue", "campaign", "kind", "status", "pairs_created", "pairs_existing",
+        "created_at", "finished_at",
+    ]  # fmt: skip
+    list_filter = ["status", "kind"]
+    list_select_related = ["queue", "campaign"]
+    raw_id_fields = ["campaign"]
+    readonly_fields = [
+        "status", "pairs_created", "pairs_existing", "error", "created_by", "created_at",
+        "started_at", "finished_at",
+    ]  # fmt: skip
+
+    def save_model(self, request, obj, form, change):
+        build = pair_build_start(
+            queue_id=obj.queue_id,
+            campaign_id=obj.campaign_id,
+            kind=obj.kind,
+            options=form.cleaned_data["options"],
+            created_by=request.user,
+        )
+        obj.pk = build.pk
+        obj._state.adding = False
+        obj._state.db = build._state.db
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
 
 
 @admin.register(Pair)
 class PairAdmin(admin.ModelAdmin):
     list_display = [
         "id", "queue", "kind", "candidate_a_id", "candidate_b_id", "priority",
-        "judgments_count", "judgments_needed", "is_gold",
+        "judgments_count", "reserved_count", "judgments_needed", "is_gold",
     ]  # fmt: skip
     list_filter = ["kind", "is_gold", "queue"]
     list_select_related = ["queue"]
     raw_id_fields = ["candidate_a", "candidate_b", "intended_winner", "prompt"]
-    readonly_fields = ["judgments_count", "created_at"]
+    readonly_fields = ["judgments_count", "reserved_count", "fresh", "created_at"]
     show_full_result_count = False
 
 
@@ -60,4 +200,28 @@ class JudgmentAdmin(admin.ModelAdmin):
         return False
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(UndoneJudgment)
+class UndoneJudgmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair_id", "annotator", "choice", "judged_at", "undone_at"]
+    list_select_related = ["annotator"]
+    raw_id_fields = ["pair", "annotator"]
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ImageThumbnail)
+class ImageThumbnailAdmin(admin.ModelAdmin):
+    list_display = ["content_sha256", "storage_key", "width", "height", "created_at"]
+    search_fields = ["content_sha256"]
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
         return False

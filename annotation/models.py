@@ -5,7 +5,11 @@ Invariants held by the database here (design.md):
 - a pair never holds more judgments than its overlap target (counter <= target, F() updates);
 - an annotator judges a pair once (unique pair+annotator) and holds at most one lease on it;
 - a retried submit never makes a second judgment (unique client submission id);
-- a counterfactual pair's intended winner is one of its two candidates.
+- a counterfactual pair's intended winner is one of its two candidates;
+- open leases plus judgments never exceed a pair's overlap (judgments + reserved <= needed).
+
+Skips are stored as judgments (so the annotator never sees the pair again) but do not count
+towards the overlap: the pair goes on to someone who can judge it.
 """
 
 from django.conf import settings
@@ -66,7 +70,10 @@ class Pair(models.Model):
         SAME_PROMPT = "same_prompt", "same prompt"
         COUNTERFACTUAL = "counterfactual", "counterfactual (original vs perturbed)"
 
-    queue = models.ForeignKey(LabelingQueue, on_delete=models.CASCADE, related_name="pairs")
+    # Indexed by pair_unique_per_queue (queue first): a separate index would only be written.
+    queue = models.ForeignKey(
+        LabelingQueue, on_delete=models.CASCADE, related_name="pairs", db_index=False
+    )
     # Stored with candidate_a_id < candidate_b_id so {a, b} has one row per queue.
     candidate_a = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
     candidate_b = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
@@ -74,7 +81,12 @@ class Pair(models.Model):
     # The prompt judged against: for counterfactual pairs the ORIGINAL prompt.
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="+")
     intended_winner = models.ForeignKey(
-        Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Candidate,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # pair_intended_winner_idx: only the pairs that have one
     )
     is_gold = models.BooleanField(
         default=False, help_text="Answer known; used to score annotators."
@@ -82,6 +94,11 @@ class Pair(models.Model):
     priority = models.SmallIntegerField(default=0)
     judgments_needed = models.PositiveSmallIntegerField(default=3)
     judgments_count = models.PositiveSmallIntegerField(default=0)
+    # Active leases: judgments_count + reserved_count never exceeds judgments_needed.
+    reserved_count = models.PositiveSmallIntegerField(default=0)
+    # Never leased to anyone, so no annotator has judged, skipped or held it: the hot path
+    # takes fresh pairs without looking at the annotator's history.
+    fresh = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -89,6 +106,10 @@ class Pair(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(candidate_a__lt=F("candidate_b")), name="pair_candidates_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(judgments_count__lte=F("judgments_needed") - F("reserved_count")),
+                name="pair_leases_within_overlap",
             ),
             models.UniqueConstraint(
                 fields=["queue", "candidate_a", "candidate_b"], name="pair_unique_per_queue"
@@ -112,14 +133,29 @@ class Pair(models.Model):
             ),
         ]
         indexes = [
-            # The assignment hot path walks open pairs of a queue in serving order.
+            # The assignment hot path (annotation/services/assignment.py) reads two index
+            # ranges in serving order: pairs never leased, and pairs started and still open
+            # (a free slot left once leases are counted). Both predicates match its SQL.
+            models.Index(
+                F("queue"),
+                F("priority").desc(),
+                F("id"),
+                name="pair_fresh_order_idx",
+                condition=Q(fresh=True),
+            ),
             models.Index(
                 F("queue"),
                 F("priority").desc(),
                 F("judgments_count").desc(),
                 F("id"),
-                name="pair_serving_order_idx",
-                condition=Q(judgments_count__lt=F("judgments_needed")),
+                name="pair_open_order_idx",
+                condition=Q(fresh=False)
+                & Q(judgments_count__lt=F("judgments_needed") - F("reserved_count")),
+            ),
+            models.Index(
+                fields=["intended_winner"],
+                name="pair_intended_winner_idx",
+                condition=Q(intended_winner__isnull=False),
             ),
         ]
 
@@ -140,9 +176,16 @@ class Assignment(models.Model):
         RELEASED = "released", "released"
         EXPIRED = "expired", "expired"
 
-    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    # Both indexed by the composite indexes below (pair first, annotator first): separate
+    # indexes would only add writes to every lease.
+    pair = models.ForeignKey(
+        Pair, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="assignments",
+        db_index=False,
     )
     left_candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
@@ -166,6 +209,12 @@ class Assignment(models.Model):
                 name="assignment_active_idx",
                 condition=Q(status="active"),
             ),
+            # Expired leases are found from the oldest expiry, whatever the table's size.
+            models.Index(
+                fields=["expires_at"],
+                name="assignment_expiry_idx",
+                condition=Q(status="active"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -180,9 +229,15 @@ class Judgment(models.Model):
         BOTH_WRONG = "both_wrong", "both wrong"
         SKIP = "skip", "skip"
 
-    pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="judgments")
+    # Indexed by judgment_unique_per_annotator (pair first) and judgment_annotator_time_idx.
+    pair = models.ForeignKey(
+        Pair, on_delete=models.PROTECT, related_name="judgments", db_index=False
+    )
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="judgments",
+        db_index=False,
     )
     client_submission_id = models.UUIDField(unique=True)
     left_candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="+")
@@ -218,3 +273,97 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator_id} on pair {self.pair_id}: {self.choice}"
+
+
+class UndoneJudgment(models.Model):
+    """A judgment its annotator took back while the lease held (kept for audit).
+
+    Its submission id stays spent: a late retry of the undone submit gets a 409, never a
+    second judgment.
+    """
+
+    client_submission_id = models.UUIDField(unique=True)
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    choice = models.CharField(max_length=16, choices=Judgment.Choice.choices)
+    judged_at = models.DateTimeField()
+    undone_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"undone {self.choice} by {self.annotator_id} on pair {self.pair_id}"
+
+
+class ImageThumbnail(models.Model):
+    """The screen-sized WebP of a candidate image, made once per source content hash."""
+
+    content_sha256 = models.CharField(max_length=64, unique=True)
+    storage_key = models.CharField(max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.storage_key
+
+
+class InstructionImage(models.Model):
+    """An example image that a queue's instructions show (markdown: ![caption](example:NAME))."""
+
+    queue = models.ForeignKey(
+        LabelingQueue, on_delete=models.CASCADE, related_name="instruction_images"
+    )
+    name = models.SlugField(max_length=64)
+    image = models.ImageField(upload_to="instructions/")
+    caption = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["queue", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "name"], name="instructionimage_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue}: {self.name}"
+
+
+class PairBuild(models.Model):
+    """One request to build pairs into a queue from a campaign's candidates (a `cpu` task)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    queue = models.ForeignKey(LabelingQueue, on_delete=models.CASCADE, related_name="builds")
+    campaign = models.ForeignKey(
+        "generation_workers.Campaign", on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=Pair.Kind.choices)
+    # Validated options of annotation.services.pairs.pairs_build (JSON, small).
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    pairs_created = models.PositiveIntegerField(default=0)
+    pairs_existing = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} pairs from {self.campaign_id} into {self.queue_id}"

@@ -1,3 +1,50 @@
+from django.urls import path
+
+from annotation.apis import images, labeling, manage
+
 app_name = "annotation"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("labeling/queues/", labeling.QueueListApi.as_view(), name="queue-list"),
+    path("labeling/queues/<int:queue_id>/", labeling.QueueDetailApi.as_view(), name="queue"),
+    path("labeling/queues/<int:queue_id>/next/", labeling.NextApi.as_view(), name="next"),
+    path("labeling/queues/<int:queue_id>/submit/", labeling.SubmitApi.as_view(), name="submit"),
+    path(
+        "labeling/queues/<int:queue_id>/heartbeat/",
+        labeling.HeartbeatApi.as_view(),
+        name="heartbeat",
+    ),
+    path("labeling/queues/<int:queue_id>/undo/", labeling.UndoApi.as_view(), name="undo"),
+    path(
+        "labeling/queues/<int:queue_id>/progress/",
+        labeling.ProgressApi.as_view(),
+        name="progress",
+    ),
+    path(
+        "labeling/queues/<int:queue_id>/examples/<slug:name>/",
+        images.ExampleImageApi.as_view(),
+        name="example-image",
+    ),
+    path("labeling/images/<str:token>/", images.ImageApi.as_view(), name="image"),
+    path("labeling/manage/queues/", manage.LeadQueueListApi.as_view(), name="manage-queues"),
+    path(
+        "labeling/manage/queues/<int:queue_id>/pause/",
+        manage.LeadQueuePauseApi.as_view(),
+        name="manage-queue-pause",
+    ),
+    path(
+        "labeling/manage/queues/<int:queue_id>/resume/",
+        manage.LeadQueueResumeApi.as_view(),
+        name="manage-queue-resume",
+    ),
+    path(
+        "labeling/manage/queues/<int:queue_id>/pair-builds/",
+        manage.LeadPairBuildStartApi.as_view(),
+        name="manage-pair-build-start",
+    ),
+    path(
+        "labeling/manage/pair-builds/<int:build_id>/",
+        manage.LeadPairBuildDetailApi.as_view(),
+        name="manage-pair-build",
+    ),
+]

@@ -1,21 +1,66 @@
-"""The demo: accounts and data that show the whole loop that exists so far.
+"""The demo: accounts and data that show the whole loop.
+
+prompts -> procedural images (rendered by the background worker) -> counterfactual pairs in a
+labeling queue -> two simulated annotators ("demo-bot-1/2", agreeing with the intended winner
+90% of the time) leave one judgment per pair for the human demo annotator -> a frozen,
+exported dataset version -> a short reward-model training run on the worker.
 
 Each step calls the owning app's services, exactly as the admin and the API do, and is safe to
 run again (a second `make demo` reuses what the first one made).
 """
 
 import logging
+import random
 import secrets
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from annotation.models import Assignment, LabelingQueue, Pair
+from annotation.services.assignment import pairs_next_for_annotator
+from annotation.services.judgments import judgment_submit
+from annotation.services.pairs import pairs_build
+from annotation.services.queues import labeling_queue_create
+from config.errors import DomainError
 from config.roles import Role, user_create
-from generation_workers.models import PromptSet
+from generation_workers.models import Campaign, PromptSet
+from generation_workers.services.campaigns import campaign_ensure_launched
+from generation_workers.services.configs import generator_config_procedural_ensure
 from generation_workers.services.prompts import prompt_set_create
+from training_bridge.models import DatasetExport, DatasetVersion, TrainingRun
+from training_bridge.services.snapshots import dataset_snapshot
+from training_bridge.services.training import training_run_demo_start
 
 log = logging.getLogger(__name__)
 
 DEMO_ACCOUNTS = [("demo-lead", Role.LEAD), ("demo-annotator", Role.ANNOTATOR), ("demo-ml", Role.ML)]
+DEMO_BOTS = ["demo-bot-1", "demo-bot-2"]
+DEMO_QUEUE = "Demo: which image follows the prompt?"
+DEMO_INSTRUCTIONS = """\
+Pick the image that shows **every spatial relation of the prompt** correctly.
+
+- Look at where the objects are: left/right, above/below, on top of, next to.
+- Choose **tie** if both are equally right, **both wrong** if neither is.
+- Colours and counts matter too; image quality does not.
+"""
+BOT_AGREEMENT = 0.9
+
+DEMO_PROMPT_SPEC = {
+    "size": 40,
+    "seed": 7,
+    "vocabulary": "coco",
+    "templates": ["geneval", "compbench"],
+    "relations": ["left_of", "right_of", "above", "below", "on_top_of", "next_to"],
+    "attributes": {"probability": {"color": 0.4, "size": 0.0}},
+    "counts": {"probability": 0.0},
+    "tiers": {"single": 0.75, "multi": 0.25},
+    "perturbations": {"types": ["swap", "flip", "replace"], "per_prompt": 1},
+    "held_out": {"ratios": {"train": 0.7, "val": 0.15, "test": 0.15}},
+}
+
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -45,20 +90,6 @@ def demo_logins_ensure(*, logins_file: Path) -> list[Login]:
     return logins
 
 
-DEMO_PROMPT_SPEC = {
-    "size": 40,
-    "seed": 7,
-    "vocabulary": "coco",
-    "templates": ["geneval", "compbench"],
-    "relations": ["left_of", "right_of", "above", "below", "on_top_of", "next_to"],
-    "attributes": {"probability": {"color": 0.4, "size": 0.0}},
-    "counts": {"probability": 0.0},
-    "tiers": {"single": 0.75, "multi": 0.25},
-    "perturbations": {"types": ["swap", "flip", "replace"], "per_prompt": 1},
-    "held_out": {"ratios": {"train": 0.7, "val": 0.15, "test": 0.15}},
-}
-
-
 def demo_prompt_set_ensure() -> PromptSet:
     existing = PromptSet.objects.filter(name="demo-prompts", status=PromptSet.Status.READY).first()
     if existing is not None:
@@ -66,8 +97,91 @@ def demo_prompt_set_ensure() -> PromptSet:
     return prompt_set_create(name="demo-prompts", spec=DEMO_PROMPT_SPEC)
 
 
-def demo_seed(*, logins_file: Path) -> list[Login]:
+def _wait(what: str, done: Callable[[], bool], *, timeout: float, say: Say) -> None:
+    deadline = time.monotonic() + timeout
+    say(f"waiting for the worker: {what}")
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the demo worker did not finish {what} in {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def demo_bots_judge(*, queue: LabelingQueue, seed: int = 0) -> int:
+    """Two simulated annotators judge every pair once, through the labeling services."""
+    rng = random.Random(seed)
+    stored = 0
+    for username in DEMO_BOTS:
+        bot = user_create(
+            username=username,
+            password=secrets.token_urlsafe(12),
+            role=Role.ANNOTATOR,
+            exist_ok=True,
+        )
+        while items := pairs_next_for_annotator(user=bot, queue_id=queue.pk, count=10):
+            for item in items:
+                pair = Pair.objects.get(pk=item.pair_id)
+                left = Assignment.objects.get(pair=pair, annotator=bot).left_candidate_id
+                intended_left = pair.intended_winner_id == left
+                agrees = rng.random() < BOT_AGREEMENT
+                choice = "left" if intended_left == agrees else "right"
+                judgment_submit(
+                    user=bot,
+                    queue_id=queue.pk,
+                    pair_id=item.pair_id,
+                    client_submission_id=uuid.uuid4(),
+                    choice=choice,
+                    duration_ms=rng.randint(1500, 6000),
+                )
+                stored += 1
+    return stored
+
+
+def demo_seed(*, logins_file: Path, timeout: float = 600, say: Say = log.info) -> list[Login]:
     logins = demo_logins_ensure(logins_file=logins_file)
     prompt_set = demo_prompt_set_ensure()
+    say(f"prompt set {prompt_set}: {prompt_set.prompt_count} prompts")
+
+    config = generator_config_procedural_ensure(name="demo-procedural", width=256, height=256)
+    campaign = campaign_ensure_launched(
+        name="demo-campaign", prompt_set_id=prompt_set.pk, config_ids=[config.pk]
+    )
+    finished = (Campaign.Status.COMPLETED, Campaign.Status.FAILED, Campaign.Status.CANCELLED)
+    _wait(
+        "rendering the demo images",
+        lambda: Campaign.objects.get(pk=campaign.pk).status in finished,
+        timeout=timeout,
+        say=say,
+    )
+
+    queue = labeling_queue_create(
+        name=DEMO_QUEUE,
+        instructions=DEMO_INSTRUCTIONS,
+        overlap=3,
+        allowed_group_names=[Role.ANNOTATOR.value],
+        exist_ok=True,
+    )
+    built = pairs_build(queue_id=queue.pk, campaign_id=campaign.pk, kind="counterfactual")
+    say(f"labeling queue {queue.name!r}: pairs {built}")
+    say(f"simulated annotators stored {demo_bots_judge(queue=queue)} judgments")
+
+    version = dataset_snapshot(dataset_name="demo", filter_spec={"queues": [queue.name]})
+    _wait(
+        "freezing and exporting the demo dataset",
+        lambda: (
+            DatasetVersion.objects.get(pk=version.pk).status == DatasetVersion.Status.FROZEN
+            and not DatasetExport.objects.filter(version_id=version.pk)
+            .exclude(status__in=[DatasetExport.Status.DONE, DatasetExport.Status.FAILED])
+            .exists()
+        ),
+        timeout=timeout,
+        say=say,
+    )
+    try:
+        run = training_run_demo_start(version_id=version.pk)
+    except DomainError as exc:
+        say(f"training run not started: {exc}")
+    else:
+        state = TrainingRun.objects.get(pk=run.pk).status
+        say(f"training run {run.pk} ({state}) trains on the worker; its curve is in the admin")
     log.info("demo.seed.done accounts=%d prompts=%d", len(logins), prompt_set.prompt_count)
     return logins

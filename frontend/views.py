@@ -1,17 +1,160 @@
-"""Pages: the home page routes each role to its work."""
+"""Pages: the home page routes each role to its work; the labeling page; a lead's queue view.
 
+The labeling page is a shell: the pairs come from the labeling API (annotation/apis), which
+the page's ES modules (static/frontend/label/) call. Nothing rendered here names a model, a
+seed, a prompt's lineage or an intended winner.
+"""
+
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
 
-from annotation.selectors import queues_for_annotator
+from annotation.models import Judgment
+from annotation.selectors import labeling_queue_for_labeling, queues_for_annotator
+from annotation.services.queues import MAX_PREFETCH
+from config.errors import DomainError
 from config.roles import Role, user_has_role
+from frontend.instructions import instructions_render
+from frontend.selectors import dashboard_queues, queue_dashboard
+from generation_workers.spatial.relations import RELATION_IDS, SYNONYMS
+
+# The answers and their keys, as the page shows them (the single source for buttons, the key
+# legend and the key handler). KeyboardEvent.key values; letters match either case.
+CHOICE_KEYS = [
+    {
+        "choice": "left",
+        "label": "Left",
+        "narrow_label": "Top",
+        "keys": [{"key": "1", "hint": "1"}, {"key": "ArrowLeft", "hint": "←"}],
+    },
+    {"choice": "tie", "label": "Tie", "keys": [{"key": "t", "hint": "T"}]},
+    {"choice": "both_wrong", "label": "Both wrong", "keys": [{"key": "b", "hint": "B"}]},
+    {"choice": "skip", "label": "Skip", "keys": [{"key": "s", "hint": "S"}]},
+    {
+        "choice": "right",
+        "label": "Right",
+        "narrow_label": "Bottom",
+        "keys": [{"key": "2", "hint": "2"}, {"key": "ArrowRight", "hint": "→"}],
+    },
+]
+# What is wrong (optional, sent with the next answer); kinds accepted by judgment_submit.
+REASON_TAG_KEYS = [
+    {"tag": "object", "label": "Object wrong", "key": "o"},
+    {"tag": "relation", "label": "Relation wrong", "key": "r"},
+    {"tag": "attribute", "label": "Colour or size wrong", "key": "a"},
+    {"tag": "count", "label": "Count wrong", "key": "c"},
+    {"tag": "quality", "label": "Image quality", "key": "q"},
+    {"tag": "other", "label": "Other", "key": "x"},
+]
+TOOL_KEYS = {"undo": ["u"], "instructions": ["?", "i"]}
+
+
+def _relation_phrases() -> dict[str, list[str]]:
+    """Every English phrase of each canonical relation, for highlighting them in prompts."""
+    phrases: dict[str, list[str]] = {rid: [rid.replace("_", " ")] for rid in RELATION_IDS}
+    for phrase, rid in SYNONYMS.items():
+        if phrase not in phrases[rid]:
+            phrases[rid].append(phrase)
+    return phrases
+
+
+def _unavailable(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return render(
+        request, "frontend/unavailable.html", {"message": exc.detail}, status=exc.status_code
+    )
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     context = {
         "queues": queues_for_annotator(user=request.user),
+        "lead_queues": dashboard_queues(user=request.user),
         "is_staff_role": user_has_role(request.user, Role.LEAD, Role.ML),
     }
     return render(request, "frontend/home.html", context)
+
+
+@login_required
+@ensure_csrf_cookie
+def label(request: HttpRequest, queue_id: int) -> HttpResponse:
+    """The annotator's page for one queue."""
+    try:
+        queue = labeling_queue_for_labeling(queue_id=queue_id, user=request.user)
+    except DomainError as exc:
+        return _unavailable(request, exc)
+    examples = {
+        image.name: reverse(
+            "api:annotation:example-image", kwargs={"queue_id": queue.pk, "name": image.name}
+        )
+        for image in queue.instruction_images.all()
+    }
+
+    def api(name: str) -> str:
+        return reverse(f"api:annotation:{name}", kwargs={"queue_id": queue.pk})
+
+    page_settings = {
+        "user": request.user.pk,
+        "csrf_cookie": settings.CSRF_COOKIE_NAME,
+        "queue": {
+            "id": queue.pk,
+            "prefetch": queue.prefetch,
+            "lease_seconds": queue.lease_seconds,
+            "max_prefetch": MAX_PREFETCH,
+        },
+        "urls": {
+            "next": api("next"),
+            "submit": api("submit"),
+            "heartbeat": api("heartbeat"),
+            "undo": api("undo"),
+            "progress": api("progress"),
+            "login": f"{reverse('frontend:login')}?{urlencode({'next': request.path})}",
+        },
+        "choices": CHOICE_KEYS,
+        "tags": REASON_TAG_KEYS,
+        "tools": TOOL_KEYS,
+        "relations": _relation_phrases(),
+    }
+    context = {
+        "queue": queue,
+        "instructions": instructions_render(markdown=queue.instructions, example_urls=examples),
+        "choices": CHOICE_KEYS,
+        "tags": REASON_TAG_KEYS,
+        "label_settings": page_settings,
+    }
+    return render(request, "frontend/label.html", context)
+
+
+@login_required
+def queue_dashboard_page(request: HttpRequest, queue_id: int) -> HttpResponse:
+    """A lead's view of one queue: progress, throughput, annotators, agreement."""
+    try:
+        dashboard = queue_dashboard(user=request.user, queue_id=queue_id)
+    except DomainError as exc:
+        return _unavailable(request, exc)
+    peak = max((h.judgments for h in dashboard.hours), default=0)
+    context = {
+        "d": dashboard,
+        "peak": peak,
+        "choices": [
+            {"choice": c, "label": Judgment.Choice(c).label.capitalize(), "n": n}
+            for c, n in dashboard.choices.items()
+        ],
+        "bars": [
+            {
+                "hour": h.hour,
+                "n": h.judgments,
+                "height": height,
+                "y": 64 - height,
+                "x": i * 14,
+            }
+            for i, (h, height) in enumerate(
+                (h, round(60 * h.judgments / peak) if peak else 0) for h in dashboard.hours
+            )
+        ],
+    }
+    return render(request, "frontend/queue_dashboard.html", context)

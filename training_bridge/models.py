@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Pair
-from generation_workers.models import Candidate, Split
+from generation_workers.models import Candidate, Prompt, Split
 
 
 class Dataset(models.Model):
@@ -55,6 +55,8 @@ class DatasetVersion(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     frozen_at = models.DateTimeField(null=True, blank=True)
+    # The freeze run that owns the version while it is freezing; a redelivered task takes over.
+    freeze_token = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["dataset", "-number"]
@@ -77,7 +79,13 @@ class DatasetVersion(models.Model):
 
 
 class DatasetRecord(models.Model):
-    """One pair's aggregated label inside a version; never updated once the version is frozen."""
+    """One pair's aggregated label inside a version; never updated once the version is frozen.
+
+    The record is a snapshot: `canonical` holds the whole canonical JSON line (prompt text and
+    structure, candidates, label, votes, split, lineage), so exports never read the live
+    pairs, prompts or judgments again. `position` is the record's place in the canonical order.
+    On PostgreSQL a trigger refuses any insert, update or delete of a frozen version's records.
+    """
 
     class Label(models.TextChoices):
         A = "a", "candidate a preferred"
@@ -94,11 +102,22 @@ class DatasetRecord(models.Model):
     intended_winner = models.ForeignKey(
         Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    position = models.PositiveIntegerField(default=0)
+    prompt = models.ForeignKey(
+        Prompt, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    group_key = models.CharField(max_length=64, blank=True, default="")
+    image_a_key = models.CharField(max_length=255, blank=True, default="")
+    image_b_key = models.CharField(max_length=255, blank=True, default="")
+    canonical = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["version", "pair"]
         constraints = [
             models.UniqueConstraint(fields=["version", "pair"], name="datasetrecord_unique_pair"),
+            models.UniqueConstraint(
+                fields=["version", "position"], name="datasetrecord_unique_position"
+            ),
             models.CheckConstraint(
                 condition=Q(agreement__gte=0) & Q(agreement__lte=1),
                 name="datasetrecord_agreement_range",
@@ -128,10 +147,14 @@ class DatasetExport(models.Model):
     include_images = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     records_done = models.PositiveIntegerField(default=0)
+    records_total = models.PositiveIntegerField(default=0)
     artifacts = models.JSONField(default=list, blank=True, help_text="[{key, size, sha256}]")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The run that owns the export while it is running; a redelivered task takes over.
+    run_token = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -172,6 +195,15 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Asked from the admin, the API or the command; the worker stops the trainer and records
+    # `cancelled` (a queued run is cancelled at once).
+    cancel_requested = models.BooleanField(default=False)
+    # The execution that owns the run while it runs; only its writes count.
+    run_token = models.UUIDField(null=True, blank=True, editable=False)
+    worker = models.CharField(max_length=255, blank=True, help_text="host and pid of the run.")
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    epoch = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -185,7 +217,18 @@ class TrainingRun(models.Model):
             models.UniqueConstraint(
                 fields=["dataset_version", "config_hash", "attempt"],
                 name="trainingrun_unique_attempt",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
+                name="trainingrun_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running"]) | Q(finished_at__isnull=False),
+                name="trainingrun_finished_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="trainingrun_heartbeat_idx")
         ]
 
     def __str__(self) -> str:
@@ -209,6 +252,8 @@ class TrainingMetric(models.Model):
                 fields=["run", "name", "step"], name="trainingmetric_unique_point"
             )
         ]
+        # the admin's live charts poll for the points after the last id they have
+        indexes = [models.Index(fields=["run", "id"], name="trainingmetric_run_id_idx")]
 
     def __str__(self) -> str:
         return f"{self.name}@{self.step}={self.value:g}"

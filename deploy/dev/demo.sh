@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
-# `make demo`: SQLite, local files, the filesystem broker; seeds demo data, then serves
-# http://127.0.0.1:8000 with a Celery worker beside it (deploy/Procfile.demo, run by honcho).
+# `make demo`: SQLite, local files and kombu's filesystem broker (no service needed). Starts
+# the Celery worker in the background, seeds the demo through it (prompts, images, pairs,
+# a frozen and exported dataset, a short training run), then serves http://127.0.0.1:8000.
+# The same two processes are in deploy/Procfile.demo for honcho.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-mkdir -p var/broker/queue var/broker/processed var/broker/control
+mkdir -p var/broker/queue var/broker/processed var/broker/control var/log
 export DJANGO_DEBUG="${DJANGO_DEBUG:-0}"
 export CELERY_BROKER_URL="filesystem://"
 export STORAGE_BACKEND="local"
 unset DATABASE_URL  # the embedded default: var/db.sqlite3
-# The worker must be up before seeding queues work for it; honcho starts both, seeding waits.
+
 .venv/bin/python manage.py migrate --noinput -v0
 .venv/bin/python manage.py collectstatic --noinput -v0
+
+pidfile=var/demo-worker.pid
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  kill "$(cat "$pidfile")" && sleep 2
+fi
+.venv/bin/celery -A config worker -Q gpu,cpu,training --concurrency 2 --hostname demo@%h \
+  --detach --pidfile="$pidfile" --logfile=var/log/demo-worker.log --loglevel INFO
+stop_worker() { [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; }
+trap stop_worker EXIT
+
 .venv/bin/python manage.py seed_demo --logins var/demo-logins.txt
 echo
 echo "SpatialPrefs demo: http://127.0.0.1:8000   (admin: http://127.0.0.1:8000/admin/)"
-cat var/demo-logins.txt
-echo "Stop with Ctrl-C."
+echo "Logins (role, user, password):"
+sed 's/^login: /  /' var/demo-logins.txt
+echo "The worker logs to var/log/demo-worker.log. Stop with Ctrl-C."
 echo
-exec .venv/bin/honcho -f deploy/Procfile.demo -d . start
+.venv/bin/gunicorn config.wsgi --bind 127.0.0.1:8000 --workers 2 --threads 4 \
+  --access-logfile - --error-logfile -

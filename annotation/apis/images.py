@@ -1,0 +1,81 @@
+"""Image views: candidate images by opaque token, and queues' example images.
+
+With local storage the bytes come from here (authenticated); with S3 these views redirect to
+a presigned URL valid for hours. Browsers ask for images with Accept: image/*, so content
+negotiation falls back to JSON only for the error body.
+"""
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from annotation.apis.auth import LABELING_AUTHENTICATION
+from annotation.models import InstructionImage
+from annotation.selectors import labeling_queue_for_labeling
+from annotation.serializers import ErrorSerializer
+from annotation.services.images import (
+    IMAGE_URL_SECONDS,
+    image_source_for,
+    image_token_resolve,
+    storage_presigns,
+    thumbnail_ensure,
+)
+from config.errors import NotFound
+
+_IMAGE_RESPONSES = {
+    (200, "image/webp"): OpenApiResponse(OpenApiTypes.BINARY, description="The image."),
+    302: OpenApiResponse(description="Redirect to a presigned URL (S3 storage)."),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown, foreign or expired link."),
+}
+
+
+def _serve(key: str, content_type: str) -> HttpResponseBase:
+    if storage_presigns():
+        return HttpResponseRedirect(default_storage.url(key, expire=IMAGE_URL_SECONDS))
+    response = FileResponse(default_storage.open(key, "rb"), content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+class _ImageView(APIView):
+    authentication_classes = LABELING_AUTHENTICATION
+
+    def perform_content_negotiation(self, request, force=False):
+        return super().perform_content_negotiation(request, force=True)
+
+
+class ImageApi(_ImageView):
+    @extend_schema(operation_id="labeling_image", responses=_IMAGE_RESPONSES)
+    def get(self, request: Request, token: str) -> HttpResponseBase:
+        sha = image_token_resolve(user=request.user, token=token)
+        source = image_source_for(content_sha256=sha)
+        thumb = thumbnail_ensure(content_sha256=sha, storage_key=source.storage_key)
+        return _serve(thumb.storage_key, "image/webp")
+
+
+def example_image_url(image: InstructionImage) -> str:
+    return reverse(
+        "api:annotation:example-image", kwargs={"queue_id": image.queue_id, "name": image.name}
+    )
+
+
+class ExampleImageApi(_ImageView):
+    @extend_schema(
+        operation_id="labeling_example_image",
+        responses={
+            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The image."),
+            302: OpenApiResponse(description="Redirect to a presigned URL (S3 storage)."),
+            404: OpenApiResponse(ErrorSerializer, description="No such example image."),
+        },
+    )
+    def get(self, request: Request, queue_id: int, name: str) -> HttpResponseBase:
+        queue = labeling_queue_for_labeling(queue_id=queue_id, user=request.user)
+        image = InstructionImage.objects.filter(queue=queue, name=name).first()
+        if image is None:
+            raise NotFound(f"this queue has no example image {name!r}", field="name")
+        kind = image.image.name.rsplit(".", 1)[-1].lower()
+        return _serve(image.image.name, f"image/{'jpeg' if kind == 'jpg' else kind}")

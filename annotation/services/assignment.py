@@ -1,0 +1,404 @@
+"""The assignment hot path: leasing pairs to annotators, heartbeats, and expiry.
+
+Rules (issue 5): `next` returns up to N pairs leased to the annotator, the ones they already
+hold first; never a pair they judged, skipped or hold; never more open leases plus judgments
+than the pair's overlap (a database constraint); higher priority first, then pairs closest to
+completion, then the oldest. Leases expire; a heartbeat renews them; expired leases go back to
+the pool.
+
+On PostgreSQL each call is one prepared statement (pg_statements.py). Elsewhere (the SQLite
+demo) the same rules run through the ORM inside one transaction; SQLite serialises writers.
+The setting LABELING_ENGINE ("sql" or "orm") forces one path (the tests run both).
+"""
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from annotation.models import Assignment, ImageThumbnail, LabelingQueue, Pair
+from annotation.selectors import labeling_queue_for_labeling
+from annotation.services import pg_statements
+from annotation.services.images import ImageSource
+from annotation.services.queues import MAX_PREFETCH
+from config.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+# How many started pairs `next` looks at before falling back to fresh ones. It bounds the
+# work per request whatever the annotator's history (their judged pairs sit at the front of
+# the serving order while they wait for other annotators); a short answer triggers an exact
+# scan, so no pair is ever hidden from someone who may take it.
+OPEN_WINDOW = 32
+# Expired leases are swept at most this often per process (and always when `next` comes up
+# short), so the sweep costs nothing on most requests.
+RECLAIM_EVERY_SECONDS = 5.0
+RECLAIM_BATCH = 500
+NEXT_ATTEMPTS = 3
+MAX_HEARTBEAT_PAIRS = 50
+MAX_KNOWN = 100
+
+PREFETCH_CACHE_SECONDS = 30.0
+
+_last_reclaim = 0.0
+_prefetch_cache: dict[int, tuple[int, float]] = {}
+
+
+@dataclass(frozen=True)
+class LeasedItem:
+    pair_id: int
+    expires_at: datetime
+    prompt_text: str
+    prompt_structure: dict
+    left: ImageSource
+    right: ImageSource
+
+
+def engine_uses_sql() -> bool:
+    engine = getattr(settings, "LABELING_ENGINE", None)
+    if engine == "orm":
+        return False
+    return pg_statements.statements_available()
+
+
+def _check_count(count: int | None) -> int | None:
+    if count is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PREFETCH:
+        raise ValidationFailed(f"count must be between 1 and {MAX_PREFETCH}", field="count")
+    return count
+
+
+def _item_from_row(row: tuple) -> LeasedItem:
+    pair_id, expires_at, text, structure, lsha, lkey, lthumb, rsha, rkey, rthumb = row
+    if isinstance(structure, str):  # jsonb arrives as text on Django's connection
+        structure = json.loads(structure)
+    return LeasedItem(
+        pair_id=pair_id,
+        expires_at=expires_at,
+        prompt_text=text,
+        prompt_structure=structure or {},
+        left=ImageSource(content_sha256=lsha, storage_key=lkey, thumbnail_key=lthumb),
+        right=ImageSource(content_sha256=rsha, storage_key=rkey, thumbnail_key=rthumb),
+    )
+
+
+@dataclass(frozen=True)
+class NextResult:
+    items: list[LeasedItem]  # held pairs (except the known ones) first, then new ones
+    known_held: list[int]  # the known pairs this annotator still holds
+
+
+def _check_known(known: object) -> list[int]:
+    if known is None:
+        return []
+    if (
+        not isinstance(known, list)
+        or len(known) > MAX_KNOWN
+        or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in known)
+    ):
+        raise ValidationFailed(
+            f"known must be a list of at most {MAX_KNOWN} pair ids", field="known"
+        )
+    return known
+
+
+def pairs_next_for_annotator(
+    *, user: AbstractBaseUser, queue_id: int, count: int | None = None
+) -> list[LeasedItem]:
+    """Up to `count` (default: the queue's prefetch) pairs leased to `user`, held ones first.
+
+    Calling it again returns the same held leases (a reload or a retried request never takes
+    more); an empty list means nothing is available to this annotator now.
+    """
+    return pairs_next_for_client(user=user, queue_id=queue_id, count=count).items
+
+
+def pairs_next_for_client(
+    *, user: AbstractBaseUser, queue_id: int, count: int | None = None, known: object = None
+) -> NextResult:
+    """`pairs_next_for_annotator` for a client that already has some pairs: those in `known`
+    still count towards `count` but come back as ids in `known_held` (or not at all, when the
+    lease is gone) instead of whole items (the API's `next`)."""
+    count = _check_count(count)
+    known = _check_known(known)
+    if not engine_uses_sql():
+        return _next_orm(user=user, queue_id=queue_id, count=count, known=known)
+    if count is None:
+        count = _queue_prefetch(queue_id=queue_id)
+        if count is None:
+            labeling_queue_for_labeling(queue_id=queue_id, user=user)  # raises the 404
+    _reclaim_if_due()
+    params = {"queue": queue_id, "user": user.pk, "known": known}
+    rows = _next_run(pg_statements.next_sql(count=count, window=OPEN_WINDOW), params)
+    if not rows or not rows[0][0]:
+        labeling_queue_for_labeling(queue_id=queue_id, user=user)  # raises the precise 4xx
+        return NextResult(items=[], known_held=[])
+    if rows[0][1] < count:
+        # Short: expired leases may be holding slots, or the window held only pairs this
+        # annotator cannot take. Sweep, then scan every started pair.
+        leases_reclaim_expired()
+        rows = _next_run(pg_statements.next_sql(count=count, window=None), params)
+    new = sum(1 for row in rows if row[3])
+    if new:
+        log.debug("labeling.lease.granted queue=%s user=%s n=%d", queue_id, user.pk, new)
+    return NextResult(
+        items=[_item_from_row(row[4:]) for row in rows if row[4] is not None],
+        known_held=list(rows[0][2] or []),
+    )
+
+
+def _next_run(sql: str, params: dict) -> list[tuple]:
+    """Run a `next` statement; a race the constraints refused is undone whole and retried."""
+    for attempt in range(NEXT_ATTEMPTS):
+        try:
+            return pg_statements.statement_run(sql, params, durable=False)
+        except IntegrityError:
+            if attempt + 1 == NEXT_ATTEMPTS:
+                raise
+            log.warning("labeling.lease.retry user=%s", params["user"])
+    return []
+
+
+def _queue_prefetch(*, queue_id: int) -> int | None:
+    """The queue's prefetch, cached briefly per process (it changes rarely; access is always
+    checked by the statement itself)."""
+    now = time.monotonic()
+    cached = _prefetch_cache.get(queue_id)
+    if cached is not None and now - cached[1] < PREFETCH_CACHE_SECONDS:
+        return cached[0]
+    prefetch = LabelingQueue.objects.filter(pk=queue_id).values_list("prefetch", flat=True).first()
+    if prefetch is not None:
+        _prefetch_cache[queue_id] = (prefetch, now)
+    return prefetch
+
+
+def _reclaim_if_due() -> None:
+    global _last_reclaim
+    now = time.monotonic()
+    if now - _last_reclaim >= RECLAIM_EVERY_SECONDS:
+        _last_reclaim = now
+        leases_reclaim_expired()
+
+
+def leases_reclaim_expired(*, limit: int = RECLAIM_BATCH) -> int:
+    """Mark leases past their expiry as expired and free their pairs' slots. Returns how many."""
+    if engine_uses_sql():
+        expired, _ = pg_statements.statement_run(
+            pg_statements.reclaim_sql(limit=limit), {}, durable=False
+        )[0]
+    else:
+        expired = _reclaim_orm(limit=limit)
+    if expired:
+        log.info("labeling.lease.expired n=%d", expired)
+    return expired
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    renewed: dict[int, datetime]
+    lost: list[int]
+
+
+def leases_heartbeat(*, user: AbstractBaseUser, queue_id: int, pair_ids: object) -> HeartbeatResult:
+    """Renew this annotator's leases on pairs still on screen.
+
+    `lost`: pairs they no longer hold (expired and swept, submitted, or never theirs). A lease
+    past its expiry that the sweep has not released yet still holds its slot, so it is renewed.
+    A lease that a concurrent sweep or submit has locked is in neither list.
+    """
+    if (
+        not isinstance(pair_ids, list)
+        or not 1 <= len(pair_ids) <= MAX_HEARTBEAT_PAIRS
+        or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pair_ids)
+    ):
+        raise ValidationFailed(
+            f"pairs must be a list of 1 to {MAX_HEARTBEAT_PAIRS} pair ids", field="pairs"
+        )
+    pair_ids = sorted(set(pair_ids))
+    if not engine_uses_sql():
+        return _heartbeat_orm(user=user, queue_id=queue_id, pair_ids=pair_ids)
+    rows = pg_statements.statement_run(
+        pg_statements.HEARTBEAT_SQL,
+        {"queue": queue_id, "user": user.pk, "pairs": pair_ids},
+        durable=False,
+    )
+    if not rows or not rows[0][0]:
+        labeling_queue_for_labeling(queue_id=queue_id, user=user)
+        return HeartbeatResult(renewed={}, lost=pair_ids)
+    renewed = {pid: exp for _, pid, exp in rows if pid is not None and exp is not None}
+    held = {pid for _, pid, _ in rows if pid is not None}
+    return HeartbeatResult(renewed=renewed, lost=[p for p in pair_ids if p not in held])
+
+
+def leased_items(*, user: AbstractBaseUser, pair_ids: list[int]) -> list[LeasedItem]:
+    """The items of this annotator's active leases on these pairs (as `next` shows them)."""
+    if engine_uses_sql():
+        rows = pg_statements.statement_run(
+            pg_statements.ITEMS_SQL, {"user": user.pk, "pairs": list(pair_ids)}
+        )
+        return [_item_from_row(row) for row in rows]
+    leases = (
+        Assignment.objects.filter(
+            annotator=user, pair_id__in=pair_ids, status=Assignment.Status.ACTIVE
+        )
+        .select_related("pair__prompt", "pair__candidate_a", "pair__candidate_b", "left_candidate")
+        .order_by("leased_at", "pair_id")
+    )
+    return _items_orm(list(leases))
+
+
+# --- The portable path (SQLite demo; LABELING_ENGINE="orm") --------------------------------
+
+
+def _items_orm(leases: list[Assignment]) -> list[LeasedItem]:
+    shas = set()
+    for lease in leases:
+        shas.update({lease.pair.candidate_a.content_sha256, lease.pair.candidate_b.content_sha256})
+    thumbs = dict(
+        ImageThumbnail.objects.filter(content_sha256__in=shas).values_list(
+            "content_sha256", "storage_key"
+        )
+    )
+    items = []
+    for lease in leases:
+        pair = lease.pair
+        left = lease.left_candidate
+        right = pair.candidate_b if left.pk == pair.candidate_a_id else pair.candidate_a
+        items.append(
+            LeasedItem(
+                pair_id=pair.pk,
+                expires_at=lease.expires_at,
+                prompt_text=pair.prompt.text,
+                prompt_structure=pair.prompt.structure or {},
+                left=ImageSource(
+                    left.content_sha256, left.storage_key, thumbs.get(left.content_sha256)
+                ),
+                right=ImageSource(
+                    right.content_sha256, right.storage_key, thumbs.get(right.content_sha256)
+                ),
+            )
+        )
+    return items
+
+
+def _open_q() -> Q:
+    return Q(judgments_count__lt=F("judgments_needed") - F("reserved_count"))
+
+
+def _next_orm(
+    *, user: AbstractBaseUser, queue_id: int, count: int | None, known: list[int]
+) -> NextResult:
+    queue = labeling_queue_for_labeling(queue_id=queue_id, user=user)
+    count = count or queue.prefetch
+    _reclaim_orm(limit=RECLAIM_BATCH)
+    now = timezone.now()
+    with transaction.atomic():
+        held = list(
+            Assignment.objects.filter(
+                annotator=user,
+                status=Assignment.Status.ACTIVE,
+                expires_at__gt=now,
+                pair__queue_id=queue.pk,
+            ).order_by("leased_at", "pair_id")[:count]
+        )
+        want = count - len(held)
+        chosen: list[Pair] = []
+        if want > 0:
+            mine = Assignment.objects.filter(annotator=user).exclude(
+                status=Assignment.Status.EXPIRED
+            )
+            started = list(
+                Pair.objects.filter(_open_q(), queue_id=queue.pk, fresh=False)
+                .exclude(pk__in=mine.values("pair_id"))
+                .order_by("-priority", "-judgments_count", "id")
+                .select_for_update(skip_locked=True, of=("self",))[:want]
+            )
+            fresh = list(
+                Pair.objects.filter(queue_id=queue.pk, fresh=True)
+                .order_by("-priority", "id")
+                .select_for_update(skip_locked=True, of=("self",))[:want]
+            )
+            chosen = sorted(started + fresh, key=lambda p: (-p.priority, -p.judgments_count, p.pk))[
+                :want
+            ]
+        expires = now + timedelta(seconds=queue.lease_seconds)
+        for pair in chosen:
+            left = random.choice([pair.candidate_a_id, pair.candidate_b_id])  # noqa: S311
+            lease, created = Assignment.objects.get_or_create(
+                pair=pair,
+                annotator=user,
+                defaults={"left_candidate_id": left, "leased_at": now, "expires_at": expires},
+            )
+            if not created:
+                if lease.status != Assignment.Status.EXPIRED:
+                    continue
+                Assignment.objects.filter(pk=lease.pk).update(
+                    status=Assignment.Status.ACTIVE, leased_at=now, expires_at=expires
+                )
+            Pair.objects.filter(pk=pair.pk).update(
+                reserved_count=F("reserved_count") + 1, fresh=False
+            )
+            held.append(Assignment(pk=lease.pk, pair=pair, annotator=user))
+        pair_ids = [lease.pair_id for lease in held]
+    order = {pid: i for i, pid in enumerate(pair_ids)}
+    leases = list(
+        Assignment.objects.filter(
+            annotator=user, pair_id__in=pair_ids, status=Assignment.Status.ACTIVE
+        ).select_related("pair__prompt", "pair__candidate_a", "pair__candidate_b", "left_candidate")
+    )
+    leases.sort(key=lambda a: order[a.pair_id])
+    known_set = set(known)
+    return NextResult(
+        items=_items_orm([a for a in leases if a.pair_id not in known_set]),
+        known_held=[a.pair_id for a in leases if a.pair_id in known_set],
+    )
+
+
+def _reclaim_orm(*, limit: int) -> int:
+    now = timezone.now()
+    expired = 0
+    with transaction.atomic():
+        due = list(
+            Assignment.objects.filter(status=Assignment.Status.ACTIVE, expires_at__lt=now)
+            .order_by("expires_at")
+            .values_list("pair_id", flat=True)[:limit]
+        )
+        for pair in Pair.objects.filter(pk__in=set(due)).select_for_update(skip_locked=True):
+            n = Assignment.objects.filter(
+                pair=pair, status=Assignment.Status.ACTIVE, expires_at__lt=now
+            ).update(status=Assignment.Status.EXPIRED)
+            if n:
+                Pair.objects.filter(pk=pair.pk).update(reserved_count=F("reserved_count") - n)
+                expired += n
+    return expired
+
+
+def _heartbeat_orm(
+    *, user: AbstractBaseUser, queue_id: int, pair_ids: list[int]
+) -> HeartbeatResult:
+    queue: LabelingQueue = labeling_queue_for_labeling(queue_id=queue_id, user=user)
+    now = timezone.now()
+    expires = now + timedelta(seconds=queue.lease_seconds)
+    with transaction.atomic():
+        mine = Assignment.objects.filter(
+            annotator=user,
+            pair_id__in=pair_ids,
+            pair__queue_id=queue.pk,
+            status=Assignment.Status.ACTIVE,
+        )
+        held = set(mine.values_list("pair_id", flat=True))
+        Assignment.objects.filter(
+            pk__in=list(mine.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        ).update(expires_at=expires)
+    return HeartbeatResult(
+        renewed={pid: expires for pid in held}, lost=[p for p in pair_ids if p not in held]
+    )

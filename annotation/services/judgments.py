@@ -1,0 +1,381 @@
+"""Judgments: the idempotent submit and the undo of the last answer.
+
+Submit rules (issue 5): the same client submission id returns the stored judgment, never a
+second row; the side shown is mapped to the candidate through the stored presentation order;
+a submit for a full pair, or without a lease that can still be honoured, is a 409; skips are
+stored (the annotator never sees the pair again) but do not count towards the overlap.
+"""
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from annotation.models import Assignment, Judgment, Pair, UndoneJudgment
+from annotation.selectors import labeling_queue_for_labeling
+from annotation.services import pg_statements
+from annotation.services.assignment import LeasedItem, engine_uses_sql, leased_items
+from config.errors import Conflict, NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+CHOICES = tuple(Judgment.Choice.values)
+# What an annotator can say is wrong: an object or a relation of the prompt (by its id or
+# index in the prompt's structure), an attribute, a count, the image itself, or other.
+REASON_TAG_KINDS = ("object", "relation", "attribute", "count", "quality", "other")
+_REASON_TAG = re.compile(r"^(?P<kind>[a-z]+)(?::(?P<ref>[A-Za-z0-9_.\-]{1,48}))?$")
+MAX_REASON_TAGS = 16
+MAX_DURATION_MS = 24 * 3600 * 1000
+SUBMIT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class StoredJudgment:
+    pair_id: int
+    client_submission_id: uuid.UUID
+    choice: str
+    reason_tags: list[str]
+    duration_ms: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    judgment: StoredJudgment
+    replayed: bool
+
+
+def judgment_input_check(
+    *,
+    pair_id: object,
+    client_submission_id: object,
+    choice: object,
+    reason_tags: object,
+    duration_ms: object,
+) -> tuple[int, uuid.UUID, str, list[str], int | None]:
+    """Validate a submit's fields; a ValidationFailed names the first bad one."""
+    if isinstance(pair_id, bool) or not isinstance(pair_id, int) or pair_id < 1:
+        raise ValidationFailed("pair must be a pair id", field="pair")
+    if client_submission_id in (None, ""):
+        raise ValidationFailed(
+            "client_submission_id is required (a UUID made once per answer)",
+            field="client_submission_id",
+        )
+    try:
+        sid = (
+            client_submission_id
+            if isinstance(client_submission_id, uuid.UUID)
+            else uuid.UUID(str(client_submission_id))
+        )
+    except ValueError:
+        raise ValidationFailed(
+            "client_submission_id must be a UUID", field="client_submission_id"
+        ) from None
+    if choice not in CHOICES:
+        raise ValidationFailed(f"choice must be one of {', '.join(CHOICES)}", field="choice")
+    tags = reason_tags if reason_tags is not None else []
+    if not isinstance(tags, list) or len(tags) > MAX_REASON_TAGS:
+        raise ValidationFailed(
+            f"reason_tags must be a list of at most {MAX_REASON_TAGS} tags", field="reason_tags"
+        )
+    for tag in tags:
+        match = _REASON_TAG.match(tag) if isinstance(tag, str) else None
+        if match is None or match["kind"] not in REASON_TAG_KINDS:
+            raise ValidationFailed(
+                f"reason tag {tag!r} is not KIND or KIND:REF with KIND one of "
+                f"{', '.join(REASON_TAG_KINDS)}",
+                field="reason_tags",
+            )
+    if duration_ms is not None and (
+        isinstance(duration_ms, bool)
+        or not isinstance(duration_ms, int)
+        or not 0 <= duration_ms <= MAX_DURATION_MS
+    ):
+        raise ValidationFailed(
+            f"duration_ms must be an integer from 0 to {MAX_DURATION_MS}", field="duration_ms"
+        )
+    return pair_id, sid, choice, list(dict.fromkeys(tags)), duration_ms
+
+
+def judgment_submit(
+    *,
+    user: AbstractBaseUser,
+    queue_id: int,
+    pair_id: int,
+    client_submission_id: uuid.UUID | str,
+    choice: str,
+    reason_tags: list[str] | None = None,
+    duration_ms: int | None = None,
+) -> SubmitResult:
+    """Store an annotator's answer on a pair they hold, once per client submission id."""
+    pair_id, sid, choice, tags, duration_ms = judgment_input_check(
+        pair_id=pair_id,
+        client_submission_id=client_submission_id,
+        choice=choice,
+        reason_tags=reason_tags,
+        duration_ms=duration_ms,
+    )
+    if not engine_uses_sql():
+        return _submit_orm(
+            user=user,
+            queue_id=queue_id,
+            pair_id=pair_id,
+            sid=sid,
+            choice=choice,
+            tags=tags,
+            duration_ms=duration_ms,
+        )
+    params = {
+        "queue": queue_id,
+        "user": user.pk,
+        "pair": pair_id,
+        "sid": sid,
+        "choice": choice,
+        "tags": Jsonb(tags),
+        "duration": duration_ms,
+    }
+    for attempt in range(SUBMIT_ATTEMPTS):
+        try:
+            row = pg_statements.statement_run(pg_statements.SUBMIT_SQL, params)[0]
+        except IntegrityError:
+            # Undone as a whole: the submission id is in use, or the pair moved under us.
+            # Looking again sees which (a replay, a 409, or a clean retry).
+            log.warning("labeling.judgment.retry pair=%s user=%s why=integrity", pair_id, user.pk)
+            if attempt + 1 == SUBMIT_ATTEMPTS:
+                return _replay(user=user, pair_id=pair_id, sid=sid, judged_already=True)
+            continue
+        (
+            replay,
+            pair_found,
+            allowed,
+            queue_status,
+            lease_status,
+            _leases,
+            judgment_id,
+            created_at,
+            _count_after,
+            count_before,
+            needed,
+        ) = row
+        if replay:
+            return _replay(user=user, pair_id=pair_id, sid=sid)
+        if not pair_found or not allowed or queue_status != "active":
+            labeling_queue_for_labeling(queue_id=queue_id, user=user)  # 404 / 403 / 409 paused
+            raise NotFound(f"pair {pair_id} is not in this queue", field="pair")
+        if judgment_id is not None:
+            log.debug(
+                "labeling.judgment.stored pair=%s user=%s choice=%s", pair_id, user.pk, choice
+            )
+            return SubmitResult(
+                judgment=StoredJudgment(pair_id, sid, choice, tags, duration_ms, created_at),
+                replayed=False,
+            )
+        if lease_status == "submitted":
+            return _replay(user=user, pair_id=pair_id, sid=sid, judged_already=True)
+        if lease_status == "active":
+            # An active lease always holds a reserved slot; refusing it means the counters
+            # disagree with the leases, which the constraints should make impossible.
+            log.error("labeling.judgment.refused_active_lease pair=%s user=%s", pair_id, user.pk)
+        break
+    raise _no_lease(lease_status=lease_status, full=count_before >= needed)
+
+
+def _no_lease(*, lease_status: str | None, full: bool) -> Conflict:
+    if full:
+        return Conflict(
+            "this pair has all the judgments it needs", field="pair", code="pair_complete"
+        )
+    if lease_status == "expired":
+        return Conflict(
+            "your lease on this pair ran out and its slot went to someone else; ask for next",
+            field="pair",
+            code="lease_expired",
+        )
+    return Conflict("you hold no lease on this pair; ask for next", field="pair", code="no_lease")
+
+
+def _replay(
+    *, user: AbstractBaseUser, pair_id: int, sid: uuid.UUID, judged_already: bool = False
+) -> SubmitResult:
+    """The stored answer of a submission id seen before (200), or why it cannot be (409)."""
+    if pg_statements.statements_available():
+        rows = pg_statements.statement_run(pg_statements.SUBMISSION_SQL, {"sid": sid})
+    else:
+        stored = Judgment.objects.filter(client_submission_id=sid).values_list(
+            "pair_id", "annotator_id", "choice", "reason_tags", "duration_ms", "created_at"
+        )
+        undone = UndoneJudgment.objects.filter(client_submission_id=sid).values_list(
+            "pair_id", "annotator_id", "choice", "judged_at"
+        )
+        rows = [(*row, False) for row in stored] + [
+            (pair, annotator, choice, None, None, judged_at, True)
+            for pair, annotator, choice, judged_at in undone
+        ]
+    if not rows:
+        if judged_already:
+            raise Conflict("you judged this pair already", field="pair", code="already_judged")
+        raise Conflict("this submission could not be stored", field="client_submission_id")
+    stored_pair, annotator_id, choice, tags, duration_ms, created_at, undone = rows[0]
+    if isinstance(tags, str):  # jsonb arrives as text on Django's connection
+        tags = json.loads(tags)
+    if annotator_id != user.pk or stored_pair != pair_id:
+        raise Conflict(
+            "this client_submission_id belongs to another submission; make a new one per answer",
+            field="client_submission_id",
+            code="submission_id_reused",
+        )
+    if undone:
+        raise Conflict(
+            "this submission was undone; answer again with a new client_submission_id",
+            field="client_submission_id",
+            code="submission_undone",
+        )
+    return SubmitResult(
+        judgment=StoredJudgment(stored_pair, sid, choice, tags or [], duration_ms, created_at),
+        replayed=True,
+    )
+
+
+def _submit_orm(
+    *,
+    user: AbstractBaseUser,
+    queue_id: int,
+    pair_id: int,
+    sid: uuid.UUID,
+    choice: str,
+    tags: list[str],
+    duration_ms: int | None,
+) -> SubmitResult:
+    if (
+        Judgment.objects.filter(client_submission_id=sid).exists()
+        or UndoneJudgment.objects.filter(client_submission_id=sid).exists()
+    ):
+        return _replay(user=user, pair_id=pair_id, sid=sid)
+    labeling_queue_for_labeling(queue_id=queue_id, user=user)
+    try:
+        with transaction.atomic():
+            pair = Pair.objects.select_for_update().filter(pk=pair_id, queue_id=queue_id).first()
+            if pair is None:
+                raise NotFound(f"pair {pair_id} is not in this queue", field="pair")
+            lease = Assignment.objects.select_for_update().filter(pair=pair, annotator=user).first()
+            status = lease.status if lease else None
+            if status == Assignment.Status.SUBMITTED:
+                return _replay(user=user, pair_id=pair_id, sid=sid, judged_already=True)
+            free = pair.judgments_count < pair.judgments_needed - pair.reserved_count
+            if status != Assignment.Status.ACTIVE and not (
+                status == Assignment.Status.EXPIRED and free
+            ):
+                raise _no_lease(
+                    lease_status=status, full=pair.judgments_count >= pair.judgments_needed
+                )
+            if choice == "left":
+                winner = lease.left_candidate_id
+            elif choice == "right":
+                winner = (
+                    pair.candidate_b_id
+                    if lease.left_candidate_id == pair.candidate_a_id
+                    else pair.candidate_a_id
+                )
+            else:
+                winner = None
+            judgment = Judgment.objects.create(
+                pair=pair,
+                annotator=user,
+                client_submission_id=sid,
+                left_candidate_id=lease.left_candidate_id,
+                choice=choice,
+                winner_id=winner,
+                reason_tags=tags,
+                duration_ms=duration_ms,
+            )
+            Assignment.objects.filter(pk=lease.pk).update(status=Assignment.Status.SUBMITTED)
+            Pair.objects.filter(pk=pair.pk).update(
+                judgments_count=F("judgments_count") + (0 if choice == "skip" else 1),
+                reserved_count=F("reserved_count")
+                - (1 if status == Assignment.Status.ACTIVE else 0),
+            )
+    except IntegrityError:
+        return _replay(user=user, pair_id=pair_id, sid=sid, judged_already=True)
+    return SubmitResult(
+        judgment=StoredJudgment(pair_id, sid, choice, tags, duration_ms, judgment.created_at),
+        replayed=False,
+    )
+
+
+def judgment_undo(
+    *, user: AbstractBaseUser, queue_id: int, client_submission_id: uuid.UUID | str
+) -> LeasedItem:
+    """Take back the annotator's last answer in this queue while its lease still holds.
+
+    The pair goes back on their screen (the lease is active again, same presentation order);
+    the submission id stays spent. Returns the pair as `next` shows it.
+    """
+    try:
+        sid = uuid.UUID(str(client_submission_id))
+    except ValueError:
+        raise ValidationFailed(
+            "client_submission_id must be a UUID", field="client_submission_id"
+        ) from None
+    queue = labeling_queue_for_labeling(queue_id=queue_id, user=user)
+    judgment = (
+        Judgment.objects.filter(client_submission_id=sid, annotator=user, pair__queue_id=queue.pk)
+        .only("id", "pair_id", "created_at")
+        .first()
+    )
+    if judgment is None:
+        raise NotFound("no answer of yours with this submission id", field="client_submission_id")
+    last = (
+        Judgment.objects.filter(annotator=user, pair__queue_id=queue.pk)
+        .order_by("-created_at", "-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if last != judgment.pk:
+        raise Conflict(
+            "only your last answer in this queue can be undone",
+            field="client_submission_id",
+            code="not_last_answer",
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().get(pk=judgment.pair_id)
+        lease = Assignment.objects.select_for_update().get(pair=pair, annotator=user)
+        judgment = Judgment.objects.select_for_update().filter(pk=judgment.pk).first()
+        if judgment is None:
+            raise NotFound(
+                "no answer of yours with this submission id", field="client_submission_id"
+            )
+        if lease.expires_at <= now:
+            raise Conflict(
+                "the lease on this pair has run out; the answer can no longer be undone",
+                field="client_submission_id",
+                code="lease_expired",
+            )
+        counted = judgment.choice != Judgment.Choice.SKIP
+        if not counted and pair.judgments_count + pair.reserved_count >= pair.judgments_needed:
+            raise Conflict(
+                "the slot you skipped has gone to someone else", field="pair", code="pair_taken"
+            )
+        UndoneJudgment.objects.create(
+            client_submission_id=judgment.client_submission_id,
+            pair=pair,
+            annotator=user,
+            choice=judgment.choice,
+            judged_at=judgment.created_at,
+        )
+        judgment.delete()
+        Assignment.objects.filter(pk=lease.pk).update(status=Assignment.Status.ACTIVE)
+        Pair.objects.filter(pk=pair.pk).update(
+            judgments_count=F("judgments_count") - (1 if counted else 0),
+            reserved_count=F("reserved_count") + 1,
+        )
+    log.info("labeling.judgment.undone pair=%s user=%s", pair.pk, user.pk)
+    return leased_items(user=user, pair_ids=[pair.pk])[0]

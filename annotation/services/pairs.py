@@ -1,0 +1,311 @@
+"""Building pairs from a campaign's candidates (its finished ones, `Candidate.campaign`).
+
+- same-prompt: two candidates of one prompt; every pair, or k sampled per prompt
+  (pairs across generator configs first when `prefer_across_configs`);
+- counterfactual: a candidate of a perturbed prompt and one of its original prompt, same
+  config and seed by default (`counterfactual_match="config"`: any seed of the same config);
+  judged against the ORIGINAL prompt, the original's candidate recorded as intended winner.
+
+A pair is stored once per unordered pair within a queue (a < b, unique; inserts ignore
+conflicts), so building twice, or in parallel, adds nothing. Large sets stream in batches:
+the `cpu` task (annotation.tasks.pair_build_task) runs the same service.
+"""
+
+import itertools
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import LabelingQueue, Pair, PairBuild
+from config.errors import NotFound, ValidationFailed
+from generation_workers.models import Campaign, Candidate
+
+log = logging.getLogger(__name__)
+
+BATCH = 2000
+MAX_SAMPLE_PER_PROMPT = 10_000
+MATCHES = ("config_seed", "config")
+THUMBNAIL_TASK_BATCH = 200
+
+
+@dataclass(frozen=True)
+class PairBuildCounts:
+    created: int
+    existing: int
+
+
+def pair_build_options_check(*, kind: str, options: dict) -> dict:
+    """The options of a build, validated and complete; errors name `options.<name>`."""
+    if kind not in Pair.Kind.values:
+        raise ValidationFailed(f"kind must be one of {', '.join(Pair.Kind.values)}", field="kind")
+    if not isinstance(options, dict):
+        raise ValidationFailed("options must be an object", field="options")
+    known = {
+        "sample_per_prompt",
+        "prefer_across_configs",
+        "counterfactual_match",
+        "priority",
+        "judgments_needed",
+        "seed",
+        "make_thumbnails",
+    }
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValidationFailed(f"unknown option {unknown[0]!r}", field=f"options.{unknown[0]}")
+    out = {
+        "sample_per_prompt": options.get("sample_per_prompt"),
+        "prefer_across_configs": options.get("prefer_across_configs", True),
+        "counterfactual_match": options.get("counterfactual_match", "config_seed"),
+        "priority": options.get("priority", 0),
+        "judgments_needed": options.get("judgments_needed"),
+        "seed": options.get("seed", 0),
+        "make_thumbnails": options.get("make_thumbnails", True),
+    }
+
+    def _int(name: str, low: int, high: int, *, optional: bool = False) -> None:
+        value = out[name]
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValidationFailed(
+                f"must be an integer from {low} to {high}", field=f"options.{name}"
+            )
+
+    _int("sample_per_prompt", 1, MAX_SAMPLE_PER_PROMPT, optional=True)
+    _int("priority", -32768, 32767)
+    _int("judgments_needed", 1, 50, optional=True)
+    _int("seed", 0, 2**31 - 1)
+    for name in ("prefer_across_configs", "make_thumbnails"):
+        if not isinstance(out[name], bool):
+            raise ValidationFailed("must be true or false", field=f"options.{name}")
+    if out["counterfactual_match"] not in MATCHES:
+        raise ValidationFailed(
+            f"must be one of {', '.join(MATCHES)}", field="options.counterfactual_match"
+        )
+    if kind == Pair.Kind.COUNTERFACTUAL and out["sample_per_prompt"] is not None:
+        raise ValidationFailed(
+            "applies to same-prompt pairs only", field="options.sample_per_prompt"
+        )
+    return out
+
+
+def pairs_build(
+    *,
+    queue_id: int,
+    campaign_id: int,
+    kind: str,
+    sample_per_prompt: int | None = None,
+    prefer_across_configs: bool = True,
+    counterfactual_match: str = "config_seed",
+    priority: int = 0,
+    judgments_needed: int | None = None,
+    seed: int = 0,
+    make_thumbnails: bool = True,
+) -> PairBuildCounts:
+    """Build pairs of `kind` from a campaign's finished candidates into a queue (synchronous).
+
+    Returns how many pairs were new and how many the queue held already. Thumbnails of the
+    images involved are queued on the `cpu` queue (make_thumbnails).
+    """
+    options = pair_build_options_check(
+        kind=kind,
+        options={
+            "sample_per_prompt": sample_per_prompt,
+            "prefer_across_configs": prefer_across_configs,
+            "counterfactual_match": counterfactual_match,
+            "priority": priority,
+            "judgments_needed": judgments_needed,
+            "seed": seed,
+            "make_thumbnails": make_thumbnails,
+        },
+    )
+    queue = LabelingQueue.objects.filter(pk=queue_id).first()
+    if queue is None:
+        raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
+    if not Campaign.objects.filter(pk=campaign_id).exists():
+        raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")
+    needed = options["judgments_needed"] or queue.overlap
+    if kind == Pair.Kind.SAME_PROMPT:
+        keys = _same_prompt_keys(campaign_id=campaign_id, options=options)
+    else:
+        keys = _counterfactual_keys(campaign_id=campaign_id, match=options["counterfactual_match"])
+    created = existing = 0
+    for batch in _batched(keys, BATCH):
+        new, old = _insert(
+            queue_id=queue.pk, kind=kind, keys=batch, priority=options["priority"], needed=needed
+        )
+        created += new
+        existing += old
+        if options["make_thumbnails"] and new:
+            _thumbnails_enqueue(batch)
+    log.info(
+        "labeling.pairs.built queue=%s campaign=%s kind=%s created=%d existing=%d",
+        queue.pk,
+        campaign_id,
+        kind,
+        created,
+        existing,
+    )
+    return PairBuildCounts(created=created, existing=existing)
+
+
+# (candidate_a, candidate_b, prompt judged against, intended winner or None)
+_Key = tuple[int, int, int, int | None]
+
+
+def _same_prompt_keys(*, campaign_id: int, options: dict) -> Iterator[_Key]:
+    k = options["sample_per_prompt"]
+    rows = (
+        Candidate.objects.filter(campaign_id=campaign_id, status=Candidate.Status.DONE)
+        .order_by("prompt_id", "id")
+        .values_list("id", "prompt_id", "config_id")
+        .iterator(chunk_size=BATCH)
+    )
+    for prompt_id, group in itertools.groupby(rows, key=lambda r: r[1]):
+        cands = [(cid, config) for cid, _, config in group]
+        combos = list(itertools.combinations(cands, 2))
+        if k is not None and len(combos) > k:
+            rng = random.Random(f"{options['seed']}:{prompt_id}")  # noqa: S311 - sampling
+            if options["prefer_across_configs"]:
+                across = [c for c in combos if c[0][1] != c[1][1]]
+                within = [c for c in combos if c[0][1] == c[1][1]]
+                rng.shuffle(across)
+                rng.shuffle(within)
+                combos = (across + within)[:k]
+            else:
+                combos = rng.sample(combos, k)
+        for (x, _), (y, _) in combos:
+            yield (min(x, y), max(x, y), prompt_id, None)
+
+
+def _counterfactual_keys(*, campaign_id: int, match: str) -> Iterator[_Key]:
+    perturbed = (
+        Candidate.objects.filter(
+            campaign_id=campaign_id, status=Candidate.Status.DONE, prompt__parent__isnull=False
+        )
+        .order_by("id")
+        .values_list("id", "prompt__parent_id", "config_id", "seed")
+        .iterator(chunk_size=BATCH)
+    )
+    for chunk in _batched(perturbed, BATCH):
+        parents = {parent for _, parent, _, _ in chunk}
+        originals: dict[tuple, list[int]] = defaultdict(list)
+        for cid, prompt_id, config, cseed in (
+            Candidate.objects.filter(
+                campaign_id=campaign_id, status=Candidate.Status.DONE, prompt_id__in=parents
+            )
+            .order_by("id")
+            .values_list("id", "prompt_id", "config_id", "seed")
+        ):
+            key = (prompt_id, config, cseed) if match == "config_seed" else (prompt_id, config)
+            originals[key].append(cid)
+        for cid, parent, config, cseed in chunk:
+            key = (parent, config, cseed) if match == "config_seed" else (parent, config)
+            for original in originals.get(key, ()):
+                yield (min(cid, original), max(cid, original), parent, original)
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _insert(
+    *, queue_id: int, kind: str, keys: list[_Key], priority: int, needed: int
+) -> tuple[int, int]:
+    """Insert a batch (conflicts ignored); returns (new, already there)."""
+    wanted = {(a, b): (prompt, winner) for a, b, prompt, winner in keys}
+    there = set(
+        Pair.objects.filter(
+            queue_id=queue_id, candidate_a_id__in={a for a, _ in wanted}
+        ).values_list("candidate_a_id", "candidate_b_id")
+    )
+    rows = [
+        Pair(
+            queue_id=queue_id,
+            candidate_a_id=a,
+            candidate_b_id=b,
+            kind=kind,
+            prompt_id=prompt,
+            intended_winner_id=winner,
+            priority=priority,
+            judgments_needed=needed,
+        )
+        for (a, b), (prompt, winner) in wanted.items()
+        if (a, b) not in there
+    ]
+    Pair.objects.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
+    return len(rows), len(wanted) - len(rows)
+
+
+def _thumbnails_enqueue(keys: list[_Key]) -> None:
+    from annotation.tasks import thumbnails_task
+
+    ids = sorted({a for a, _, _, _ in keys} | {b for _, b, _, _ in keys})
+    for chunk in _batched(ids, THUMBNAIL_TASK_BATCH):
+        transaction.on_commit(lambda c=chunk: thumbnails_task.delay(candidate_ids=c))
+
+
+def pair_build_start(
+    *,
+    queue_id: int,
+    campaign_id: int,
+    kind: str,
+    options: dict | None = None,
+    created_by: AbstractBaseUser | None = None,
+) -> PairBuild:
+    """Record a build and run it on the `cpu` queue (for sets too large for one request)."""
+    options = pair_build_options_check(kind=kind, options=options or {})
+    if not LabelingQueue.objects.filter(pk=queue_id).exists():
+        raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
+    if not Campaign.objects.filter(pk=campaign_id).exists():
+        raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")
+    from annotation.tasks import pair_build_task
+
+    with transaction.atomic():
+        build = PairBuild.objects.create(
+            queue_id=queue_id,
+            campaign_id=campaign_id,
+            kind=kind,
+            options=options,
+            created_by=created_by,
+        )
+        pair_build_task.delay_on_commit(pair_build_id=build.pk)
+    log.info("labeling.pairs.build_queued build=%s queue=%s kind=%s", build.pk, queue_id, kind)
+    return build
+
+
+def pair_build_run(*, pair_build_id: int) -> PairBuild:
+    """Run a recorded build (the task's body). Safe to run again: pairs are stored once."""
+    claimed = PairBuild.objects.filter(
+        pk=pair_build_id, status__in=[PairBuild.Status.QUEUED, PairBuild.Status.RUNNING]
+    ).update(status=PairBuild.Status.RUNNING, started_at=timezone.now())
+    build = PairBuild.objects.get(pk=pair_build_id)
+    if not claimed:
+        return build  # done or failed already: a redelivered message does nothing
+    try:
+        counts = pairs_build(
+            queue_id=build.queue_id, campaign_id=build.campaign_id, kind=build.kind, **build.options
+        )
+    except (ValidationFailed, NotFound) as exc:
+        PairBuild.objects.filter(pk=build.pk).update(
+            status=PairBuild.Status.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+        log.warning("labeling.pairs.build_failed build=%s error=%s", build.pk, exc)
+    else:
+        PairBuild.objects.filter(pk=build.pk).update(
+            status=PairBuild.Status.DONE,
+            pairs_created=counts.created,
+            pairs_existing=counts.existing,
+            error="",
+            finished_at=timezone.now(),
+        )
+    build.refresh_from_db()
+    return build

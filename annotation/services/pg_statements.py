@@ -1,0 +1,389 @@
+"""The PostgreSQL statements of the labeling hot path.
+
+Each request of the loop (next, submit, heartbeat) is ONE statement: the access check, the
+reads, the row locks and the writes are CTEs of a single statement, so it runs as its own
+transaction in autocommit (no BEGIN/COMMIT round trips) and is prepared once per connection
+(psycopg `prepare=True`), so PostgreSQL plans it once instead of on every request.
+
+Lock order, everywhere: the pair row first, then assignment rows. `next` and the expiry sweep
+take pair rows with SKIP LOCKED (they never wait for a pair); submit and undo wait for their
+one pair; heartbeats take assignment rows with SKIP LOCKED. No cycle can form.
+
+The partial-index predicates in these statements are written exactly as Django writes the
+indexes' conditions (annotation/models.py), so the planner can prove they apply.
+"""
+
+import logging
+from typing import Any
+
+import psycopg
+from django.db import OperationalError, connection
+
+log = logging.getLogger(__name__)
+
+# The access check shared by every statement: the queue is active and the user is listed in
+# it, directly or through a group. Yields one row when the user may label the queue now.
+_ACCESS = """
+    SELECT q.id, q.lease_seconds, q.prefetch
+    FROM annotation_labelingqueue q
+    WHERE q.id = %(queue)s AND q.status = 'active'
+      AND (EXISTS (SELECT 1 FROM annotation_labelingqueue_allowed_users au
+                   WHERE au.labelingqueue_id = q.id AND au.user_id = %(user)s)
+           OR EXISTS (SELECT 1 FROM annotation_labelingqueue_allowed_groups ag
+                      JOIN auth_user_groups ug ON ug.group_id = ag.group_id
+                      WHERE ag.labelingqueue_id = q.id AND ug.user_id = %(user)s))
+"""
+
+# What an item on screen needs: the prompt judged against and the two images in the order
+# shown. Nothing about models, seeds, lineage or the intended winner. A LATERAL block of
+# primary-key and unique-key lookups per item, so its cost never depends on table sizes.
+_ITEM_COLUMNS = """
+    it.text, it.structure, it.l_sha, it.l_key, it.l_thumb, it.r_sha, it.r_key, it.r_thumb
+"""
+
+
+def _item_lateral(pair: str, left: str) -> str:
+    return f"""
+    LEFT JOIN LATERAL (
+        SELECT pr.text, pr.structure, ip.priority, ip.judgments_count,
+               cl.content_sha256 AS l_sha, cl.storage_key AS l_key,
+               (SELECT t.storage_key FROM annotation_imagethumbnail t
+                WHERE t.content_sha256 = cl.content_sha256) AS l_thumb,
+               cr.content_sha256 AS r_sha, cr.storage_key AS r_key,
+               (SELECT t.storage_key FROM annotation_imagethumbnail t
+                WHERE t.content_sha256 = cr.content_sha256) AS r_thumb
+        FROM annotation_pair ip
+        JOIN generation_workers_prompt pr ON pr.id = ip.prompt_id
+        JOIN generation_workers_candidate cl ON cl.id = {left}
+        JOIN generation_workers_candidate cr ON cr.id = (
+            CASE WHEN {left} = ip.candidate_a_id THEN ip.candidate_b_id
+                 ELSE ip.candidate_a_id END)
+        WHERE ip.id = {pair}
+    ) it ON true
+"""
+
+
+def next_sql(*, count: int, window: int | None) -> str:
+    """Lease up to `count` pairs (counting the ones already held) to an annotator.
+
+    Two index ranges in serving order (priority, then most judgments, then oldest):
+    - started pairs with a free slot (pair_open_order_idx), only the first `window` of them,
+      minus the ones this annotator judged, skipped or holds: a probe of the unique
+      (pair, annotator) index per row, so the cost does not depend on the history's length;
+    - fresh pairs (pair_fresh_order_idx): nobody was ever leased them, so no history check.
+    Both lock with SKIP LOCKED, so concurrent annotators never wait for each other and never
+    take the same slot; the locked rows' quals are re-checked on their newest version.
+    Their limits are literals (the number still wanted is applied when choosing): with a
+    limit the planner cannot see it assumes a tenth of the table, and at a million pairs the
+    cost estimate crosses PostgreSQL's JIT threshold (50 ms of compiling per call).
+    `window=None` scans every started pair (the exact fallback when the window came up short).
+    Held pairs listed in `known` (the client shows them already) come back as ids only.
+    """
+    count = int(count)
+    if window is None:
+        # One ordered scan of every started pair, stopping at the first `count` it may take.
+        started = "p.queue_id = %(queue)s"
+    else:
+        # The first `window` started pairs by primary key: a fixed number of probes.
+        started = f"""p.id = ANY (ARRAY(
+            SELECT w.id FROM annotation_pair w
+            WHERE w.queue_id = %(queue)s AND NOT w.fresh
+              AND w.judgments_count < (w.judgments_needed - w.reserved_count)
+            ORDER BY w.priority DESC, w.judgments_count DESC, w.id
+            LIMIT {int(window)}))"""
+    return f"""
+WITH q AS ({_ACCESS}),
+held AS (
+    SELECT a.pair_id, a.left_candidate_id, a.expires_at, a.leased_at
+    FROM annotation_assignment a
+    JOIN annotation_pair hp ON hp.id = a.pair_id
+    WHERE a.annotator_id = %(user)s AND a.status = 'active' AND a.expires_at > statement_timestamp()
+      AND hp.queue_id = %(queue)s AND EXISTS (SELECT 1 FROM q)
+    ORDER BY a.leased_at, a.pair_id
+    LIMIT {count}
+),
+want AS (SELECT GREATEST({count} - count(*), 0) AS k FROM held),
+open_pick AS (
+    SELECT p.id, p.priority, p.judgments_count, p.candidate_a_id, p.candidate_b_id
+    FROM annotation_pair p
+    WHERE {started} AND EXISTS (SELECT 1 FROM q)
+      AND NOT p.fresh AND p.judgments_count < (p.judgments_needed - p.reserved_count)
+      AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
+                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s
+                        AND x.status <> 'expired')
+    ORDER BY p.priority DESC, p.judgments_count DESC, p.id
+    LIMIT {count}
+    FOR UPDATE OF p SKIP LOCKED
+),
+fresh_pick AS (
+    SELECT p.id, p.priority, p.judgments_count, p.candidate_a_id, p.candidate_b_id
+    FROM annotation_pair p
+    WHERE p.queue_id = %(queue)s AND p.fresh AND EXISTS (SELECT 1 FROM q)
+    ORDER BY p.priority DESC, p.id
+    LIMIT {count}
+    FOR UPDATE OF p SKIP LOCKED
+),
+chosen AS (
+    SELECT u.* FROM (SELECT * FROM open_pick UNION ALL SELECT * FROM fresh_pick) u
+    ORDER BY u.priority DESC, u.judgments_count DESC, u.id
+    LIMIT (SELECT k FROM want)
+),
+leased AS (
+    INSERT INTO annotation_assignment
+        (pair_id, annotator_id, left_candidate_id, status, leased_at, expires_at)
+    SELECT c.id, %(user)s,
+           CASE WHEN random() < 0.5 THEN c.candidate_a_id ELSE c.candidate_b_id END,
+           'active', statement_timestamp(),
+           statement_timestamp() + make_interval(secs => (SELECT lease_seconds FROM q))
+    FROM chosen c
+    ON CONFLICT ON CONSTRAINT assignment_unique_per_annotator DO UPDATE
+        SET status = 'active', leased_at = EXCLUDED.leased_at, expires_at = EXCLUDED.expires_at
+        WHERE annotation_assignment.status = 'expired'
+    RETURNING pair_id, left_candidate_id, expires_at, leased_at
+),
+bumped AS (
+    UPDATE annotation_pair bp SET reserved_count = bp.reserved_count + 1, fresh = false
+    FROM leased l WHERE bp.id = l.pair_id
+    RETURNING bp.id
+)
+SELECT (SELECT count(*) FROM q) AS queue_ok,
+       (SELECT count(*) FROM held) + (SELECT count(*) FROM leased) AS holding,
+       (SELECT array_agg(h.pair_id ORDER BY h.leased_at, h.pair_id) FROM held h
+        WHERE h.pair_id = ANY(%(known)s)) AS known_held,
+       x.is_new, x.pair_id, x.expires_at,
+       {_ITEM_COLUMNS}
+FROM (SELECT 1) AS one
+LEFT JOIN (
+    SELECT h.pair_id, h.left_candidate_id, h.expires_at, h.leased_at, false AS is_new
+    FROM held h WHERE NOT h.pair_id = ANY(%(known)s)
+    UNION ALL
+    SELECT l.pair_id, l.left_candidate_id, l.expires_at, l.leased_at, true FROM leased l
+) x ON true
+{_item_lateral("x.pair_id", "x.left_candidate_id")}
+ORDER BY x.is_new, x.leased_at, it.priority DESC, it.judgments_count DESC, x.pair_id
+"""
+
+
+# Leases whose time ran out go back to the pool: their pairs are locked first (SKIP LOCKED,
+# so a pair being submitted is left for the next sweep), then the leases are marked expired
+# and the pairs' reservations released. The expiry index makes an empty sweep one probe.
+def reclaim_sql(*, limit: int) -> str:
+    return RECLAIM_SQL.replace("LIMIT_LITERAL", str(int(limit)))
+
+
+RECLAIM_SQL = """
+WITH due AS (
+    SELECT a.pair_id FROM annotation_assignment a
+    WHERE a.status = 'active' AND a.expires_at < statement_timestamp()
+    ORDER BY a.expires_at
+    LIMIT LIMIT_LITERAL
+),
+locked AS (
+    SELECT p.id FROM annotation_pair p
+    WHERE p.id IN (SELECT pair_id FROM due)
+    FOR UPDATE OF p SKIP LOCKED
+),
+expired AS (
+    UPDATE annotation_assignment a SET status = 'expired'
+    FROM locked l
+    WHERE a.pair_id = l.id AND a.status = 'active' AND a.expires_at < statement_timestamp()
+    RETURNING a.pair_id
+),
+freed AS (
+    UPDATE annotation_pair p SET reserved_count = p.reserved_count - e.n
+    FROM (SELECT pair_id, count(*) AS n FROM expired GROUP BY pair_id) e
+    WHERE p.id = e.pair_id
+    RETURNING p.id
+)
+SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM freed)
+FROM (SELECT 1) AS one
+"""
+
+
+# Submit: idempotent by client submission id; the lease must still be honourable.
+# - `prev`: a judgment (or an undone one) with this submission id: nothing is written.
+# - `p`: the pair, locked (concurrent submits of one pair queue up here), with the queue's
+#   state and whether the user may label it.
+# - `a`: this annotator's lease on it, locked. An active lease is honoured even past its
+#   expiry until the sweep has released it (its slot is still reserved); a released one is
+#   honoured only while the pair has a free slot.
+# - `counted` takes the decision on the pair row itself; the judgment row and the lease's
+#   status follow from it, so the three change together or not at all. A duplicate
+#   submission id raises (unique index): the whole statement is undone and the caller looks
+#   the submission up.
+SUBMIT_SQL = f"""
+WITH prev AS (
+    SELECT j.id, j.pair_id, j.annotator_id, j.choice, j.reason_tags, j.duration_ms,
+           j.created_at, false AS undone
+    FROM annotation_judgment j WHERE j.client_submission_id = %(sid)s
+    UNION ALL
+    SELECT u.id, u.pair_id, u.annotator_id, u.choice, NULL, NULL, u.judged_at, true
+    FROM annotation_undonejudgment u WHERE u.client_submission_id = %(sid)s
+),
+p AS (
+    SELECT p.id, p.candidate_a_id, p.candidate_b_id, p.judgments_count, p.reserved_count,
+           p.judgments_needed, q.status AS queue_status,
+           EXISTS (SELECT 1 FROM ({_ACCESS}) acc) AS allowed
+    FROM annotation_pair p
+    JOIN annotation_labelingqueue q ON q.id = p.queue_id
+    WHERE p.id = %(pair)s AND p.queue_id = %(queue)s AND NOT EXISTS (SELECT 1 FROM prev)
+    FOR UPDATE OF p
+),
+a AS (
+    SELECT a.id, a.status, a.left_candidate_id, p.candidate_a_id, p.candidate_b_id,
+           p.judgments_count, p.reserved_count, p.judgments_needed
+    FROM annotation_assignment a
+    JOIN p ON a.pair_id = p.id
+    WHERE a.annotator_id = %(user)s AND p.allowed AND p.queue_status = 'active'
+    FOR UPDATE OF a
+),
+ok AS (
+    SELECT a.* FROM a WHERE a.status IN ('active', 'expired')
+),
+counted AS (
+    -- The decision is taken here, on the pair row's newest version (an UPDATE re-checks its
+    -- WHERE on it): an active lease gives back its reserved slot; a released one needs a free
+    -- slot. Nothing below is written unless this row is.
+    UPDATE annotation_pair cp
+    SET judgments_count = cp.judgments_count
+            + (CASE WHEN %(choice)s::text = 'skip' THEN 0 ELSE 1 END),
+        reserved_count = cp.reserved_count - (CASE WHEN ok.status = 'active' THEN 1 ELSE 0 END)
+    FROM ok
+    WHERE cp.id = %(pair)s
+      AND ((ok.status = 'active' AND cp.reserved_count >= 1)
+           OR (ok.status = 'expired'
+               AND cp.judgments_count < (cp.judgments_needed - cp.reserved_count)))
+    RETURNING cp.judgments_count
+),
+j AS (
+    INSERT INTO annotation_judgment
+        (pair_id, annotator_id, client_submission_id, left_candidate_id, choice, winner_id,
+         reason_tags, duration_ms, created_at)
+    SELECT %(pair)s, %(user)s, %(sid)s, ok.left_candidate_id, %(choice)s::text,
+           CASE %(choice)s::text
+               WHEN 'left' THEN ok.left_candidate_id
+               WHEN 'right' THEN (CASE WHEN ok.left_candidate_id = ok.candidate_a_id
+                                       THEN ok.candidate_b_id ELSE ok.candidate_a_id END)
+           END,
+           %(tags)s, %(duration)s, statement_timestamp()
+    FROM ok, counted
+    RETURNING id, created_at
+),
+lease_done AS (
+    UPDATE annotation_assignment a SET status = 'submitted'
+    FROM ok, j
+    WHERE a.id = ok.id
+    RETURNING a.id
+)
+SELECT (SELECT count(*) FROM prev) AS replay,
+       (SELECT count(*) FROM p) AS pair_found,
+       (SELECT bool_or(allowed) FROM p) AS allowed,
+       (SELECT min(queue_status) FROM p) AS queue_status,
+       (SELECT min(status) FROM a) AS lease_status,
+       (SELECT count(*) FROM ok) AS leases,
+       (SELECT min(id) FROM j) AS judgment_id,
+       (SELECT min(created_at) FROM j) AS created_at,
+       (SELECT min(judgments_count) FROM counted) AS judgments_count,
+       (SELECT min(judgments_count) FROM p) AS count_before,
+       (SELECT min(judgments_needed) FROM p) AS judgments_needed
+"""
+
+# A submission id seen before: the stored judgment (or the undone one).
+SUBMISSION_SQL = """
+SELECT j.pair_id, j.annotator_id, j.choice, j.reason_tags, j.duration_ms, j.created_at, false
+FROM annotation_judgment j WHERE j.client_submission_id = %(sid)s
+UNION ALL
+SELECT u.pair_id, u.annotator_id, u.choice, NULL, NULL, u.judged_at, true
+FROM annotation_undonejudgment u WHERE u.client_submission_id = %(sid)s
+"""
+
+# Heartbeat: push the expiry of this annotator's active leases on the listed pairs. A lease
+# locked by a concurrent sweep or submit is left alone (SKIP LOCKED) and reported as neither
+# renewed nor lost.
+HEARTBEAT_SQL = f"""
+WITH q AS ({_ACCESS}),
+mine AS (
+    SELECT a.id, a.pair_id FROM annotation_assignment a
+    JOIN annotation_pair p ON p.id = a.pair_id
+    WHERE a.annotator_id = %(user)s AND a.pair_id = ANY(%(pairs)s) AND a.status = 'active'
+      AND p.queue_id = %(queue)s AND EXISTS (SELECT 1 FROM q)
+),
+lockable AS (
+    SELECT a.id FROM annotation_assignment a
+    WHERE a.id IN (SELECT id FROM mine) AND a.status = 'active'
+    FOR UPDATE OF a SKIP LOCKED
+),
+renewed AS (
+    UPDATE annotation_assignment a
+    SET expires_at = statement_timestamp() + make_interval(secs => (SELECT lease_seconds FROM q))
+    FROM lockable l WHERE a.id = l.id
+    RETURNING a.pair_id, a.expires_at
+)
+SELECT (SELECT count(*) FROM q), m.pair_id, r.expires_at
+FROM (SELECT 1) AS one
+LEFT JOIN mine m ON true
+LEFT JOIN renewed r ON r.pair_id = m.pair_id
+"""
+
+# The items (as `next` returns them) of leases this annotator holds on the given pairs.
+ITEMS_SQL = f"""
+SELECT x.pair_id, x.expires_at, {_ITEM_COLUMNS}
+FROM annotation_assignment x
+{_item_lateral("x.pair_id", "x.left_candidate_id")}
+WHERE x.annotator_id = %(user)s AND x.pair_id = ANY(%(pairs)s) AND x.status = 'active'
+ORDER BY x.leased_at, x.pair_id
+"""
+
+
+_generic_plan_connections: set[int] = set()
+
+
+_ONE = "(SELECT 1) AS one"
+_ONE_ASYNC = "(SELECT set_config('synchronous_commit', 'off', true)) AS one"
+
+
+def statement_run(sql: str, params: dict[str, Any], *, durable: bool = True) -> list[tuple]:
+    """Run one statement as a prepared statement on Django's own connection.
+
+    Server-side binding (a plain psycopg cursor, not Django's client-side one) lets psycopg
+    prepare the statement once per connection; Django's connection handling (CONN_MAX_AGE,
+    error tracking) still applies. Instead of a health-check round trip per request, a
+    statement that finds its persistent connection dead is run once more on a new one.
+
+    `durable=False` (leases, heartbeats, the expiry sweep): the statement's own transaction
+    commits without waiting for the WAL flush. A crash may forget the last instant's leases,
+    which only returns those pairs to the pool; judgments are always durable. Only applied in
+    autocommit, so it never relaxes an enclosing transaction.
+    """
+    if not durable and connection.get_autocommit():
+        sql = sql.replace(_ONE, _ONE_ASYNC)
+    try:
+        return _run(sql, params)
+    except OperationalError:
+        # A persistent connection that died (database restart, idle cut) fails the first
+        # statement; outside a transaction the statement can simply go again on a new one
+        # (each is atomic, and submit is idempotent by its submission id).
+        if not connection.get_autocommit() or connection.is_usable():
+            raise
+        log.warning("labeling.db.reconnect")
+        connection.close()
+        return _run(sql, params)
+
+
+def _run(sql: str, params: dict[str, Any]) -> list[tuple]:
+    connection.ensure_connection()
+    raw = connection.connection
+    with connection.wrap_database_errors:
+        if id(raw) not in _generic_plan_connections:
+            # The statements' only parameters are ids, so one generic plan serves every call;
+            # without this PostgreSQL plans the first five calls on each connection in full.
+            # It concerns prepared statements only, which Django itself does not use.
+            raw.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
+            _generic_plan_connections.add(id(raw))
+        with psycopg.Cursor(raw) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchall() if cursor.description else []
+
+
+def statements_available() -> bool:
+    return connection.vendor == "postgresql"

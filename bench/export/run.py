@@ -1,0 +1,273 @@
+"""Export benchmark: judged pairs in PostgreSQL -> JSONL and Parquet, peak memory per process.
+
+    .venv/bin/python bench/export/run.py --pairs 1000000 --image-pairs 10000
+
+Builds a separate bench database (default `bench_export`; --reuse keeps a loaded one), loads
+the pairs with COPY (bench/export/load.py), freezes three versions (all pairs, a 10% subset,
+and the pairs with real 256x256 PNGs) with the real freeze service, then runs each export in a
+fresh child process (the export service, as a `cpu` worker would) and reads that process's
+peak RSS from the kernel (wait4). Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def _env(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{args.database}",
+        "MEDIA_ROOT": str(Path(args.media_root).resolve()),
+        "STORAGE_BACKEND": "local",
+        "CELERY_BROKER_URL": "memory://",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+
+
+def _setup(args: argparse.Namespace) -> None:
+    os.environ.update(_env(args))
+    import django
+
+    django.setup()
+
+
+def _database_fresh(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.execute(f'CREATE DATABASE "{name}"')
+
+
+def _load(args: argparse.Namespace) -> dict[str, float]:
+    from django.core.management import call_command
+
+    from annotation.models import AnnotatorProfile
+    from bench.export.load import load
+    from config.roles import Role, user_create
+
+    call_command("migrate", "--noinput", verbosity=0)
+    annotators = []
+    for index in range(args.annotators):
+        user = user_create(
+            username=f"bench-rater-{index}", password="bench-pass-1", role=Role.ANNOTATOR
+        )
+        AnnotatorProfile.objects.get_or_create(user=user)
+        annotators.append(user.pk)
+    media = Path(args.media_root)
+    timings = {}
+    small = args.pairs // 10
+    for name, pairs, images, first in (
+        ("bench-keys-small", small, False, 0),
+        ("bench-keys-large", args.pairs - small, False, small // 4),
+        ("bench-images", args.image_pairs, True, args.pairs // 4),
+    ):
+        started = time.perf_counter()
+        counts = load(
+            pairs=pairs,
+            queue_name=name,
+            annotator_ids=annotators,
+            media_root=media if images else None,
+            first_group=first,
+        )
+        timings[name] = time.perf_counter() - started
+        print(f"loaded {name}: {counts} in {timings[name]:.1f} s", flush=True)
+    return timings
+
+
+def _freeze(args: argparse.Namespace) -> list[dict]:
+    from training_bridge.models import DatasetVersion
+    from training_bridge.services.datasets import dataset_get_or_create, dataset_version_create
+    from training_bridge.services.freezing import dataset_version_freeze
+
+    results = []
+    for name, queues in (
+        ("bench-all", ["bench-keys-small", "bench-keys-large"]),
+        ("bench-tenth", ["bench-keys-small"]),
+        ("bench-images", ["bench-images"]),
+    ):
+        dataset = dataset_get_or_create(name=name)
+        frozen = DatasetVersion.objects.filter(dataset=dataset, status="frozen").first()
+        if frozen is not None and args.reuse:
+            results.append({"dataset": name, "version": frozen.pk, "seconds": None})
+            continue
+        started = time.perf_counter()
+        version = dataset_version_create(dataset_id=dataset.pk, filter_spec={"queues": queues})
+        version = dataset_version_freeze(version_id=version.pk)
+        seconds = time.perf_counter() - started
+        print(f"froze {name}: {version.record_count} records in {seconds:.1f} s", flush=True)
+        results.append(
+            {
+                "dataset": name,
+                "version": version.pk,
+                "records": version.record_count,
+                "seconds": seconds,
+            }
+        )
+    return results
+
+
+def _child(args: argparse.Namespace, *child_args: str) -> tuple[dict, float]:
+    """Run this script's `_child` mode in a new process; returns its JSON and peak RSS (MB)."""
+    env = {**os.environ, **_env(args)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            *child_args,
+            "--database",
+            args.database,
+            "--media-root",
+            args.media_root,
+        ],  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {child_args} failed with {proc.returncode}")
+    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """user + system CPU seconds of a process (this one by default), from /proc."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child_export(version_id: int, format: str, include_images: bool) -> dict:
+    from django.db import connection
+
+    from training_bridge.services.exports import dataset_export_request, dataset_export_run
+
+    export = dataset_export_request(
+        version_id=version_id, format=format, include_images=include_images, force=True,
+        enqueue=False,
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    client_before, server_before = _cpu_seconds(), _cpu_seconds(backend)
+    started = time.perf_counter()
+    export = dataset_export_run(export_id=export.pk)
+    seconds = time.perf_counter() - started
+    return {
+        "records": export.records_done,
+        "seconds": seconds,
+        # CPU actually spent, by this process and by its PostgreSQL backend: on a machine
+        # shared with other work, wall time stretches but these do not.
+        "client_cpu": _cpu_seconds() - client_before,
+        "server_cpu": _cpu_seconds(backend) - server_before,
+        "files": len(export.artifacts),
+        "bytes": sum(a["size"] for a in export.artifacts),
+        "status": export.status,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=1_000_000)
+    parser.add_argument("--image-pairs", type=int, default=10_000)
+    parser.add_argument("--annotators", type=int, default=60)
+    parser.add_argument("--database", default="bench_export")
+    parser.add_argument("--media-root", default=str(ROOT / "bench/out/export/media"))
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded database")
+    parser.add_argument("--extra", action="store_true", help="also HPS and WebDataset")
+    parser.add_argument(
+        "--only", help="comma-separated dataset:format[:images] runs, e.g. bench-all:parquet"
+    )
+    parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child is not None:
+        _setup(args)
+        if args.child[0] == "baseline":
+            import pyarrow.parquet  # noqa: F401
+
+            import training_bridge.services.exports  # noqa: F401
+
+            print(json.dumps({"ok": True}))
+        else:
+            version_id, format, images = args.child
+            print(json.dumps(_child_export(int(version_id), format, images == "1")))
+        return
+
+    if not args.reuse:
+        _database_fresh(args.database)
+    _setup(args)
+    load_times = {} if args.reuse else _load(args)
+    frozen = {row["dataset"]: row for row in _freeze(args)}
+
+    runs = [
+        ("bench-all", "jsonl", False),
+        ("bench-all", "parquet", False),
+        ("bench-tenth", "jsonl", False),
+        ("bench-tenth", "parquet", False),
+        ("bench-images", "parquet", True),
+    ]
+    if args.only:
+        runs = [
+            (item.split(":")[0], item.split(":")[1], item.endswith(":images"))
+            for item in args.only.split(",")
+        ]
+    elif args.extra:
+        runs += [
+            ("bench-all", "webdataset", False),
+            ("bench-all", "hps", False),
+            ("bench-images", "webdataset", True),
+        ]
+    _, baseline_rss = _child(args, "--child", "baseline")
+    rows = []
+    for dataset, format, images in runs:
+        result, rss = _child(
+            args, "--child", str(frozen[dataset]["version"]), format, "1" if images else "0"
+        )
+        rate = result["records"] / result["seconds"]
+        rows.append((dataset, format, images, result, rss, rate))
+        print(
+            f"exported {dataset} {format} images={images}: {result['records']} records "
+            f"in {result['seconds']:.1f} s ({rate:,.0f}/s), peak RSS {rss:.0f} MB",
+            flush=True,
+        )
+
+    print()
+    print(f"load: {json.dumps({k: round(v, 1) for k, v in load_times.items()})}")
+    for row in frozen.values():
+        if row.get("seconds"):
+            print(
+                f"freeze {row['dataset']}: {row['records']} records in {row['seconds']:.1f} s "
+                f"({row['records'] / row['seconds']:,.0f}/s)"
+            )
+    print(f"baseline RSS of an export process (Django + pyarrow imported): {baseline_rss:.0f} MB")
+    print()
+    print(
+        "| dataset | format | image bytes | pairs | wall s | pairs/s (wall) | export CPU s | "
+        "PostgreSQL CPU s | pairs per CPU-s | peak RSS MB | output MB |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for dataset, format, images, result, rss, rate in rows:
+        cpu = result["client_cpu"] + result["server_cpu"]
+        print(
+            f"| {dataset} | {format} | {'yes' if images else 'no'} | {result['records']:,} | "
+            f"{result['seconds']:.1f} | {rate:,.0f} | {result['client_cpu']:.1f} | "
+            f"{result['server_cpu']:.1f} | {result['records'] / cpu:,.0f} | {rss:.0f} | "
+            f"{result['bytes'] / 2**20:,.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

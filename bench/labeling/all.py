@@ -1,0 +1,96 @@
+"""The whole labeling benchmark: both table sizes, every scenario, then the databases dropped.
+
+    .venv/bin/python bench/labeling/all.py                 # 10,000 and 1,000,000 pairs
+    .venv/bin/python bench/labeling/all.py --sizes 10000   # one size
+
+For each size: load.py (COPY), then run.py for one annotator; eight annotators asking `next`
+after every answer (top-up), when one pair is left, or when none is; and the `veteran` (5,000
+open judgments of their own at the front of the queue); then statements.py (the SQL alone,
+PostgreSQL CPU per call) for a fresh annotator and the veteran.
+Prints one table of all runs (also in bench/out/labeling-*.json) and the machine's load.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench" / "out"
+PY = str(ROOT / ".venv" / "bin" / "python")
+
+SCENARIOS = [
+    ("1", ["--annotators", "1"]),
+    ("8-topup", ["--annotators", "8", "--refill", "always"]),
+    ("8-low", ["--annotators", "8", "--refill", "low"]),
+    ("8-batch", ["--annotators", "8", "--refill", "empty"]),
+    ("veteran", ["--user", "veteran"]),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    args = parser.parse_args()
+    labels = []
+    for size in args.sizes:
+        db = f"sp_bench_labeling_{size}"
+        subprocess.run(
+            [PY, "bench/labeling/load.py", "--pairs", str(size), "--db", db], cwd=ROOT, check=True
+        )
+        try:
+            for name, extra in SCENARIOS:
+                label = f"{size}-{name}"
+                subprocess.run(
+                    [
+                        PY,
+                        "bench/labeling/run.py",
+                        "--db",
+                        db,
+                        "--label",
+                        label,
+                        "--seconds",
+                        str(args.seconds),
+                        "--workers",
+                        str(args.workers),
+                        "--threads",
+                        str(args.threads),
+                        *extra,
+                    ],  # fmt: skip
+                    cwd=ROOT,
+                    check=True,
+                )
+                labels.append(label)
+            for user in ("bench7", "veteran"):
+                subprocess.run(
+                    [PY, "bench/labeling/statements.py", "--db", db, "--user", user],
+                    cwd=ROOT,
+                    check=True,
+                )
+        finally:
+            if not args.keep:
+                subprocess.run([PY, "bench/labeling/load.py", "--drop", "--db", db], cwd=ROOT)
+    print()
+    print(f"{'run':<18}{'j/s':>7}{'next p50/p95/p99 ms':>24}{'submit p50/p95/p99 ms':>26}"
+          f"{'CPU% machine/app/pg/clients':>30}{'load':>6}")  # fmt: skip
+    for label in labels:
+        r = json.loads((OUT / f"labeling-{label}.json").read_text())
+        n, s, c = r["next_ms"], r["submit_ms"], r["cpu_percent"]
+        print(
+            f"{label:<18}{r['judgments_per_s']:>7.0f}"
+            f"{n['p50']:>10.1f}/{n['p95']:.1f}/{n['p99']:.1f}"
+            f"{s['p50']:>12.1f}/{s['p95']:.1f}/{s['p99']:.1f}"
+            f"{c['machine_total']:>14.0f}/{c['gunicorn']:.0f}/{c['postgres_backends']:.0f}"
+            f"/{c['annotator_clients']:.0f}{r['loadavg_before'][0]:>10.1f}"
+        )
+    print(f"cpus: {os.cpu_count()}; load now: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

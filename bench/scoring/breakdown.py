@@ -1,0 +1,135 @@
+"""Where a scoring request's CPU goes, in one process (no HTTP server, no other client).
+
+    .venv/bin/python bench/scoring/breakdown.py --model builtin --batch 64
+
+CPU time per call (process time, so other sessions on the machine matter less than for wall
+time), median of --rounds rounds of --calls calls, for the stages of one request of --batch
+images:
+
+- direct: `reward_model_load(folder).score(prompts, png_bytes)` (decode, transform, forward);
+- forward: the same on images already transformed (what the engine's batching thread runs);
+- open: the API's check-and-decode of the uploaded bytes (`payloads.image_open`);
+- prepare: the engine's transform of the opened images in the request thread;
+- engine: `engine.score` (prepare, hand-off to the batching thread, forward);
+- service: `reward_score` (model lookup, engine);
+- API: the whole view through Django's test client (token auth, role check, JSON with base64,
+  open, service, response), PostgreSQL database --db.
+
+Then 4 threads send 10 requests each to the engine at once: how many forward passes ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+import run  # noqa: E402
+from score_client import json_payload  # noqa: E402
+
+
+def cpu_ms(fn, calls: int, rounds: int) -> float:
+    fn()
+    samples = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(calls):
+            fn()
+        samples.append(1000 * (time.process_time() - started) / calls)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=["builtin", "clip"], default="builtin")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--db", default="sp_bench_scoring")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
+    run.django_setup({
+        "DATABASE_URL": run.database_ensure(args.pg, args.db),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SPATIALPREFS_VAR_DIR": str(work / "var"), "MEDIA_ROOT": str(work / "media"),
+        "STORAGE_BACKEND": "local", "CELERY_BROKER_URL": "memory://", "LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": str(args.torch_threads),
+    })  # fmt: skip
+    import torch
+    from rest_framework.test import APIClient
+
+    from training_bridge.scoring.payloads import image_open, score_limits
+    from training_bridge.selectors.reward_models import reward_model_ref
+    from training_bridge.services.scoring import ScoreInput, reward_score, scoring_engine
+    from training_bridge.trainer.checkpoint import reward_model_load
+
+    torch.set_num_threads(args.torch_threads)
+    name, folder = run.models_register(work, str(int(time.time())))[args.model]
+    prompts, images = run.images_make(args.batch, 64)
+    limits = score_limits()
+    scorer = reward_model_load(folder)
+    engine = scoring_engine()
+    loaded = engine.model(reward_model_ref(name=name))
+    opened = [image_open(data, limits, field="image") for data in images]
+    prepared = [loaded.prepare(image) for image in opened]
+    inputs = [
+        ScoreInput(field="i", prompt=p, image=i) for p, i in zip(prompts, opened, strict=True)
+    ]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {run.token_make()}")
+    body = json.dumps(json_payload(prompts, images, model=name)).encode()
+
+    def api() -> None:
+        response = client.post("/api/reward/score", body, content_type="application/json")
+        assert response.status_code == 200, response.content
+
+    stages = [
+        ("direct", lambda: scorer.score(prompts, images, batch_size=args.batch)),
+        ("forward", lambda: scorer.score(prompts, prepared, batch_size=args.batch)),
+        ("open", lambda: [image_open(data, limits, field="image") for data in images]),
+        ("prepare", lambda: [loaded.prepare(image) for image in opened]),
+        ("engine", lambda: engine.score(loaded, prompts, opened)),
+        ("service", lambda: reward_score(inputs=inputs, name=name)),
+        ("API", api),
+    ]
+    results = {label: cpu_ms(fn, args.calls, args.rounds) for label, fn in stages}
+    print(f"model {args.model}, batch {args.batch}, torch {args.torch_threads} thread(s), "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print("| stage | CPU ms per request | vs direct |")
+    print("|---|---|---|")
+    for label, value in results.items():
+        print(f"| {label} | {value:.2f} | {value / results['direct'] - 1:+.1%} |")
+    # batching: 4 threads score 10 requests each at the same time
+    before = engine.stats()
+
+    def client() -> None:
+        for _ in range(10):
+            engine.score(loaded, prompts, opened)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = engine.stats()
+    print(f"4 threads x 10 requests of {args.batch} images: "
+          f"{after['requests'] - before['requests']} requests ran as "
+          f"{after['forward_passes'] - before['forward_passes']} forward passes of at most "
+          f"{engine.batcher.max_batch} images")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""The scoring API under load, against the same model called directly in one process.
+
+    .venv/bin/python bench/scoring/run.py                 # both models, batch 32 and 64
+    .venv/bin/python bench/scoring/run.py --models builtin --batches 64 --requests 12
+
+For each model (the built-in network at 64 px, and the tiny CLIP-style model: hidden 32, 2
+layers, 32 px, both random-weight checkpoints written by the trainer's own code) and each
+batch size:
+
+- direct: `reward_model_load(folder).score(prompts, png_bytes)` in this process, one call
+  after another (PNG decoding included, as the API decodes too), before and after the API
+  run (the mean of both is the baseline, so drift on a shared machine shows);
+- API: gunicorn (1 worker process, 8 threads: one model copy, requests batched by the engine)
+  serving `POST /api/reward/score` on PostgreSQL, token auth, images as base64 JSON; `--clients`
+  threads (default 4) each send `--requests` requests with persistent connections.
+
+Prints images/s, p50 and p99 latency per request, and the API's overhead: 1 - API images/s /
+direct images/s. The database (--db, default sp_bench_scoring) is created if missing; storage
+and caches go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+from score_client import ScoreClient, json_payload  # noqa: E402
+
+SCENES = [("cat", "left_of", "dog"), ("cup", "above", "lamp"), ("book", "right_of", "vase"),
+          ("chair", "below", "clock")]  # fmt: skip
+WORDS = {"left_of": "to the left of", "right_of": "to the right of", "above": "above",
+         "below": "below"}  # fmt: skip
+
+
+def database_ensure(base: str, db: str) -> str:
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db]).fetchone()
+        if not found:
+            conn.execute(f'CREATE DATABASE "{db}"')
+    return f"{base}/{db}"
+
+
+def django_setup(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def images_make(count: int, size: int) -> tuple[list[str], list[bytes]]:
+    from generation_workers.backends.procedural import render
+
+    prompts, images = [], []
+    for i in range(count):
+        subject, relation, reference = SCENES[i % len(SCENES)]
+        structure = {
+            "objects": [{"id": "o1", "name": subject, "count": 1, "attributes": {}},
+                        {"id": "o2", "name": reference, "count": 1, "attributes": {}}],
+            "relations": [{"subject": "o1", "relation": relation, "objects": ["o2"]}],
+            "scene": None,
+        }  # fmt: skip
+        images.append(render(structure, seed=i, width=size, height=size, fmt="png").encoded)
+        prompts.append(f"a photo of a {subject} {WORDS[relation]} a {reference}")
+    return prompts, images
+
+
+def models_register(work: Path, tag: str) -> dict[str, tuple[str, Path]]:
+    """Checkpoints written by the trainer's code, stored and promoted under their own names."""
+    from tests.reward.checkpoints import (
+        builtin_checkpoint,
+        checkpoint_upload,
+        clip_checkpoint,
+        tiny_clip_folder,
+    )
+    from training_bridge.services.registry import (
+        reward_model_promote,
+        reward_model_register_checkpoint,
+    )
+
+    folders = {
+        "builtin": builtin_checkpoint(work / "builtin", seed=0, size=64),
+        "clip": clip_checkpoint(
+            work / "clip-rm", clip_folder=tiny_clip_folder(work / "tiny-clip"), seed=0
+        ),
+    }
+    out = {}
+    for kind, folder in folders.items():
+        name = f"bench-{kind}-{tag}"
+        model = reward_model_register_checkpoint(
+            name=name, artifact_key=checkpoint_upload(folder)
+        ).model
+        reward_model_promote(model_id=model.pk)
+        out[kind] = (name, folder)
+    return out
+
+
+def token_make() -> str:
+    from rest_framework.authtoken.models import Token
+
+    from config.roles import Role, user_create
+
+    user = user_create(username="bench-rl", password="bench-rl-pass", role=Role.ML,
+                       exist_ok=True)  # fmt: skip
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn_start(env: dict[str, str], port: int, threads: int, log: Path) -> subprocess.Popen:
+    argv = [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--bind",
+            f"127.0.0.1:{port}", "--workers", "1", "--threads", str(threads),
+            "--worker-class", "gthread", "--timeout", "600"]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+_SCORERS: dict[Path, object] = {}
+
+
+def direct_run(folder: Path, prompts, images, batch: int, calls: int) -> dict[str, float]:
+    from training_bridge.trainer.checkpoint import reward_model_load
+
+    if folder not in _SCORERS:
+        _SCORERS[folder] = reward_model_load(folder)
+        _SCORERS[folder].score(prompts[:batch], images[:batch], batch_size=batch)  # warm-up
+    scorer = _SCORERS[folder]
+    latencies = []
+    cpu = time.process_time()
+    started = time.perf_counter()
+    for call in range(calls):
+        offset = (call * batch) % (len(images) - batch + 1)
+        t0 = time.perf_counter()
+        scorer.score(prompts[offset : offset + batch], images[offset : offset + batch],
+                     batch_size=batch)  # fmt: skip
+        latencies.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - started
+    return {"ips": batch * calls / wall, "cpu_ms_per_image": 1000 * (time.process_time() - cpu)
+            / (batch * calls), "latencies": latencies}  # fmt: skip
+
+
+def worker_cpu_seconds(master: subprocess.Popen) -> float:
+    """CPU time (user + system) of gunicorn's worker processes so far."""
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def api_run(url: str, token: str, name: str, prompts, images, batch: int, clients: int,
+            requests: int, server: subprocess.Popen) -> dict[str, float]:  # fmt: skip
+    payloads = []
+    for i in range(max(4, clients)):
+        offset = (i * batch) % (len(images) - batch + 1)
+        payloads.append(json.dumps(json_payload(prompts[offset : offset + batch],
+                                                images[offset : offset + batch],
+                                                model=name)).encode())  # fmt: skip
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def client_loop(index: int) -> None:
+        client = ScoreClient(url, token)
+        try:
+            client.post_json(payloads[index % len(payloads)])  # warm-up and connect
+            barrier.wait()
+            mine = []
+            for r in range(requests):
+                t0 = time.perf_counter()
+                answer = client.post_json(payloads[(index + r) % len(payloads)])
+                mine.append(time.perf_counter() - t0)
+                assert len(answer["scores"]) == batch
+            with lock:
+                latencies.extend(mine)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    cpu = worker_cpu_seconds(server)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    cpu = worker_cpu_seconds(server) - cpu
+    if errors:
+        raise SystemExit(f"a client failed: {errors[0]!r}")
+    count = batch * clients * requests
+    return {"ips": count / wall, "cpu_ms_per_image": 1000 * cpu / count, "latencies": latencies}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sp_bench_scoring")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--models", nargs="+", default=["builtin", "clip"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[32, 64])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=4, help="per client and round")
+    parser.add_argument("--direct-calls", type=int, default=8, help="per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1,
+        help="intra-op threads, both sides (on 2 shared cores, 2 threads spin against each "
+        "other: 3-9 ms of CPU per image instead of 0.7 ms)",
+    )  # fmt: skip
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
+    env = {
+        "DATABASE_URL": database_ensure(args.pg, args.db),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SPATIALPREFS_VAR_DIR": str(work / "var"),
+        "MEDIA_ROOT": str(work / "media"),
+        "STORAGE_BACKEND": "local",
+        "CELERY_BROKER_URL": "memory://",
+        "OMP_NUM_THREADS": str(args.torch_threads),
+    }
+    django_setup(env)
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    tag = str(int(time.time()))
+    models = models_register(work, tag)
+    token = token_make()
+    prompts, images = images_make(256, 64)
+    port = free_port()
+    server = gunicorn_start(env, port, args.threads, work / "gunicorn.log")
+    url = f"http://127.0.0.1:{port}"
+    load = os.getloadavg()[0]
+    rows = []
+    try:
+        for kind in args.models:
+            name, folder = models[kind]
+            for batch in args.batches:
+                rows.append(config_run(args, url, token, name, folder, prompts, images, batch,
+                                       server, kind))  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    table_print(args, load, os.getloadavg()[0], rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"load": load, "rows": rows}, indent=1))
+
+
+def config_run(args, url, token, name, folder, prompts, images, batch, server, kind) -> dict:
+    """Alternating rounds (direct, API with N clients, API with 1 client), so that a change in
+    the machine's load hits both sides alike; medians of the rounds."""
+    direct, api, one = [], [], []
+    for _ in range(args.rounds):
+        direct.append(direct_run(folder, prompts, images, batch, args.direct_calls))
+        api.append(api_run(url, token, name, prompts, images, batch, args.clients,
+                           args.requests, server))  # fmt: skip
+        one.append(api_run(url, token, name, prompts, images, batch, 1, args.requests, server))
+    row = {"model": kind, "batch": batch}
+    for label, runs in (("direct", direct), ("api", api), ("api_1", one)):
+        latencies = [x for run in runs for x in run["latencies"]]
+        row[label] = {
+            "ips": statistics.median(run["ips"] for run in runs),
+            "cpu_ms_per_image": statistics.median(run["cpu_ms_per_image"] for run in runs),
+            "p50_ms": 1000 * percentile(latencies, 0.5),
+            "p99_ms": 1000 * percentile(latencies, 0.99),
+            "rounds_ips": [round(run["ips"], 1) for run in runs],
+        }
+    base = row["direct"]
+    for label in ("api", "api_1"):
+        row[label]["overhead"] = 1 - row[label]["ips"] / base["ips"]
+        row[label]["cpu_overhead"] = row[label]["cpu_ms_per_image"] / base["cpu_ms_per_image"] - 1
+    return row
+
+
+def table_print(args, load_start: float, load_end: float, rows: list[dict]) -> None:
+    print(f"load average {load_start:.1f} at start, {load_end:.1f} at end (2 cores); "
+          f"{args.rounds} alternating rounds; API: {args.clients} clients x {args.requests} "
+          f"requests per round, gunicorn 1 worker x {args.threads} threads; torch "
+          f"{args.torch_threads} thread(s) on both sides")  # fmt: skip
+    head = ("model", "batch", "direct img/s", "API img/s", "p50 ms", "p99 ms", "overhead",
+            "CPU ms/img direct", "CPU ms/img API", "CPU overhead", "1 client img/s",
+            "1 client p99 ms", "1 client overhead")  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        d, a, o = row["direct"], row["api"], row["api_1"]
+        cells = (row["model"], row["batch"], f"{d['ips']:.0f}", f"{a['ips']:.0f}",
+                 f"{a['p50_ms']:.0f}", f"{a['p99_ms']:.0f}", f"{a['overhead']:.1%}",
+                 f"{d['cpu_ms_per_image']:.2f}", f"{a['cpu_ms_per_image']:.2f}",
+                 f"{a['cpu_overhead']:.1%}", f"{o['ips']:.0f}", f"{o['p99_ms']:.0f}",
+                 f"{o['overhead']:.1%}")  # fmt: skip
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

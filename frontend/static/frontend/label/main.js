@@ -1,0 +1,346 @@
+// The labeling page: one pair on screen, the next ones already leased and their images loaded,
+// answers stored in the outbox (outbox.js) before the next pair shows, heartbeats for the pairs
+// held, undo of the last answer while its lease holds, progress and the outbox in the top bar.
+
+import { apiCall, configureApi, newSubmissionId } from "./api.js";
+import { bindInput } from "./input.js";
+import { Outbox } from "./outbox.js";
+import { Screen, preload } from "./screen.js";
+
+const settings = JSON.parse(document.getElementById("label-settings").textContent);
+configureApi({ csrfCookie: settings.csrf_cookie });
+const queueId = settings.queue.id;
+const prefetch = Math.max(1, settings.queue.prefetch);
+// A key or click this soon after a pair appears was meant for the previous one (a double
+// press, a double click): it is ignored rather than answering the new pair unseen.
+const INPUT_COOLDOWN_MS = 200;
+const HEARTBEAT_MS = Math.min(120000, Math.max(3000, (settings.queue.lease_seconds * 1000) / 3));
+const EMPTY_RECHECK_MS = 20000;
+const PAUSED_RECHECK_MS = 30000;
+const PROGRESS_EVERY_MS = 60000;
+const MAX_DURATION_MS = 24 * 3600 * 1000;
+
+const screen = new Screen(settings);
+const outbox = new Outbox({ userId: settings.user });
+const state = {
+  mode: "loading",
+  current: null, // the item on screen
+  buffer: [], // leased items waiting, images preloaded
+  answered: new Set(), // pairs answered on this page (sent or not)
+  rejected: new Set(), // submission ids the server refused for good
+  tags: new Set(),
+  shownAt: 0,
+  acceptAt: 0,
+  last: null, // {entry, item} of the last answer, for undo
+  undoing: false,
+  refilling: null,
+  retryTimer: null,
+  nextFailures: 0,
+  progress: null,
+  progressTimer: null,
+};
+
+// --- Display ------------------------------------------------------------------------------
+
+function setMode(mode, message) {
+  state.mode = mode;
+  screen.setMode(mode, message);
+}
+
+function imageFailed(item) {
+  if (state.current !== item) return;
+  screen.notice("An image did not load. Reload the page, or press S to skip.");
+}
+
+function show(item) {
+  state.current = item;
+  state.mode = "labeling";
+  state.tags.clear();
+  if (!item.preloaded) preload(item, imageFailed);
+  // The preloaded (fetched and decoded) images themselves go on screen: nothing to wait for.
+  screen.showItem(item, state.tags);
+  state.shownAt = performance.now();
+  state.acceptAt = state.shownAt + INPUT_COOLDOWN_MS;
+  setTimeout(() => {
+    if (state.current === item) screen.markReady();
+  }, INPUT_COOLDOWN_MS);
+}
+
+function showNextOrWait() {
+  state.current = null;
+  if (state.buffer.length) show(state.buffer.shift());
+  else setMode("loading");
+  topUp();
+}
+
+function renderCounts() {
+  screen.renderCounts({
+    progress: state.progress,
+    waitingAll: outbox.pending().length,
+    waitingHere: outbox.pending(queueId).length,
+    outboxState: outbox.state,
+    durable: outbox.durable,
+  });
+}
+
+function updateUndo() {
+  const last = state.last;
+  screen.setUndoEnabled(
+    Boolean(last) && !state.undoing && Date.parse(last.item.lease_expires_at) > Date.now(),
+  );
+}
+
+// --- Leasing ------------------------------------------------------------------------------
+
+function onScreen() {
+  return [state.current, ...state.buffer].filter(Boolean);
+}
+
+function scheduleTopUp(ms) {
+  clearTimeout(state.retryTimer);
+  state.retryTimer = setTimeout(() => {
+    state.retryTimer = null;
+    topUp();
+  }, ms);
+}
+
+function refill() {
+  if (state.refilling) return state.refilling;
+  state.refilling = (async () => {
+    // Answers still in the outbox hold their leases on the server, and `next` returns held
+    // pairs first: ask for that many more, and leave those pairs out.
+    const waiting = outbox.pending(queueId);
+    const count = Math.min(settings.queue.max_prefetch, prefetch + waiting.length);
+    try {
+      const { data } = await apiCall(settings.urls.next, { method: "POST", body: { count } });
+      state.nextFailures = 0;
+      const answeredHere = new Set(outbox.pending(queueId).map((e) => e.pair));
+      const held = new Map(onScreen().map((item) => [item.pair, item]));
+      let added = 0;
+      for (const item of data.items) {
+        if (held.has(item.pair)) {
+          held.get(item.pair).lease_expires_at = item.lease_expires_at;
+        } else if (!answeredHere.has(item.pair) && !state.answered.has(item.pair)) {
+          preload(item, imageFailed);
+          state.buffer.push(item);
+          held.set(item.pair, item);
+          added += 1;
+        }
+      }
+      // A full answer (as many items as asked) may still be short here when answers were
+      // given while it was on its way: worth asking again.
+      return { ok: true, more: added > 0 && data.items.length >= count };
+    } catch (error) {
+      nextFailed(error);
+      return { ok: false, more: false };
+    } finally {
+      state.refilling = null;
+    }
+  })();
+  return state.refilling;
+}
+
+function nextFailed(error) {
+  if (error.signedOut) {
+    if (!state.current) setMode("signed_out");
+    return;
+  }
+  if (error.code === "queue_paused") {
+    if (!state.current) setMode("paused");
+    scheduleTopUp(PAUSED_RECHECK_MS);
+    return;
+  }
+  if (error.transient) {
+    state.nextFailures += 1;
+    if (!state.current) setMode("loading", "Connection lost: trying again…");
+    scheduleTopUp(Math.min(30000, 1000 * 2 ** Math.min(state.nextFailures, 5)));
+    return;
+  }
+  if (!state.current) setMode("closed", error.message);
+}
+
+async function topUp() {
+  const paused = state.mode === "paused";
+  if (!paused && onScreen().length >= prefetch) return;
+  const { ok, more } = await refill();
+  if (!ok) return; // nextFailed has said why and planned the next try
+  if (state.current && state.mode !== "labeling") show(state.current); // the queue is back
+  if (!state.current && state.buffer.length) show(state.buffer.shift());
+  if (state.current) {
+    if (more && onScreen().length < prefetch) topUp();
+  } else {
+    setMode("empty");
+    scheduleTopUp(EMPTY_RECHECK_MS);
+  }
+}
+
+async function heartbeat() {
+  const items = onScreen();
+  if (document.visibilityState !== "visible" || !items.length) return;
+  let data;
+  try {
+    ({ data } = await apiCall(settings.urls.heartbeat, {
+      method: "POST",
+      body: { pairs: items.slice(0, 50).map((item) => item.pair) },
+    }));
+  } catch (error) {
+    if (error.code === "queue_paused") {
+      setMode("paused");
+      scheduleTopUp(PAUSED_RECHECK_MS);
+    }
+    return; // a network failure: the next beat tries again, the lease has minutes left
+  }
+  for (const renewed of data.renewed) {
+    const item = items.find((i) => i.pair === renewed.pair);
+    if (item) item.lease_expires_at = renewed.lease_expires_at;
+  }
+  const lost = new Set(data.lost);
+  if (!lost.size) return;
+  state.buffer = state.buffer.filter((item) => !lost.has(item.pair));
+  if (state.current && lost.has(state.current.pair)) {
+    screen.notice("The pair on screen was released after a long pause; here is another one.");
+    showNextOrWait();
+  } else {
+    topUp();
+  }
+}
+
+// --- Answers ------------------------------------------------------------------------------
+
+function answer(choice) {
+  const item = state.current;
+  if (!item || state.mode !== "labeling" || performance.now() < state.acceptAt) return;
+  if (state.answered.has(item.pair)) return;
+  const entry = {
+    sid: newSubmissionId(),
+    queue: queueId,
+    url: settings.urls.submit,
+    pair: item.pair,
+    choice,
+    reason_tags: [...state.tags],
+    duration_ms: Math.min(MAX_DURATION_MS, Math.round(performance.now() - state.shownAt)),
+    at: Date.now(),
+  };
+  state.answered.add(item.pair);
+  outbox.add(entry); // stored (localStorage) before the page moves on
+  state.last = { entry, item };
+  screen.flash(screen.choiceLabel(choice), choice);
+  showNextOrWait();
+  updateUndo();
+  renderCounts();
+}
+
+function restore(item) {
+  state.answered.delete(item.pair);
+  if (state.current) state.buffer.unshift(state.current);
+  show(item);
+}
+
+async function undo() {
+  const last = state.last;
+  if (!last || state.undoing) return;
+  if (Date.parse(last.item.lease_expires_at) <= Date.now()) {
+    screen.notice("Too late to undo: the hold on that pair has run out.");
+    state.last = null;
+    updateUndo();
+    return;
+  }
+  state.undoing = true;
+  updateUndo();
+  try {
+    const sid = last.entry.sid;
+    if (outbox.isInflight(sid)) await outbox.settle(sid);
+    const entry = outbox.take(sid); // no more sends of it from here on
+    if (entry && !entry.attempted) {
+      restore(last.item); // it never left this browser: the lease is still ours
+    } else if (state.rejected.has(sid)) {
+      screen.notice("That answer was not stored, so there is nothing to undo.");
+      return;
+    } else {
+      let item;
+      try {
+        ({ data: item } = await apiCall(settings.urls.undo, {
+          method: "POST",
+          body: { client_submission_id: sid },
+        }));
+      } catch (error) {
+        // A send whose answer never came back may not have been stored: the server says.
+        if (entry && error.code === "not_found") item = last.item;
+        else {
+          if (entry) outbox.add(entry); // the answer stands and is sent as before
+          throw error;
+        }
+      }
+      restore(item);
+      refreshProgressSoon();
+    }
+    screen.flash("Undone", "undo");
+  } catch (error) {
+    screen.notice(`Cannot undo: ${error.message}`);
+  } finally {
+    state.last = null;
+    state.undoing = false;
+    updateUndo();
+    renderCounts();
+  }
+}
+
+// --- Reason tags --------------------------------------------------------------------------
+
+function toggleTag(tag) {
+  if (!state.current) return;
+  if (state.tags.has(tag)) state.tags.delete(tag);
+  else state.tags.add(tag);
+  screen.syncTags(state.tags);
+}
+
+// --- Progress -----------------------------------------------------------------------------
+
+async function refreshProgress() {
+  try {
+    const { data } = await apiCall(settings.urls.progress);
+    state.progress = data;
+    renderCounts();
+  } catch (_error) {
+    // Shown again at the next refresh; labeling goes on meanwhile.
+  }
+}
+
+function refreshProgressSoon() {
+  if (state.progressTimer) return;
+  state.progressTimer = setTimeout(() => {
+    state.progressTimer = null;
+    refreshProgress();
+  }, 800);
+}
+
+// --- Start ------------------------------------------------------------------------------
+
+function start() {
+  bindInput({ settings, screen, actions: { answer, toggleTag, undo } });
+  outbox.addEventListener("change", renderCounts);
+  outbox.addEventListener("state", renderCounts);
+  outbox.addEventListener("acked", refreshProgressSoon);
+  outbox.addEventListener("rejected", (event) => {
+    const { entry, error } = event.detail;
+    state.rejected.add(entry.sid);
+    screen.notice(`An answer could not be stored: ${error.message}`);
+    refreshProgressSoon();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") {
+      heartbeat();
+      outbox.kick();
+    }
+  });
+  screen.instructionsOnFirstVisit(`spatialprefs:instructions-seen:${settings.user}:${queueId}`);
+  renderCounts();
+  outbox.kick(); // answers left by an earlier page (a reload, a closed tab) go first
+  refreshProgress();
+  topUp();
+  setInterval(heartbeat, HEARTBEAT_MS);
+  setInterval(refreshProgress, PROGRESS_EVERY_MS);
+  setInterval(updateUndo, 5000);
+}
+
+start();

@@ -1,0 +1,219 @@
+// The outbox: every answer is written to localStorage before the page moves on, then sent in
+// the background, oldest first, with the same client_submission_id until the server
+// acknowledges it (201 stored, or 200 stored before). A dropped network, a reload or a closed
+// tab loses nothing: the next page load sends what is left. The server keeps a retried
+// submission to one judgment, so two tabs sending the same entry are harmless.
+//
+// Events: "change" (entries added or removed, here or in another tab), "acked" (detail: the
+// entry and the server's answer), "rejected" (detail: entry, error: the server refused it for
+// good, e.g. the lease ran out), "state" (detail: "sending" | "retrying" | "signed_out" |
+// "paused" | "idle").
+
+import { ApiError, apiCall } from "./api.js";
+
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 15000;
+const PAUSED_RETRY_MS = 30000;
+
+export class Outbox extends EventTarget {
+  constructor({ userId }) {
+    super();
+    this.key = `spatialprefs:outbox:v1:${userId}`;
+    this.memory = null; // used only if localStorage refuses to store (private mode, quota)
+    this.inflight = null;
+    this.running = false;
+    this.wake = null;
+    this.failures = 0;
+    this.state = "idle";
+    this.waiters = new Map();
+    window.addEventListener("storage", (event) => {
+      if (event.key === this.key) {
+        this.dispatchEvent(new Event("change"));
+        this.kick();
+      }
+    });
+    window.addEventListener("online", () => this.kick());
+  }
+
+  get durable() {
+    return this.memory === null;
+  }
+
+  entries() {
+    if (this.memory !== null) return this.memory.slice();
+    try {
+      const list = JSON.parse(localStorage.getItem(this.key) || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch (_corrupt) {
+      return [];
+    }
+  }
+
+  write(list) {
+    if (this.memory === null) {
+      try {
+        localStorage.setItem(this.key, JSON.stringify(list));
+        return;
+      } catch (_refused) {
+        this.memory = [];
+      }
+    }
+    this.memory = list.slice();
+  }
+
+  pending(queueId) {
+    const list = this.entries();
+    return queueId === undefined ? list : list.filter((e) => e.queue === queueId);
+  }
+
+  has(sid) {
+    return this.entries().some((e) => e.sid === sid);
+  }
+
+  isInflight(sid) {
+    return this.inflight === sid;
+  }
+
+  // Store first (synchronously), then send: the answer is safe before the page shows the next pair.
+  add(entry) {
+    const list = this.entries();
+    if (!list.some((e) => e.sid === entry.sid)) list.push(entry);
+    this.write(list);
+    this.dispatchEvent(new Event("change"));
+    this.kick();
+  }
+
+  // Remove an entry and return it (null if it is not waiting, or being sent right now).
+  take(sid) {
+    if (this.inflight === sid) return null;
+    const list = this.entries();
+    const entry = list.find((e) => e.sid === sid) || null;
+    if (entry) {
+      this.write(list.filter((e) => e.sid !== sid));
+      this.dispatchEvent(new Event("change"));
+    }
+    return entry;
+  }
+
+  // Before the first send: from then on only the server knows whether it was stored.
+  markAttempted(sid) {
+    const list = this.entries();
+    const entry = list.find((e) => e.sid === sid);
+    if (entry && !entry.attempted) {
+      entry.attempted = true;
+      this.write(list);
+    }
+  }
+
+  drop(sid) {
+    this.write(this.entries().filter((e) => e.sid !== sid));
+    this.dispatchEvent(new Event("change"));
+  }
+
+  // Resolves once this entry is not being sent at this moment.
+  settle(sid) {
+    if (this.inflight !== sid) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.waiters.get(sid) || [];
+      list.push(resolve);
+      this.waiters.set(sid, list);
+    });
+  }
+
+  kick() {
+    if (this.wake) {
+      const wake = this.wake;
+      this.wake = null;
+      wake();
+    }
+    if (!this.running) this.run();
+  }
+
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: state }));
+  }
+
+  sleep(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  async run() {
+    this.running = true;
+    try {
+      for (;;) {
+        const entry = this.entries()[0];
+        if (!entry) {
+          this.setState("idle");
+          return;
+        }
+        this.setState(this.failures ? "retrying" : "sending");
+        const outcome = await this.send(entry);
+        if (outcome === "stop") return;
+        if (outcome === "retry") {
+          const backoff = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1));
+          await this.sleep(backoff * (0.75 + Math.random() * 0.5));
+        } else if (outcome === "paused") {
+          await this.sleep(PAUSED_RETRY_MS);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  async send(entry) {
+    this.inflight = entry.sid;
+    this.markAttempted(entry.sid);
+    try {
+      const { data } = await apiCall(entry.url, {
+        method: "POST",
+        body: {
+          pair: entry.pair,
+          client_submission_id: entry.sid,
+          choice: entry.choice,
+          reason_tags: entry.reason_tags,
+          duration_ms: entry.duration_ms,
+        },
+      });
+      this.failures = 0;
+      this.drop(entry.sid);
+      this.dispatchEvent(new CustomEvent("acked", { detail: { entry, data } }));
+      return "next";
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.transient) {
+        this.failures += 1;
+        return "retry";
+      }
+      if (error.signedOut) {
+        this.setState("signed_out");
+        return "stop";
+      }
+      if (error.code === "queue_paused") {
+        this.setState("paused");
+        return "paused";
+      }
+      // Refused for good (the lease ran out, the pair filled up...): sending it again would
+      // be refused again. Say so instead of retrying forever.
+      this.failures = 0;
+      this.drop(entry.sid);
+      this.dispatchEvent(new CustomEvent("rejected", { detail: { entry, error } }));
+      return "next";
+    } finally {
+      this.inflight = null;
+      for (const resolve of this.waiters.get(entry.sid) || []) resolve();
+      this.waiters.delete(entry.sid);
+    }
+  }
+}

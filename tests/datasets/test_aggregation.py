@@ -1,0 +1,172 @@
+"""The pure dataset maths: specs, label aggregation, splits, canonical lines, diffs."""
+
+import pytest
+
+from config.errors import ValidationFailed
+from training_bridge.aggregation.diff import diff_streams
+from training_bridge.aggregation.labels import MajorityAggregator
+from training_bridge.aggregation.records import ContentHasher, canonical_line
+from training_bridge.aggregation.specs import filter_spec_parse, split_spec_parse
+from training_bridge.aggregation.splits import split_for_group
+
+
+def test_majority_labels_the_most_voted_choice_with_its_share_as_agreement():
+    result = MajorityAggregator().aggregate(["a", "a", "b"])
+    assert result.label == "a"
+    assert result.votes == {"a": 2, "b": 1, "tie": 0, "both_wrong": 0, "skip": 0}
+    assert result.agreement == 2 / 3
+    assert result.num_votes == 3
+
+
+def test_majority_tie_rule_tie_labels_a_split_vote_a_tie():
+    result = MajorityAggregator(tie_rule="tie").aggregate(["a", "b"])
+    assert (result.label, result.agreement) == ("tie", 0.5)
+
+
+def test_majority_tie_rule_drop_leaves_a_split_vote_unlabelled():
+    assert (
+        MajorityAggregator(tie_rule="drop").aggregate(["a", "b", "tie", "tie", "a"]).label is None
+    )
+
+
+def test_skips_dilute_the_agreement_but_never_win():
+    result = MajorityAggregator().aggregate(["skip", "skip", "b"])
+    assert (result.label, result.agreement, result.num_votes) == ("b", 1 / 3, 3)
+    assert MajorityAggregator().aggregate(["skip"]).label is None
+
+
+def test_both_wrong_majority_is_a_label_of_its_own():
+    assert MajorityAggregator().aggregate(["both_wrong", "both_wrong", "a"]).label == "both_wrong"
+
+
+def test_filter_spec_normalises_with_every_default_spelled_out():
+    spec = filter_spec_parse({"queues": ["q", 3, "q"], "min_agreement": 1})
+    assert spec.as_json() == {
+        "queues": [3, "q"],
+        "campaigns": [],
+        "judged_after": None,
+        "judged_before": None,
+        "pair_kinds": ["counterfactual", "same_prompt"],
+        "include_gold": True,
+        "min_judgments": 1,
+        "min_agreement": 1.0,
+        "count_choices": ["left", "right", "tie", "both_wrong"],
+        "keep_labels": ["winner", "tie"],
+        "annotators": {"mode": "all"},
+        "counterfactual_filter": "none",
+        "aggregator": "majority",
+        "aggregator_options": {"tie_rule": "tie"},
+    }
+
+
+def test_filter_spec_times_are_read_as_utc():
+    spec = filter_spec_parse(
+        {"judged_after": "2025-01-01T00:00:00", "judged_before": "2025-01-02T01:00:00+01:00"}
+    )
+    assert spec.as_json()["judged_after"] == "2025-01-01T00:00:00+00:00"
+    assert spec.as_json()["judged_before"] == "2025-01-02T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "message"),
+    [
+        ([], "filter_spec", "must be a JSON object, got list"),
+        ({"queue": [1]}, "filter_spec.queue", "unknown key"),
+        ({"min_agreement": 1.5}, "filter_spec.min_agreement", "must be between 0 and 1, got 1.5"),
+        ({"min_agreement": "high"}, "filter_spec.min_agreement", "must be a number"),
+        ({"min_judgments": 0}, "filter_spec.min_judgments", "must be at least 1, got 0"),
+        ({"min_judgments": True}, "filter_spec.min_judgments", "must be an integer"),
+        ({"pair_kinds": []}, "filter_spec.pair_kinds", "must name at least one value"),
+        ({"pair_kinds": ["pairs"]}, "filter_spec.pair_kinds[0]", "unknown value 'pairs'"),
+        ({"count_choices": ["skip"]}, "filter_spec.count_choices", "besides skip"),
+        ({"keep_labels": ["loser"]}, "filter_spec.keep_labels[0]", "unknown value 'loser'"),
+        ({"queues": [""]}, "filter_spec.queues[0]", "must be an id or a name"),
+        ({"judged_after": "yesterday"}, "filter_spec.judged_after", "ISO 8601"),
+        (
+            {"judged_after": "2025-02-01T00:00:00Z", "judged_before": "2025-01-01T00:00:00Z"},
+            "filter_spec.judged_before",
+            "must be later than judged_after",
+        ),
+        ({"annotators": {"mode": "list"}}, "filter_spec.annotators.ids", "list the annotators"),
+        ({"annotators": {"mode": "best"}}, "filter_spec.annotators.mode", "unknown value"),
+        (
+            {"annotators": {"mode": "quality", "min_quality": 2}},
+            "filter_spec.annotators.min_quality",
+            "between 0 and 1",
+        ),
+        ({"counterfactual_filter": "yes"}, "filter_spec.counterfactual_filter", "unknown value"),
+        ({"aggregator": "dawid_skene"}, "filter_spec.aggregator", "unknown aggregator"),
+        (
+            {"aggregator_options": {"tie_rule": "coin"}},
+            "filter_spec.aggregator_options.tie_rule",
+            "unknown value 'coin'",
+        ),
+    ],
+)
+def test_malformed_filter_spec_names_the_key(raw, field, message):
+    with pytest.raises(ValidationFailed) as caught:
+        filter_spec_parse(raw)
+    assert caught.value.field == field
+    assert message in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "message"),
+    [
+        ({"ratios": {"train": 0.5, "val": 0.1}}, "split_spec.ratios", "must sum to 1, got 0.6"),
+        ({"ratios": {"dev": 1}}, "split_spec.ratios.dev", "unknown key"),
+        ({"ratios": {"train": -0.5, "test": 1.5}}, "split_spec.ratios.train", "between 0 and 1"),
+        ({"seed": -1}, "split_spec.seed", "must be at least 0"),
+        ({"held_out": {"relations": [""]}}, "split_spec.held_out.relations[0]", "non-empty"),
+        ({"held_out": {"split": "holdout"}}, "split_spec.held_out.split", "choose one of"),
+    ],
+)
+def test_malformed_split_spec_names_the_key(raw, field, message):
+    with pytest.raises(ValidationFailed) as caught:
+        split_spec_parse(raw)
+    assert caught.value.field == field
+    assert message in caught.value.detail
+
+
+def test_split_is_a_stable_function_of_seed_and_group_with_the_seeded_ratios():
+    spec = split_spec_parse({"seed": 7, "ratios": {"train": 0.8, "val": 0.1, "test": 0.1}})
+    first = [split_for_group(group_key=f"group-{i}", spec=spec) for i in range(10_000)]
+    again = [split_for_group(group_key=f"group-{i}", spec=spec) for i in range(10_000)]
+    assert first == again
+    shares = {name: first.count(name) / len(first) for name in ("train", "val", "test")}
+    assert abs(shares["train"] - 0.8) < 0.02
+    assert abs(shares["val"] - 0.1) < 0.02
+    assert abs(shares["test"] - 0.1) < 0.02
+    other_seed = split_spec_parse({"seed": 8})
+    moved = sum(
+        split_for_group(group_key=f"group-{i}", spec=other_seed) != first[i] for i in range(10_000)
+    )
+    assert moved > 1000
+
+
+def test_held_out_groups_go_to_the_held_out_split_whatever_their_hash():
+    spec = split_spec_parse({"ratios": {"train": 1.0}, "held_out": {"split": "val"}})
+    assert split_for_group(group_key="g", spec=spec) == "train"
+    assert split_for_group(group_key="g", spec=spec, held_out=True) == "val"
+
+
+def test_canonical_line_sorts_keys_without_spaces_and_keeps_unicode():
+    assert canonical_line({"b": 1, "a": {"z": "été", "y": [1, 2]}}) == (
+        '{"a":{"y":[1,2],"z":"été"},"b":1}'
+    )
+    hasher = ContentHasher()
+    hasher.add('{"a":1}')
+    assert hasher.hexdigest() == "e346432021b04179518d9614f3560ccd71354a4ee101ddcb893d6959a9d6301c"
+
+
+def test_diff_reports_added_removed_relabelled_and_moved_pairs():
+    base = iter([(1, "a", "train"), (2, "b", "train"), (3, "tie", "val"), (5, "a", "test")])
+    other = iter([(2, "a", "train"), (3, "tie", "test"), (4, "b", "train"), (5, "a", "test")])
+    diff = diff_streams(base, other, limit=10).as_json()
+    assert diff == {
+        "counts": {"added": 1, "removed": 1, "relabelled": 1, "resplit": 1, "unchanged": 1},
+        "added": [4],
+        "removed": [1],
+        "relabelled": [{"pair_id": 2, "from": "b", "to": "a"}],
+        "resplit": [{"pair_id": 3, "from": "val", "to": "test"}],
+    }

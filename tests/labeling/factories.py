@@ -1,0 +1,102 @@
+"""Labeling test data: candidates with real image bytes in the default storage, queues of pairs.
+
+Built on tests/factories.py; images are small PNGs drawn with Pillow and stored under their
+content-hash keys, as the generation workers store them.
+"""
+
+import hashlib
+import io
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image, ImageDraw
+from rest_framework.test import APIClient
+
+from annotation.models import LabelingQueue, Pair
+from annotation.services.queues import labeling_queue_create
+from config.roles import Role, user_create
+from generation_workers.models import Candidate
+from tests.factories import CampaignFactory, CandidateFactory, GeneratorConfigFactory, PromptFactory
+
+
+def png_bytes(seed: int, size: int = 64) -> bytes:
+    image = Image.new("RGB", (size, size), ((seed * 37) % 256, (seed * 91) % 256, 120))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((seed % size // 2, 4, seed % size // 2 + 10, 20), fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def candidate_with_image(*, store: bool = True, size: int = 64, **kwargs) -> Candidate:
+    """A finished candidate whose image bytes exist under their content-hash key."""
+    seed = kwargs.get("seed")
+    candidate = CandidateFactory(**kwargs)
+    data = png_bytes(candidate.pk if seed is None else seed * 1000 + candidate.pk, size)
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"candidates/{sha[:2]}/{sha}.png"
+    if store and not default_storage.exists(key):
+        default_storage.save(key, ContentFile(data))
+    Candidate.objects.filter(pk=candidate.pk).update(content_sha256=sha, storage_key=key)
+    candidate.refresh_from_db()
+    return candidate
+
+
+def annotators(n: int, prefix: str = "ann") -> list:
+    return [
+        user_create(username=f"{prefix}{i}", password="annotator-pass", role=Role.ANNOTATOR)
+        for i in range(n)
+    ]
+
+
+def queue_for_annotators(**kwargs) -> LabelingQueue:
+    kwargs.setdefault("name", "spatial-queue")
+    kwargs.setdefault("allowed_group_names", ["annotator"])
+    return labeling_queue_create(**kwargs)
+
+
+def queue_with_pairs(
+    *,
+    n_pairs: int,
+    overlap: int = 3,
+    images: bool = False,
+    priority_of=None,
+    name: str = "spatial-queue",
+    **queue_kwargs,
+) -> tuple[LabelingQueue, list[Pair]]:
+    """A queue open to the annotator group with `n_pairs` same-prompt pairs (ids ascending)."""
+    queue = queue_for_annotators(name=name, overlap=overlap, **queue_kwargs)
+    campaign = CampaignFactory()
+    config = GeneratorConfigFactory()
+    make = candidate_with_image if images else CandidateFactory
+    pairs = []
+    for i in range(n_pairs):
+        prompt = PromptFactory(prompt_set=campaign.prompt_set)
+        a = make(campaign=campaign, prompt=prompt, config=config)
+        b = make(campaign=campaign, prompt=prompt, config=config)
+        pairs.append(
+            Pair.objects.create(
+                queue=queue,
+                candidate_a=a,
+                candidate_b=b,
+                kind=Pair.Kind.SAME_PROMPT,
+                prompt=prompt,
+                priority=priority_of(i) if priority_of else 0,
+                judgments_needed=overlap,
+            )
+        )
+    return queue, pairs
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+def next_url(queue) -> str:
+    return f"/api/labeling/queues/{queue.pk}/next/"
+
+
+def submit_url(queue) -> str:
+    return f"/api/labeling/queues/{queue.pk}/submit/"

@@ -1,0 +1,474 @@
+"""POST /api/reward/score: the same scores as the checkpoint offline, the promoted model served
+and switched without a restart, the group form, token auth, and every bad payload a clear 4xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from rest_framework.test import APIClient
+
+from config.roles import Role, user_create
+from tests.factories import CampaignFactory, CandidateFactory
+from training_bridge.models import RewardModel
+from training_bridge.trainer.checkpoint import reward_model_load
+
+URL = "/api/reward/score"
+PROMPT = "a photo of a cat to the left of a dog"
+OTHER = "a photo of a cup above a lamp"
+
+
+def png(seed: int, size: int = 32, fmt: str = "PNG") -> bytes:
+    rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(out, fmt)
+    return out.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def offline(folder, captions: list[str], images: list[bytes]) -> list[tuple[float, float]]:
+    return [(s.mean, s.std) for s in reward_model_load(folder).score(captions, images)]
+
+
+def means_stds(body: dict) -> list[tuple[float, float]]:
+    return [(s["mean"], s["std"]) for s in body["scores"]]
+
+
+# -- same scores as offline -----------------------------------------------------------------
+
+
+def test_uploaded_images_get_the_scores_the_checkpoint_gives_offline(
+    register, builtin_folders, ml_client
+):
+    # given a promoted built-in model and 5 images with two prompts
+    model = register(builtin_folders(0), promote=True)
+    images = [png(i) for i in range(5)]
+    captions = [PROMPT, PROMPT, OTHER, PROMPT, OTHER]
+    # when an RL trainer posts them as base64 JSON
+    response = ml_client.post(
+        URL,
+        {"items": [{"prompt": c, "image": b64(i)} for c, i in zip(captions, images, strict=True)]},
+        format="json",
+    )
+    # then mean, std and model version per image equal the checkpoint's own scores
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["model"] == {"id": model.pk, "name": "spatial-rm", "version": 1,
+                             "backbone": "builtin", "head": "gaussian"}  # fmt: skip
+    assert [s["model_version"] for s in body["scores"]] == [1] * 5
+    np.testing.assert_allclose(
+        means_stds(body), offline(builtin_folders(0), captions, images), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_multipart_uploads_get_the_same_scores_as_base64_json(register, builtin_folders, ml_client):
+    register(builtin_folders(0), promote=True)
+    images = [png(10 + i, fmt="WEBP" if i % 2 else "PNG") for i in range(4)]
+    # when the same images go once as files (one prompt for all) and once as JSON
+    files = [io.BytesIO(data) for data in images]
+    for i, handle in enumerate(files):
+        handle.name = f"img{i}.bin"
+    multipart = ml_client.post(URL, {"prompt": PROMPT, "image": files}, format="multipart")
+    as_json = ml_client.post(
+        URL, {"items": [{"prompt": PROMPT, "image": b64(i)} for i in images]}, format="json"
+    )
+    # then both answers hold the offline scores
+    assert multipart.status_code == 200, multipart.json()
+    assert as_json.status_code == 200
+    expected = offline(builtin_folders(0), [PROMPT] * 4, images)
+    np.testing.assert_allclose(means_stds(multipart.json()), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(means_stds(as_json.json()), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_candidates_are_scored_by_id_against_their_own_prompt_or_a_given_one(
+    register, builtin_folders, ml_client
+):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    register(builtin_folders(0), promote=True)
+    campaign = CampaignFactory()
+    candidates = []
+    for i in range(2):
+        candidate = CandidateFactory(campaign=campaign, prompt__text=f"{PROMPT} {i}")
+        default_storage.save(candidate.storage_key, ContentFile(png(40 + i)))
+        candidates.append(candidate)
+    response = ml_client.post(
+        URL,
+        {"items": [{"candidate": candidates[0].pk},
+                   {"candidate": candidates[1].pk, "prompt": OTHER}]},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 200, response.json()
+    expected = offline(builtin_folders(0), [f"{PROMPT} 0", OTHER], [png(40), png(41)])
+    np.testing.assert_allclose(means_stds(response.json()), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_clip_style_model_is_served_with_its_offline_scores(register, clip_folder, ml_client):
+    register(clip_folder, name="clip-rm", promote=True)
+    images = [png(i, size=48) for i in range(3)]
+    response = ml_client.post(
+        URL,
+        {"model": "clip-rm", "items": [{"prompt": PROMPT, "image": b64(i)} for i in images]},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["model"]["backbone"] == "clip"
+    np.testing.assert_allclose(
+        means_stds(response.json()), offline(clip_folder, [PROMPT] * 3, images),
+        rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
+
+
+def test_groups_are_ranked_best_first_with_top_and_bottom_k(register, builtin_folders, ml_client):
+    register(builtin_folders(1), promote=True)
+    groups = [[png(100 + i) for i in range(6)], [png(200 + i) for i in range(4)]]
+    response = ml_client.post(
+        URL,
+        {"top_k": 2, "groups": [
+            {"prompt": PROMPT, "items": [{"image": b64(i)} for i in groups[0]]},
+            {"prompt": OTHER, "items": [{"image": b64(i)} for i in groups[1]]},
+        ]},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 200, response.json()
+    for group, prompt, answer in zip(groups, [PROMPT, OTHER], response.json()["groups"],
+                                     strict=True):  # fmt: skip
+        means = [m for m, _ in offline(builtin_folders(1), [prompt] * len(group), group)]
+        ranking = sorted(range(len(means)), key=lambda i: -means[i])
+        assert answer["ranking"] == ranking
+        assert answer["top"] == ranking[:2]
+        assert answer["bottom"] == ranking[-2:]
+        assert [s["rank"] for s in answer["scores"]] == [ranking.index(i) + 1 for i in
+                                                          range(len(group))]  # fmt: skip
+        np.testing.assert_allclose([s["mean"] for s in answer["scores"]], means, rtol=1e-5,
+                                   atol=1e-6)  # fmt: skip
+
+
+def test_multipart_group_labels_form_groups(register, builtin_folders, ml_client):
+    register(builtin_folders(1), promote=True)
+    images = [png(300 + i) for i in range(4)]
+    files = []
+    for i, data in enumerate(images):
+        handle = io.BytesIO(data)
+        handle.name = f"{i}.png"
+        files.append(handle)
+    response = ml_client.post(
+        URL,
+        {"prompt": PROMPT, "image": files, "group": ["x", "y", "x", "y"], "top_k": "1"},
+        format="multipart",
+    )
+    assert response.status_code == 200, response.json()
+    means = [m for m, _ in offline(builtin_folders(1), [PROMPT] * 4, images)]
+    first, second = response.json()["groups"]
+    assert first["top"] == [0 if means[0] >= means[2] else 1]
+    assert second["top"] == [0 if means[1] >= means[3] else 1]
+
+
+# -- which model is served ------------------------------------------------------------------
+
+
+def test_the_promoted_model_is_served_and_a_promotion_switches_within_the_refresh_interval(
+    register, builtin_folders, ml_client, settings
+):
+    # given version 1 promoted and version 2 registered, scoring the same image
+    first = register(builtin_folders(0), promote=True)
+    second = register(builtin_folders(1))
+    body = {"items": [{"prompt": PROMPT, "image": b64(png(7))}]}
+    before = ml_client.post(URL, body, format="json").json()
+    # when version 2 is promoted through the API (the serving process keeps running)
+    promoted = ml_client.post(f"/api/reward/models/{second.pk}/promote/")
+    within = ml_client.post(URL, body, format="json").json()
+    time.sleep(settings.REWARD_SCORING_REFRESH_SECONDS + 0.05)
+    after = ml_client.post(URL, body, format="json").json()
+    # then once the process's lookup is older than the refresh interval, requests are served
+    # by version 2, with version 2's offline score (version 1 until then)
+    assert within["model"]["version"] == 1
+    assert promoted.status_code == 200
+    assert before["model"]["version"] == 1 and before["scores"][0]["model_version"] == 1
+    assert after["model"]["version"] == 2 and after["scores"][0]["model_version"] == 2
+    np.testing.assert_allclose(
+        means_stds(after), offline(builtin_folders(1), [PROMPT], [png(7)]), rtol=1e-5, atol=1e-6
+    )
+    assert means_stds(before) != means_stds(after)
+    first.refresh_from_db()
+    assert first.status == RewardModel.Status.ARCHIVED
+
+
+def test_a_pinned_version_is_served_even_when_another_is_promoted(
+    register, builtin_folders, ml_client
+):
+    register(builtin_folders(0))
+    register(builtin_folders(1), promote=True)
+    response = ml_client.post(
+        URL, {"version": 1, "items": [{"prompt": PROMPT, "image": b64(png(8))}]}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["scores"][0]["model_version"] == 1
+    np.testing.assert_allclose(
+        means_stds(response.json()), offline(builtin_folders(0), [PROMPT], [png(8)]), rtol=1e-5
+    )
+
+
+def test_without_a_promoted_model_scoring_is_a_409(register, builtin_folders, ml_client):
+    register(builtin_folders(0))
+    response = ml_client.post(URL, {"items": [{"prompt": PROMPT, "image": b64(png(1))}]},
+                              format="json")  # fmt: skip
+    assert response.status_code == 409
+    assert response.json()["field"] == "model"
+    unknown = ml_client.post(URL, {"model": "nope", "items": [{"prompt": PROMPT,
+                                                                "image": b64(png(1))}]},
+                             format="json")  # fmt: skip
+    assert unknown.status_code == 404
+
+
+def test_concurrent_requests_each_get_their_own_scores(register, builtin_folders, ml_client):
+    from training_bridge.selectors.reward_models import model_ref_of
+    from training_bridge.services.scoring import scoring_engine
+
+    # given the engine of this process and 6 threads scoring different images at once
+    model = register(builtin_folders(0), promote=True)
+    engine = scoring_engine()
+    loaded = engine.model(model_ref_of(model))
+    batches = {t: [png(500 + 10 * t + i) for i in range(1 + t)] for t in range(6)}
+    results: dict[int, list] = {}
+
+    def work(t: int) -> None:
+        results[t] = engine.score(loaded, [PROMPT] * len(batches[t]), batches[t])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then every thread got exactly the offline scores of its own images
+    for t, images in batches.items():
+        np.testing.assert_allclose(
+            [(s.mean, s.std) for s in results[t]],
+            offline(builtin_folders(0), [PROMPT] * len(images), images), rtol=1e-5, atol=1e-6,
+        )  # fmt: skip
+
+
+def test_a_model_is_loaded_once_per_process_however_many_requests_ask_at_once(
+    register, builtin_folders
+):
+    from training_bridge.selectors.reward_models import model_ref_of
+    from training_bridge.services.scoring import scoring_engine
+
+    model = register(builtin_folders(3), promote=True)
+    engine = scoring_engine()
+    loads = engine.loads
+    got = []
+    barrier = threading.Barrier(5)
+
+    def ask() -> None:
+        barrier.wait()
+        got.append(engine.model(model_ref_of(model)))
+
+    threads = [threading.Thread(target=ask) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert engine.loads - loads == 1
+    assert len({id(loaded) for loaded in got}) == 1
+    assert engine.model(model_ref_of(model)) is got[0]
+
+
+def test_waiting_requests_for_one_model_share_a_forward_pass():
+    from training_bridge.scoring.engine import Batcher, _Job
+
+    # given three requests waiting for model m and one for model n behind them
+    batcher = Batcher(max_batch=8)
+    m, n = object(), object()
+    jobs = [_Job(m, ["p"] * 3, [None] * 3), _Job(m, ["p"] * 4, [None] * 4),
+            _Job(m, ["p"] * 2, [None] * 2), _Job(n, ["p"], [None])]  # fmt: skip
+    batcher._jobs.extend(jobs)
+    # when the batching thread takes work: the first two fit into 8 images, the third not
+    assert batcher._take() == jobs[:2]
+    assert batcher._take() == [jobs[2]]
+    assert batcher._take() == [jobs[3]]
+
+
+# -- who may score --------------------------------------------------------------------------
+
+
+def test_an_rl_client_scores_with_a_token_and_annotators_are_refused(
+    register, builtin_folders, annotator
+):
+    register(builtin_folders(0), promote=True)
+    user_create(username="rl-trainer", password="rl-pass-1234", role=Role.ML)
+    client = APIClient()
+    answer = client.post("/api/auth/token/", {"username": "rl-trainer", "password": "rl-pass-1234"})
+    token = answer.json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    body = {"items": [{"prompt": PROMPT, "image": b64(png(3))}]}
+    assert client.post(URL, body, format="json").status_code == 200
+    anonymous = APIClient().post(URL, body, format="json")
+    assert anonymous.status_code in (401, 403)
+    annotator_client = APIClient()
+    annotator_client.force_authenticate(user=annotator)
+    refused = annotator_client.post(URL, body, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "permission_denied"
+
+
+def test_a_removed_role_or_deleted_token_stops_working_within_the_refresh_interval(
+    register, builtin_folders, settings
+):
+    from django.contrib.auth.models import Group
+    from rest_framework.authtoken.models import Token
+
+    register(builtin_folders(0), promote=True)
+    user = user_create(username="rl-2", password="rl-pass-1234", role=Role.ML)
+    token = Token.objects.create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    body = {"items": [{"prompt": PROMPT, "image": b64(png(3))}]}
+    assert client.post(URL, body, format="json").status_code == 200
+    # when the account loses the ml role, it is refused once the interval has passed
+    user.groups.remove(Group.objects.get(name="ml"))
+    time.sleep(settings.REWARD_SCORING_REFRESH_SECONDS + 0.05)
+    assert client.post(URL, body, format="json").status_code == 403
+    # and a deleted token likewise
+    user.groups.add(Group.objects.get(name="ml"))
+    assert client.post(URL, body, format="json").status_code == 200
+    Token.objects.filter(user=user).delete()
+    time.sleep(settings.REWARD_SCORING_REFRESH_SECONDS + 0.05)
+    assert client.post(URL, body, format="json").status_code in (401, 403)
+
+
+# -- bad payloads ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(register, builtin_folders):
+    return register(builtin_folders(0), promote=True)
+
+
+def test_a_pickle_content_type_is_a_415_that_says_pickles_are_never_read(served, ml_client):
+    payload = pickle.dumps({"images": [png(1)], "prompts": [PROMPT]})
+    response = ml_client.post(URL, payload, content_type="application/python-pickle")
+    assert response.status_code == 415
+    assert "pickled payloads are never accepted" in response.json()["detail"]
+
+
+def test_a_pickle_sent_as_json_or_as_an_image_file_is_a_415(served, ml_client):
+    payload = pickle.dumps([PROMPT, png(1)], protocol=4)
+    as_json = ml_client.post(URL, payload, content_type="application/json")
+    handle = io.BytesIO(payload)
+    handle.name = "batch.pkl"
+    as_file = ml_client.post(URL, {"prompt": PROMPT, "image": [handle]}, format="multipart")
+    inside = ml_client.post(URL, {"items": [{"prompt": PROMPT, "image": b64(payload)}]},
+                            format="json")  # fmt: skip
+    assert (as_json.status_code, as_json.json()["field"]) == (415, "body")
+    assert (as_file.status_code, as_file.json()["field"]) == (415, "image[0]")
+    assert (inside.status_code, inside.json()["field"]) == (415, "items[0].image")
+
+
+def test_other_content_types_are_a_415(served, ml_client):
+    response = ml_client.post(URL, b"prompt=x", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert response.json()["field"] == "content_type"
+
+
+def test_too_many_images_is_a_413_naming_the_field(served, ml_client, settings):
+    settings.REWARD_SCORE_MAX_IMAGES = 4
+    image = b64(png(1))
+    items = ml_client.post(URL, {"items": [{"prompt": PROMPT, "image": image}] * 5},
+                           format="json")  # fmt: skip
+    groups = ml_client.post(
+        URL, {"groups": [{"prompt": PROMPT, "items": [{"image": image}] * 3}] * 2}, format="json"
+    )
+    assert (items.status_code, items.json()["field"]) == (413, "items")
+    assert (groups.status_code, groups.json()["field"]) == (413, "groups")
+
+
+def test_an_oversized_image_or_body_is_a_413(served, ml_client, settings):
+    settings.REWARD_SCORE_MAX_IMAGE_BYTES = 2000
+    big = png(1, size=64)  # about 12 KB of noise
+    as_json = ml_client.post(URL, {"items": [{"prompt": PROMPT, "image": b64(big)}]},
+                             format="json")  # fmt: skip
+    handle = io.BytesIO(big)
+    handle.name = "big.png"
+    as_file = ml_client.post(URL, {"prompt": PROMPT, "image": [handle]}, format="multipart")
+    assert (as_json.status_code, as_json.json()["field"]) == (413, "items[0].image")
+    assert (as_file.status_code, as_file.json()["field"]) == (413, "image[0]")
+    settings.REWARD_SCORE_MAX_REQUEST_BYTES = 1000
+    body = ml_client.post(URL, {"items": [{"prompt": PROMPT, "image": b64(png(1, size=8))}] * 9},
+                          format="json")  # fmt: skip
+    assert (body.status_code, body.json()["field"]) == (413, "body")
+
+
+def test_an_image_with_too_many_pixels_is_a_413_before_it_is_decoded(served, ml_client, settings):
+    settings.REWARD_SCORE_MAX_PIXELS = 32 * 32
+    response = ml_client.post(
+        URL, {"items": [{"prompt": PROMPT, "image": b64(png(1, size=33))}]}, format="json"
+    )
+    assert (response.status_code, response.json()["field"]) == (413, "items[0].image")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"items": [{"prompt": PROMPT, "image": "not base64!"}]}, "items[0].image"),
+        ({"items": [{"prompt": PROMPT, "image": b64(b"GIF89a not an image")}]}, "items[0].image"),
+        ({"items": [{"image": b64(png(1))}]}, "items[0].prompt"),
+        ({"items": [{"prompt": PROMPT, "image": b64(png(1)), "candidate": 1}]}, "items[0]"),
+        ({"items": [{"prompt": PROMPT, "candidate": 987654321}]}, "items[0].candidate"),
+        ({"items": []}, "items"),
+        ({"items": [{"prompt": PROMPT, "image": b64(png(1))}], "top_k": 2}, "top_k"),
+        ({}, "items"),
+        ({"groups": [{"prompt": PROMPT, "items": []}]}, "groups"),
+        (
+            {"groups": [{"prompt": PROMPT, "items": "x"}, {"items": [{"candidate": 1}]}]},
+            "groups[0].items",
+        ),
+        ({"items": [{"prompt": PROMPT, "candidate": True}]}, "items[0].candidate"),
+        ({"items": [{"prompt": PROMPT, "candidate": 1, "seed": 3}]}, "items[0].seed"),
+        ({"version": "2", "items": [{"prompt": PROMPT, "candidate": 1}]}, "version"),
+        ([1, 2], "body"),
+        ({"items": [{"prompt": "", "image": b64(png(1))}]}, "items[0].prompt"),
+    ],
+)
+def test_malformed_requests_are_a_400_naming_the_field(served, ml_client, body, field):
+    response = ml_client.post(URL, body, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["field"] == field
+
+
+def test_malformed_json_is_a_400(served, ml_client):
+    response = ml_client.post(URL, b'{"items": [', content_type="application/json")
+    assert (response.status_code, response.json()["field"]) == (400, "body")
+
+
+def test_more_files_than_the_form_allows_is_a_413(served, ml_client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = []
+    for i in range(3):
+        handle = io.BytesIO(png(i))
+        handle.name = f"{i}.png"
+        files.append(handle)
+    response = ml_client.post(URL, {"prompt": PROMPT, "image": files}, format="multipart")
+    assert (response.status_code, response.json()["field"]) == (413, "image")
+
+
+def test_a_prompt_count_that_fits_neither_all_nor_each_image_is_a_400(served, ml_client):
+    files = []
+    for i in range(3):
+        handle = io.BytesIO(png(i))
+        handle.name = f"{i}.png"
+        files.append(handle)
+    response = ml_client.post(URL, {"prompt": [PROMPT, OTHER], "image": files},
+                              format="multipart")  # fmt: skip
+    assert (response.status_code, response.json()["field"]) == (400, "prompt")

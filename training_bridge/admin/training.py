@@ -1,0 +1,547 @@
+"""Admin pages of training runs (start, cancel, live curves, artifacts), their metric points
+and reward models. Every write goes through the training services, as the API and
+`manage.py train` do.
+
+A run is started from the frozen version's admin (the "Train a reward model" action on the
+dataset versions list opens the start form with the version chosen) or from "Add training
+run". The run's page polls `/api/training-runs/<id>/metrics/?after=<last id>` and draws the
+curves (static/training_bridge/training_charts.js, no build step).
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from annotation.models import LabelingQueue
+from config.errors import DomainError
+from generation_workers.models import Campaign
+from training_bridge.admin.datasets import DatasetVersionAdmin
+from training_bridge.models import DatasetVersion, RewardModel, TrainingMetric, TrainingRun
+from training_bridge.services.training import (
+    DEMO_CONFIG,
+    training_config_clean,
+    training_run_cancel,
+    training_run_start,
+)
+
+START_HELP = (
+    "JSON. Built-in trainer: backbone builtin|clip (clip needs model_path, a local transformers "
+    "folder), head scalar|gaussian, epochs, batch_size, lr, seed, early_stopping "
+    '({"metric": "val/accuracy", "patience": 2}), device auto|cpu|cuda, devices (GPUs, DDP), '
+    "mixed_precision no|fp16|bf16, image_size, dataset_format parquet|webdataset, model_name. "
+    'External command: {"launcher": "external", "command": "python train.py --data '
+    '{dataset_dir} --out {output_dir} --run {run_id}"}.'
+)
+
+
+class TrainingRunStartForm(forms.ModelForm):
+    """Start a run: a frozen version and a config, checked by the training services."""
+
+    dataset_version = forms.ModelChoiceField(
+        queryset=DatasetVersion.objects.filter(status=DatasetVersion.Status.FROZEN)
+        .select_related("dataset")
+        .order_by("dataset__name", "-number"),
+        help_text="Only frozen versions can be trained on.",
+    )
+    config = forms.JSONField(initial=lambda: dict(DEMO_CONFIG), help_text=START_HELP)
+    force = forms.BooleanField(
+        required=False, help_text="Start a new attempt even if this config ran on this version."
+    )
+
+    class Meta:
+        model = TrainingRun
+        fields = ["dataset_version", "config"]
+
+    def clean_config(self):
+        try:
+            return training_config_clean(config=self.cleaned_data["config"])
+        except DomainError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "dataset_version", "launcher", "status", "progress", "attempt", "val_accuracy",
+        "created_at", "finished_at",
+    ]  # fmt: skip
+    list_filter = ["status", "launcher"]
+    list_select_related = ["dataset_version__dataset"]
+    actions = ["cancel_runs", "start_again"]
+    readonly_fields = [
+        "dataset_version", "launcher", "status", "attempt", "config_pretty", "config_hash",
+        "progress", "cancel_requested", "summary_pretty", "downloads", "reward_model_link",
+        "error", "log_tail_pre", "worker", "heartbeat_at", "created_by", "created_at",
+        "started_at", "finished_at",
+    ]  # fmt: skip
+    fields = readonly_fields
+    change_form_template = "admin/training_bridge/trainingrun/change_form.html"
+
+    class Media:
+        js = ["training_bridge/training_charts.js"]
+
+    # -- columns ---------------------------------------------------------------------------
+
+    @admin.display(description="progress")
+    def progress(self, obj: TrainingRun) -> str:
+        total = obj.total_steps or 0
+        return format_html(
+            '<progress value="{}" max="{}"></progress> {} / {} (epoch {})',
+            obj.step, max(total, 1), obj.step, total or "?", obj.epoch,
+        )  # fmt: skip
+
+    @admin.display(description="val accuracy")
+    def val_accuracy(self, obj: TrainingRun) -> str:
+        value = (obj.summary or {}).get("val/accuracy")
+        return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+    @admin.display(description="config")
+    def config_pretty(self, obj: TrainingRun) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.config, indent=2, sort_keys=True))
+
+    @admin.display(description="summary")
+    def summary_pretty(self, obj: TrainingRun) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.summary, indent=2, sort_keys=True))
+
+    @admin.display(description="log tail")
+    def log_tail_pre(self, obj: TrainingRun) -> str:
+        return format_html('<pre class="sp-log">{}</pre>', obj.log_tail or "-")
+
+    @admin.display(description="artifacts")
+    def downloads(self, obj: TrainingRun) -> str:
+        if not obj.artifacts:
+            return "-"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                '<li><a href="{}">{}</a> ({} bytes, sha256 {}…)</li>',
+                (
+                    (
+                        reverse(
+                            "api:training:training-run-artifact",
+                            kwargs={"run_id": obj.pk, "name": a["name"]},
+                        ),
+                        a["name"],
+                        a["size"],
+                        a["sha256"][:12],
+                    )
+                    for a in obj.artifacts
+                ),
+            ),
+        )
+
+    @admin.display(description="reward model")
+    def reward_model_link(self, obj: TrainingRun) -> str:
+        model = RewardModel.objects.filter(run=obj).first()
+        if model is None:
+            return "-"
+        url = reverse("admin:training_bridge_rewardmodel_change", args=[model.pk])
+        return format_html('<a href="{}">{} ({})</a>', url, model, model.status)
+
+    # -- adding = starting -----------------------------------------------------------------
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = TrainingRunStartForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["dataset_version", "config", "force"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if "config" in request.GET:
+            try:
+                initial["config"] = json.loads(request.GET["config"])
+            except json.JSONDecodeError:
+                pass
+        return initial
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # runs change only through the services
+        data = form.cleaned_data
+        started = training_run_start(
+            version_id=data["dataset_version"].pk,
+            config=data["config"],
+            force=data.get("force", False),
+            created_by=request.user,
+        )
+        obj.pk = started.run.pk
+        obj._state.adding = False
+        if not started.created:
+            self.message_user(
+                request,
+                f"This config already ran on this version: run {started.run.pk} "
+                f"({started.run.status}). Tick 'force' to start a new attempt.",
+                level=messages.WARNING,
+            )
+
+    def save_related(self, request, form, formsets, change):
+        """Nothing to save beside the run (the services wrote it)."""
+
+    def response_add(self, request, obj, post_url_continue=None):
+        url = reverse("admin:training_bridge_trainingrun_change", args=[obj.pk])
+        self.message_user(request, f"Run {obj.pk} queued on the training queue.")
+        return HttpResponseRedirect(url)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status in (
+            TrainingRun.Status.QUEUED,
+            TrainingRun.Status.RUNNING,
+        ):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    # -- actions and pages -----------------------------------------------------------------
+
+    @admin.action(description="Cancel the selected runs", permissions=["change"])
+    def cancel_runs(self, request, queryset):
+        for run_id in queryset.values_list("pk", flat=True):
+            try:
+                run = training_run_cancel(run_id=run_id)
+                done = run.status == TrainingRun.Status.CANCELLED
+                state = "cancelled" if done else "stopping at the next step"
+                self.message_user(request, f"Run {run.pk}: {state}.")
+            except DomainError as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+
+    @admin.action(description="Start again (a new attempt of the same config)", permissions=["add"])
+    def start_again(self, request, queryset):
+        for run in queryset.only("pk", "dataset_version_id", "config"):
+            try:
+                started = training_run_start(
+                    version_id=run.dataset_version_id,
+                    config=run.config,
+                    force=True,
+                    created_by=request.user,
+                )
+                self.message_user(
+                    request, f"Run {started.run.pk} queued (attempt {started.run.attempt})."
+                )
+            except DomainError as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:run_id>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="training_bridge_trainingrun_cancel",
+            ),
+            *super().get_urls(),
+        ]
+
+    def cancel_view(self, request: HttpRequest, run_id: int):
+        back = HttpResponseRedirect(
+            reverse("admin:training_bridge_trainingrun_change", args=[run_id])
+        )
+        if request.method != "POST" or not self.has_change_permission(request):
+            return back
+        try:
+            run = training_run_cancel(run_id=run_id)
+            self.message_user(
+                request,
+                "Cancelled."
+                if run.status == TrainingRun.Status.CANCELLED
+                else "Cancel requested: the run stops at its next step.",
+            )
+        except DomainError as exc:
+            self.message_user(request, str(exc), level=messages.ERROR)
+        return back
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = TrainingRun.objects.filter(pk=object_id).first()
+        extra = dict(extra_context or {})
+        if run is not None:
+            extra.update(
+                run_obj=run,
+                metrics_url=reverse("api:training:training-run-metrics", kwargs={"run_id": run.pk}),
+                can_cancel=self.has_change_permission(request, run)
+                and run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING),
+            )
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+
+@admin.action(
+    description="Train a reward model on the selected frozen version", permissions=["view"]
+)
+def dataset_version_train(modeladmin, request, queryset):
+    """Opens the start form of a training run with the (one) selected version chosen."""
+    if not request.user.has_perm("training_bridge.add_trainingrun"):
+        modeladmin.message_user(
+            request, "Only ML engineers start training runs.", level=messages.ERROR
+        )
+        return None
+    versions = list(queryset.values_list("pk", "status")[:2])
+    if len(versions) != 1:
+        modeladmin.message_user(
+            request, "Select exactly one version to train on.", level=messages.ERROR
+        )
+        return None
+    version_id, status = versions[0]
+    if status != DatasetVersion.Status.FROZEN:
+        modeladmin.message_user(
+            request,
+            f"Only a frozen version can be trained on; this one is {status}.",
+            level=messages.ERROR,
+        )
+        return None
+    url = reverse("admin:training_bridge_trainingrun_add")
+    return HttpResponseRedirect(f"{url}?dataset_version={version_id}")
+
+
+# The action lives with the training admin; the dataset versions list offers it.
+DatasetVersionAdmin.actions = [*DatasetVersionAdmin.actions, dataset_version_train]
+
+
+@admin.register(TrainingMetric)
+class TrainingMetricAdmin(admin.ModelAdmin):
+    list_display = ["run_id", "name", "step", "epoch", "value"]
+    list_filter = ["name"]
+    raw_id_fields = ["run"]
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(RewardModel)
+class RewardModelAdmin(admin.ModelAdmin):
+    list_display = [
+        "name", "version", "status", "dataset_version", "run_id", "promoted_at", "created_at",
+    ]  # fmt: skip
+    list_filter = ["status", "name"]
+    search_fields = ["name"]
+    list_select_related = ["dataset_version__dataset", "run"]
+    readonly_fields = ["promoted_at", "created_at"]
+
+    # -- reward models in use (issue 9): register, compare, promote, archive, active learning.
+    # Every write goes through services/registry.py and services/active_learning.py.
+    actions = ["compare_models", "promote_model", "archive_models", "active_learning"]
+    change_list_template = "admin/training_bridge/rewardmodel/change_list.html"
+    change_form_template = "admin/training_bridge/rewardmodel/change_form.html"
+
+    def has_add_permission(self, request):
+        return False  # registered by runs, or by the "Register a checkpoint" page
+
+    def get_readonly_fields(self, request, obj=None):
+        # status changes only by promote/archive (one promoted per name is a database fact)
+        return [f.name for f in RewardModel._meta.fields]
+
+    def _one(self, request, queryset) -> int | None:
+        ids = list(queryset.values_list("pk", flat=True)[:2])
+        if len(ids) != 1:
+            self.message_user(request, "Select exactly one model.", level=messages.ERROR)
+            return None
+        return ids[0]
+
+    @admin.action(description="Compare the two selected models (test split)", permissions=["view"])
+    def compare_models(self, request, queryset):
+        ids = sorted(queryset.values_list("pk", flat=True)[:3])
+        if len(ids) != 2:
+            self.message_user(request, "Select exactly two models.", level=messages.ERROR)
+            return None
+        url = reverse("admin:training_bridge_rewardmodel_compare")
+        return HttpResponseRedirect(f"{url}?a={ids[0]}&b={ids[1]}")
+
+    @admin.action(description="Promote the selected model (served to RL trainers)",
+                  permissions=["change"])  # fmt: skip
+    def promote_model(self, request, queryset):
+        from training_bridge.services.registry import reward_model_promote
+
+        model_id = self._one(request, queryset)
+        if model_id is None:
+            return
+        try:
+            model = reward_model_promote(model_id=model_id)
+            self.message_user(request, f"{model} is promoted: /api/reward/score serves it now.")
+        except DomainError as exc:
+            self.message_user(request, str(exc), level=messages.ERROR)
+
+    @admin.action(description="Archive the selected candidates", permissions=["change"])
+    def archive_models(self, request, queryset):
+        from training_bridge.services.registry import reward_model_archive
+
+        for model_id in queryset.values_list("pk", flat=True):
+            try:
+                self.message_user(request, f"{reward_model_archive(model_id=model_id)} archived.")
+            except DomainError as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+
+    @admin.action(description="Active learning: queue the pairs it is least sure of",
+                  permissions=["view"])  # fmt: skip
+    def active_learning(self, request, queryset):
+        model_id = self._one(request, queryset)
+        if model_id is None:
+            return None
+        url = reverse("admin:training_bridge_rewardmodel_active_learning", args=[model_id])
+        return HttpResponseRedirect(url)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("compare/", view(self.compare_view), name="training_bridge_rewardmodel_compare"),
+            path("register/", view(self.register_view),
+                 name="training_bridge_rewardmodel_register"),
+            path("<int:model_id>/active-learning/", view(self.active_learning_view),
+                 name="training_bridge_rewardmodel_active_learning"),
+            *super().get_urls(),
+        ]  # fmt: skip
+
+    def _page(self, request, template: str, title: str, **context):
+        from django.template.response import TemplateResponse
+
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": title, **context}  # fmt: skip
+        return TemplateResponse(request, f"admin/training_bridge/rewardmodel/{template}", context)
+
+    def compare_view(self, request: HttpRequest):
+        from training_bridge.services.registry import reward_models_compare
+
+        if not self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        form = RewardCompareForm(request.GET or None)
+        comparison = error = None
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                comparison = reward_models_compare(
+                    model_a_id=data["a"].pk, model_b_id=data["b"].pk,
+                    version_id=data["dataset_version"].pk if data["dataset_version"] else None,
+                    refresh=data["refresh"],
+                )  # fmt: skip
+            except DomainError as exc:
+                error = str(exc)
+        return self._page(request, "compare.html", "Compare reward models", form=form,
+                          comparison=comparison, error=error)  # fmt: skip
+
+    def register_view(self, request: HttpRequest):
+        from training_bridge.services.registry import reward_model_register_checkpoint
+
+        if not self.has_change_permission(request):
+            return HttpResponseRedirect(reverse("admin:training_bridge_rewardmodel_changelist"))
+        form = RewardRegisterForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                registered = reward_model_register_checkpoint(
+                    name=data["name"], artifact_key=data["artifact_key"],
+                    dataset_version_id=data["dataset_version"].pk
+                    if data["dataset_version"] else None,
+                )  # fmt: skip
+            except DomainError as exc:
+                form.add_error(None, str(exc))
+            else:
+                done = "registered" if registered.created else "was registered already"
+                self.message_user(request, f"{registered.model} {done}.")
+                return HttpResponseRedirect(
+                    reverse("admin:training_bridge_rewardmodel_change", args=[registered.model.pk])
+                )
+        return self._page(request, "register.html", "Register a checkpoint", form=form)
+
+    def active_learning_view(self, request: HttpRequest, model_id: int):
+        from config.roles import Role, user_has_role
+        from training_bridge.services.active_learning import active_learning_start
+
+        model = RewardModel.objects.filter(pk=model_id).first()
+        if model is None or not user_has_role(request.user, Role.LEAD, Role.ML):
+            return HttpResponseRedirect(reverse("admin:training_bridge_rewardmodel_changelist"))
+        form = RewardActiveLearningForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                started = active_learning_start(
+                    campaign_id=data["campaign"].pk, model_id=model.pk,
+                    queue_id=data["queue"].pk if data["queue"] else None,
+                    queue_name=data["queue_name"] or None, pairs=data["pairs"],
+                    kinds=data["kinds"], priority=data["priority"],
+                    exclude_queued=data["exclude_queued"], created_by=request.user,
+                )  # fmt: skip
+            except DomainError as exc:
+                form.add_error(None, str(exc))
+            else:
+                result, queue = started.result, started.queue
+                self.message_user(
+                    request,
+                    f"{result.pairs_queued} pairs queued in {queue} ({result.pairs_existing} "
+                    f"were there; {result.pairs_considered} considered)."
+                    if result else f"Scoring on the cpu queue; pairs will appear in {queue}.",
+                )  # fmt: skip
+                return HttpResponseRedirect(
+                    reverse("admin:annotation_labelingqueue_change", args=[started.queue.pk])
+                )
+        return self._page(request, "active_learning.html", f"Active learning with {model}",
+                          form=form, model=model)  # fmt: skip
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        model = RewardModel.objects.select_related("dataset_version").filter(pk=object_id).first()
+        extra = dict(extra_context or {})
+        if model is not None:
+            evaluations = (model.metrics or {}).get("evaluations") or {}
+            promoted = RewardModel.objects.filter(name=model.name, status="promoted").first()
+            extra.update(reward_model=model, evaluations=sorted(evaluations.items()),
+                         promoted=promoted)  # fmt: skip
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+
+# -- the forms of the reward-model pages (issue 9) ---------------------------------------------
+
+
+def _frozen_versions():
+    return (
+        DatasetVersion.objects.filter(status=DatasetVersion.Status.FROZEN)
+        .select_related("dataset")
+        .order_by("dataset__name", "-number")
+    )
+
+
+class RewardCompareForm(forms.Form):
+    a = forms.ModelChoiceField(queryset=RewardModel.objects.order_by("name", "-version"))
+    b = forms.ModelChoiceField(queryset=RewardModel.objects.order_by("name", "-version"))
+    dataset_version = forms.ModelChoiceField(
+        queryset=_frozen_versions(), required=False, help_text="Default: model a's version."
+    )
+    refresh = forms.BooleanField(required=False, help_text="Evaluate both again.")
+
+
+class RewardRegisterForm(forms.Form):
+    name = forms.SlugField(max_length=100, initial="spatial-rm")
+    artifact_key = forms.CharField(
+        max_length=500,
+        help_text="A checkpoint folder in the default storage (reward_model.json and weights, "
+        "as the trainer writes them), e.g. models/my-rm/checkpoint.",
+    )
+    dataset_version = forms.ModelChoiceField(queryset=_frozen_versions(), required=False)
+
+
+class RewardActiveLearningForm(forms.Form):
+    campaign = forms.ModelChoiceField(queryset=Campaign.objects.order_by("-pk"))
+    queue = forms.ModelChoiceField(
+        queryset=LabelingQueue.objects.order_by("name"), required=False,
+        help_text="An existing queue; or leave empty and give a name (made, open to every "
+        "annotator).",
+    )  # fmt: skip
+    queue_name = forms.CharField(max_length=200, required=False)
+    pairs = forms.IntegerField(min_value=1, max_value=10_000, initial=100)
+    kinds = forms.MultipleChoiceField(
+        choices=[("counterfactual", "counterfactual"), ("same_prompt", "same prompt")],
+        initial=["counterfactual", "same_prompt"], widget=forms.CheckboxSelectMultiple,
+    )  # fmt: skip
+    priority = forms.IntegerField(min_value=-32768, max_value=32767, initial=0)
+    exclude_queued = forms.BooleanField(
+        required=False, initial=True, help_text="Leave out pairs already in another queue."
+    )

@@ -1,0 +1,1 @@
+"""The training stage's API, one module per area."""

@@ -1,0 +1,1 @@
+"""Reads of the dataset stage, one module per purpose."""

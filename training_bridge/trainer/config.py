@@ -1,0 +1,205 @@
+"""The training config: checked, with every default written in, so equal configs hash equally.
+
+    {"backbone": "builtin" | "clip",
+     "model_path": "/models/clip-vit-b32",     # clip only: a local transformers folder
+     "head": "scalar" | "gaussian",            # gaussian: mean and std, uncertainty-aware loss
+     "epochs": 5, "batch_size": 32, "lr": 0.001, "weight_decay": 0.0, "seed": 0,
+     "early_stopping": null | {"metric": "val/accuracy", "patience": 2, "min_delta": 0.0},
+     "device": "auto" | "cpu" | "cuda" | "cuda:1",
+     "devices": 1,                             # > 1: torchrun, one process per GPU (DDP)
+     "mixed_precision": "no" | "fp16" | "bf16", # on CUDA only
+     "image_size": 64,                         # builtin; clip takes the folder's own
+     "dataset_format": "parquet" | "webdataset",
+     "tie_margin": 0.0,                        # |score difference| <= margin counts as a tie
+     "log_every_steps": 1, "max_text_length": 64, "grad_clip": 1.0, "num_threads": null}
+
+`config_parse` raises `ConfigError(field, message)`; no torch is imported here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BACKBONES = ("builtin", "clip")
+HEADS = ("scalar", "gaussian")
+DATASET_FORMATS = ("parquet", "webdataset")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+EARLY_STOPPING_METRICS = ("val/accuracy", "val/loss")
+DEFAULT_LR = {"builtin": 1e-3, "clip": 1e-5}
+DEFAULT_IMAGE_SIZE = 64
+
+
+class ConfigError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    metric: str
+    patience: int
+    min_delta: float
+
+    @property
+    def maximise(self) -> bool:
+        return self.metric.endswith("accuracy")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    backbone: str
+    model_path: str
+    head: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    early_stopping: EarlyStopping | None
+    device: str
+    devices: int
+    mixed_precision: str
+    image_size: int | None  # None: the clip folder's own size
+    dataset_format: str
+    tie_margin: float
+    log_every_steps: int
+    max_text_length: int
+    grad_clip: float
+    num_threads: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TRAINER_KEYS = frozenset(TrainerConfig.__dataclass_fields__)
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int | None, low: int, high: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(key, f"must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _float(raw: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = raw.get(key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ConfigError(key, f"must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _choice(raw: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = raw.get(key, default)
+    if value not in choices:
+        raise ConfigError(key, f"unknown value {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _device(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError("device", f"must be auto, cpu, cuda or cuda:<n>, got {value!r}")
+    if value in ("auto", "cpu", "cuda"):
+        return value
+    if value.startswith("cuda:") and value[5:].isdigit():
+        return value
+    raise ConfigError("device", f"must be auto, cpu, cuda or cuda:<n>, got {value!r}")
+
+
+def _early_stopping(value: Any) -> EarlyStopping | None:
+    if value is None or value is False:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError("early_stopping", "must be null or an object {metric, patience, ...}")
+    unknown = sorted(set(value) - {"metric", "patience", "min_delta"})
+    if unknown:
+        raise ConfigError(f"early_stopping.{unknown[0]}", "unknown key")
+    metric = value.get("metric", "val/accuracy")
+    if metric not in EARLY_STOPPING_METRICS:
+        raise ConfigError(
+            "early_stopping.metric",
+            f"unknown metric {metric!r}; choose one of {', '.join(EARLY_STOPPING_METRICS)}",
+        )
+    try:
+        patience = _int(value, "patience", 2, 1, 1000)
+        min_delta = _float(value, "min_delta", 0.0, 0.0, 1.0)
+    except ConfigError as exc:
+        raise ConfigError(f"early_stopping.{exc.field}", exc.message) from None
+    return EarlyStopping(metric=metric, patience=patience, min_delta=min_delta)
+
+
+def clip_folder_check(path: str) -> None:
+    """A CLIP-style transformers folder: a config.json and tokenizer files beside it."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError("model_path", f"no such folder: {path}")
+    if not (folder / "config.json").is_file():
+        raise ConfigError("model_path", f"{path} has no config.json (not a transformers folder)")
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+        raise ConfigError("model_path", f"{path} has no tokenizer (vocab.json or tokenizer.json)")
+
+
+def config_parse(raw: Any, *, check_paths: bool = True) -> TrainerConfig:
+    """Check a trainer config (see the module docstring) and fill in the defaults."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config", "must be a JSON object")
+    unknown = sorted(set(raw) - TRAINER_KEYS)
+    if unknown:
+        raise ConfigError(unknown[0], "unknown key")
+    backbone = _choice(raw, "backbone", "builtin", BACKBONES)
+    model_path = raw.get("model_path", "")
+    if not isinstance(model_path, str):
+        raise ConfigError("model_path", "must be a folder path")
+    if backbone == "clip":
+        if not model_path:
+            raise ConfigError("model_path", "the clip backbone needs a local transformers folder")
+        if check_paths:
+            clip_folder_check(model_path)
+    elif model_path:
+        raise ConfigError("model_path", "only the clip backbone reads a model folder")
+    devices = _int(raw, "devices", 1, 1, 64)
+    device = _device(raw.get("device", "auto"))
+    if devices > 1 and device == "cpu":
+        raise ConfigError("devices", "several devices need GPUs (device auto or cuda)")
+    image_size = raw.get("image_size")
+    if backbone == "builtin" or image_size is not None:
+        image_size = _int(raw, "image_size", DEFAULT_IMAGE_SIZE, 16, 1024)
+    num_threads = raw.get("num_threads")
+    if num_threads is not None:
+        num_threads = _int(raw, "num_threads", None, 1, 256)
+    return TrainerConfig(
+        backbone=backbone,
+        model_path=model_path,
+        head=_choice(raw, "head", "scalar", HEADS),
+        epochs=_int(raw, "epochs", 5, 1, 10_000),
+        batch_size=_int(raw, "batch_size", 32, 1, 65_536),
+        lr=_float(raw, "lr", DEFAULT_LR[backbone], 1e-9, 10.0),
+        weight_decay=_float(raw, "weight_decay", 0.0, 0.0, 10.0),
+        seed=_int(raw, "seed", 0, 0, 2**31 - 1),
+        early_stopping=_early_stopping(raw.get("early_stopping")),
+        device=device,
+        devices=devices,
+        mixed_precision=_choice(raw, "mixed_precision", "no", MIXED_PRECISION),
+        image_size=image_size,
+        dataset_format=_choice(raw, "dataset_format", "parquet", DATASET_FORMATS),
+        tie_margin=_float(raw, "tie_margin", 0.0, 0.0, 1e6),
+        log_every_steps=_int(raw, "log_every_steps", 1, 1, 1_000_000),
+        max_text_length=_int(raw, "max_text_length", 64, 4, 4096),
+        grad_clip=_float(raw, "grad_clip", 1.0, 0.0, 1e6),
+        num_threads=num_threads,
+    )
+
+
+def config_from_json(data: Mapping[str, Any]) -> TrainerConfig:
+    """A config written by `as_json` (early_stopping as a dict) read back, paths unchecked."""
+    return config_parse(data, check_paths=False)

@@ -1,0 +1,88 @@
+"""What the trainer tells its launcher, and how the launcher stops it.
+
+Metrics go to `<output_dir>/metrics.jsonl`, one JSON object per line, flushed as written, so
+the launcher can tail the file while the run goes on. The same format is what an external
+command writes (see docs/architecture.md):
+
+    {"name": "train/loss", "step": 12, "epoch": 1, "value": 0.6931}
+    {"progress": {"step": 12, "total_steps": 300, "epoch": 1, "epochs": 5}}
+
+A run stops at the next step check when the cancel file exists, on SIGTERM/SIGINT, or when
+its parent process (the launcher) is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any, TextIO
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class Stopped(Exception):
+    """The run was asked to stop (cancelled) or lost its launcher."""
+
+
+class Events:
+    def __init__(self, output_dir: Path, *, write: bool = True, cancel_file: Path | None = None):
+        self.cancel_file = cancel_file
+        self._signalled = False
+        self._parent = os.getppid()
+        self._file: TextIO | None = None
+        if write:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            self._file = (output_dir / METRICS_FILE).open("a", encoding="utf-8")
+
+    def signals_install(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            self._signalled = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _line(self, payload: dict[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(payload, sort_keys=True) + "\n")
+            self._file.flush()
+
+    def metric(self, name: str, value: float, *, step: int, epoch: int | None = None) -> None:
+        if not math.isfinite(value):
+            value = float("nan")
+        line: dict[str, Any] = {"name": name, "step": step, "value": value}
+        if epoch is not None:
+            line["epoch"] = epoch
+        self._line(line)
+
+    def metrics(self, values: dict[str, float], *, step: int, epoch: int | None = None) -> None:
+        for name, value in values.items():
+            self.metric(name, value, step=step, epoch=epoch)
+
+    def progress(self, *, step: int, total_steps: int, epoch: int, epochs: int) -> None:
+        self._line(
+            {
+                "progress": {
+                    "step": step,
+                    "total_steps": total_steps,
+                    "epoch": epoch,
+                    "epochs": epochs,
+                }
+            }
+        )
+
+    def stop_reason(self) -> str | None:
+        if self._signalled:
+            return "stopped by a signal"
+        if self.cancel_file is not None and self.cancel_file.exists():
+            return "cancelled"
+        if os.getppid() != self._parent:
+            return "the launcher process is gone"
+        return None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
