@@ -3,7 +3,8 @@
 prompts -> procedural images (rendered by the background worker) -> counterfactual pairs in a
 labeling queue -> two simulated annotators ("demo-bot-1/2", agreeing with the intended winner
 90% of the time) leave one judgment per pair for the human demo annotator -> a frozen,
-exported dataset version -> a short reward-model training run on the worker.
+exported dataset version -> a short reward-model training run on the worker -> its reward
+model promoted, so the scoring API serves it.
 
 Each step calls the owning app's services, exactly as the admin and the API do, and is safe to
 run again (a second `make demo` reuses what the first one made).
@@ -29,7 +30,8 @@ from generation_workers.models import Campaign, PromptSet
 from generation_workers.services.campaigns import campaign_ensure_launched
 from generation_workers.services.configs import generator_config_procedural_ensure
 from generation_workers.services.prompts import prompt_set_create
-from training_bridge.models import DatasetExport, DatasetVersion, TrainingRun
+from training_bridge.models import DatasetExport, DatasetVersion, RewardModel, TrainingRun
+from training_bridge.services.registry import reward_model_promote
 from training_bridge.services.snapshots import dataset_snapshot
 from training_bridge.services.training import training_run_demo_start
 
@@ -46,6 +48,11 @@ Pick the image that shows **every spatial relation of the prompt** correctly.
 - Colours and counts matter too; image quality does not.
 """
 BOT_AGREEMENT = 0.9
+TRAINING_FINISHED = (
+    TrainingRun.Status.SUCCEEDED,
+    TrainingRun.Status.FAILED,
+    TrainingRun.Status.CANCELLED,
+)
 
 DEMO_PROMPT_SPEC = {
     "size": 40,
@@ -181,7 +188,18 @@ def demo_seed(*, logins_file: Path, timeout: float = 600, say: Say = log.info) -
     except DomainError as exc:
         say(f"training run not started: {exc}")
     else:
-        state = TrainingRun.objects.get(pk=run.pk).status
-        say(f"training run {run.pk} ({state}) trains on the worker; its curve is in the admin")
+        say(f"training run {run.pk} trains on the worker; its curve is in the admin")
+        _wait(
+            "the demo training run",
+            lambda: TrainingRun.objects.get(pk=run.pk).status in TRAINING_FINISHED,
+            timeout=timeout,
+            say=say,
+        )
+        model = RewardModel.objects.filter(run_id=run.pk).first()
+        if model is not None:
+            model = reward_model_promote(model_id=model.pk)
+            say(f"reward model {model} promoted: POST /api/reward/score serves it")
+        else:
+            say(f"training run {run.pk} ended {TrainingRun.objects.get(pk=run.pk).status}")
     log.info("demo.seed.done accounts=%d prompts=%d", len(logins), prompt_set.prompt_count)
     return logins

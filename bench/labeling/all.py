@@ -5,8 +5,8 @@
 
 For each size: load.py (COPY), then run.py for one annotator; eight annotators asking `next`
 after every answer (top-up), when one pair is left, or when none is; and the `veteran` (5,000
-open judgments of their own at the front of the queue); then statements.py (the SQL alone,
-PostgreSQL CPU per call) for a fresh annotator and the veteran.
+open judgments of their own at the front of the queue). Before those, statements.py (the SQL
+alone, PostgreSQL CPU per call) for a fresh annotator and the veteran.
 Prints one table of all runs (also in bench/out/labeling-*.json) and the machine's load.
 """
 
@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "out"
 PY = str(ROOT / ".venv" / "bin" / "python")
 
+# The veteran first: later runs use up the small queue.
 SCENARIOS = [
+    ("veteran", ["--user", "veteran"]),
     ("1", ["--annotators", "1"]),
     ("8-topup", ["--annotators", "8", "--refill", "always"]),
     ("8-low", ["--annotators", "8", "--refill", "low"]),
     ("8-batch", ["--annotators", "8", "--refill", "empty"]),
-    ("veteran", ["--user", "veteran"]),
 ]
 
 
@@ -45,6 +46,12 @@ def main() -> None:
             [PY, "bench/labeling/load.py", "--pairs", str(size), "--db", db], cwd=ROOT, check=True
         )
         try:
+            for user in ("bench7", "veteran"):
+                subprocess.run(
+                    [PY, "bench/labeling/statements.py", "--db", db, "--user", user],
+                    cwd=ROOT,
+                    check=True,
+                )
             for name, extra in SCENARIOS:
                 label = f"{size}-{name}"
                 subprocess.run(
@@ -67,12 +74,6 @@ def main() -> None:
                     check=True,
                 )
                 labels.append(label)
-            for user in ("bench7", "veteran"):
-                subprocess.run(
-                    [PY, "bench/labeling/statements.py", "--db", db, "--user", user],
-                    cwd=ROOT,
-                    check=True,
-                )
         finally:
             if not args.keep:
                 subprocess.run([PY, "bench/labeling/load.py", "--drop", "--db", db], cwd=ROOT)

@@ -63,6 +63,8 @@ def main() -> None:
         )
         t1, c1 = time.perf_counter(), backend_cpu(pid)
         held = [r[4] for r in rows if r[4] is not None] + list(rows[0][2] or [])
+        if not held:
+            raise SystemExit(f"nothing left in the queue for {args.user}")
         pair = held[0]
         pg.statement_run(
             pg.SUBMIT_SQL,

@@ -188,12 +188,12 @@ def test_the_promoted_model_is_served_and_a_promotion_switches_within_the_refres
     before = ml_client.post(URL, body, format="json").json()
     # when version 2 is promoted through the API (the serving process keeps running)
     promoted = ml_client.post(f"/api/reward/models/{second.pk}/promote/")
-    within = ml_client.post(URL, body, format="json").json()
+    # (within the interval either version may answer, depending on when the process last
+    # looked; on a loaded machine the promote call alone can outlast the interval)
     time.sleep(settings.REWARD_SCORING_REFRESH_SECONDS + 0.05)
     after = ml_client.post(URL, body, format="json").json()
     # then once the process's lookup is older than the refresh interval, requests are served
-    # by version 2, with version 2's offline score (version 1 until then)
-    assert within["model"]["version"] == 1
+    # by version 2, with version 2's offline score
     assert promoted.status_code == 200
     assert before["model"]["version"] == 1 and before["scores"][0]["model_version"] == 1
     assert after["model"]["version"] == 2 and after["scores"][0]["model_version"] == 2
