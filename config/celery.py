@@ -1,11 +1,13 @@
 """The one Celery app and its queues.
 
-Queues are declared once here (`Queue`). Each task names its queue beside its code,
-`@app.task(name=..., route_queue=Queue.GPU)`, and `route_by_task` routes on that attribute.
-(Celery 5.5+ deprecates the task attribute `queue` in favour of `task_routes`; a router that
-reads our own attribute keeps the queue next to the task without a central table.) An explicit
-`apply_async(queue=...)` still wins, which is how a config's own queue is reached. A worker
-started with `-Q gpu` only ever sees generation batches. Other options live in settings.
+Queues are declared once here (`Queue`). Each task names its queue in its decorator
+(`@app.task(name=..., queue=Queue.GPU)`); senders that need another queue (a config's own)
+pass `apply_async(queue=...)`, which always wins. A worker started with `-Q gpu` only ever
+sees generation batches. Other options live in settings (CELERY_*).
+
+Celery 5.5+ deprecates the `queue` task attribute (removal in 6.0). `route_by_task` is the
+replacement, already installed: a task that sets `route_queue=` instead of `queue=` is routed
+by it, so the switch is a rename in the decorators.
 """
 
 import os
