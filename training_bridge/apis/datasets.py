@@ -5,7 +5,7 @@ row reports progress. A malformed spec or an empty selection is a 400 naming the
 """
 
 from django.db.models import Prefetch
-from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -16,16 +16,12 @@ from rest_framework.views import APIView
 from config.api import IsLeadOrML
 from config.errors import NotFound
 from training_bridge.apis import serializers as s
+from training_bridge.apis.downloads import artifact_response
 from training_bridge.models import Dataset, DatasetExport, DatasetVersion
 from training_bridge.selectors.datasets import (
     dataset_artifact_key,
     dataset_version_diff,
     dataset_version_get,
-)
-from training_bridge.services.artifacts import (
-    artifact_open,
-    artifact_presigned_url,
-    storage_is_s3,
 )
 from training_bridge.services.datasets import (
     dataset_create,
@@ -224,11 +220,4 @@ class DatasetArtifactApi(APIView):
         version = dataset_version_get(version_id=version_id)
         key = dataset_artifact_key(version=version, name=name)
         filename = f"{version.dataset.name}-v{version.number}-{name.replace('/', '-')}"
-        if storage_is_s3():
-            return HttpResponseRedirect(artifact_presigned_url(key=key, filename=filename))
-        return FileResponse(
-            artifact_open(key=key),
-            as_attachment=True,
-            filename=filename,
-            content_type="application/octet-stream",
-        )
+        return artifact_response(key=key, filename=filename)

@@ -8,7 +8,7 @@ Starting the same (version, config) again answers 200 with the existing run; a n
 
 from __future__ import annotations
 
-from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import IsLeadOrML, IsML
+from training_bridge.apis.downloads import artifact_response
 from training_bridge.models import TrainingRun
 from training_bridge.selectors.training import (
     training_metrics_after,
@@ -30,7 +31,6 @@ from training_bridge.selectors.training import (
     training_run_get,
     training_runs_list,
 )
-from training_bridge.services.artifacts import artifact_open, artifact_presigned_url, storage_is_s3
 from training_bridge.services.training import training_run_cancel, training_run_start
 
 
@@ -279,11 +279,4 @@ class TrainingRunArtifactApi(APIView):
         run = training_run_get(run_id=run_id)
         key = training_run_artifact_key(run=run, name=name)
         filename = f"run-{run.pk}-{name.replace('/', '-')}"
-        if storage_is_s3():
-            return HttpResponseRedirect(artifact_presigned_url(key=key, filename=filename))
-        return FileResponse(
-            artifact_open(key=key),
-            as_attachment=True,
-            filename=filename,
-            content_type="application/octet-stream",
-        )
+        return artifact_response(key=key, filename=filename)
