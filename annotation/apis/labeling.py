@@ -22,9 +22,11 @@ from annotation.selectors import (
     labeling_queue_for_labeling,
     queues_for_annotator,
 )
-from annotation.services.assignment import LeasedItem, leases_heartbeat, pairs_next_for_client
+from annotation.services.assignment import leases_heartbeat, pairs_next_for_client
 from annotation.services.images import ImageUrlMaker
-from annotation.services.judgments import SubmitResult, judgment_submit, judgment_undo
+from annotation.services.judgments import judgment_submit
+from annotation.services.results import LeasedItem, SubmitResult
+from annotation.services.undo import judgment_undo
 from config.errors import ValidationFailed
 
 _ERRORS = {

@@ -13,22 +13,18 @@ The setting LABELING_ENGINE ("sql" or "orm") forces one path (the tests run both
 
 import json
 import logging
-import random
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
-from django.utils import timezone
+from django.db import IntegrityError
 
-from annotation.models import Assignment, ImageThumbnail, LabelingQueue, Pair
+from annotation.models import LabelingQueue
 from annotation.selectors import labeling_queue_for_labeling
-from annotation.services import pg_statements
+from annotation.services import pg_statements, portable
 from annotation.services.images import ImageSource
 from annotation.services.queues import MAX_PREFETCH
+from annotation.services.results import HeartbeatResult, LeasedItem, NextResult
 from config.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -50,16 +46,6 @@ PREFETCH_CACHE_SECONDS = 30.0
 
 _last_reclaim = 0.0
 _prefetch_cache: dict[int, tuple[int, float]] = {}
-
-
-@dataclass(frozen=True)
-class LeasedItem:
-    pair_id: int
-    expires_at: datetime
-    prompt_text: str
-    prompt_structure: dict
-    left: ImageSource
-    right: ImageSource
 
 
 def engine_uses_sql() -> bool:
@@ -89,12 +75,6 @@ def _item_from_row(row: tuple) -> LeasedItem:
         left=ImageSource(content_sha256=lsha, storage_key=lkey, thumbnail_key=lthumb),
         right=ImageSource(content_sha256=rsha, storage_key=rkey, thumbnail_key=rthumb),
     )
-
-
-@dataclass(frozen=True)
-class NextResult:
-    items: list[LeasedItem]  # held pairs (except the known ones) first, then new ones
-    known_held: list[int]  # the known pairs this annotator still holds
 
 
 def _check_known(known: object) -> list[int]:
@@ -131,7 +111,8 @@ def pairs_next_for_client(
     count = _check_count(count)
     known = _check_known(known)
     if not engine_uses_sql():
-        return _next_orm(user=user, queue_id=queue_id, count=count, known=known)
+        leases_reclaim_expired()
+        return portable.next_orm(user=user, queue_id=queue_id, count=count, known=known)
     if count is None:
         count = _queue_prefetch(queue_id=queue_id)
         if count is None:
@@ -196,16 +177,10 @@ def leases_reclaim_expired(*, limit: int = RECLAIM_BATCH) -> int:
             pg_statements.reclaim_sql(limit=limit), {}, durable=False
         )[0]
     else:
-        expired = _reclaim_orm(limit=limit)
+        expired = portable.reclaim_orm(limit=limit)
     if expired:
         log.info("labeling.lease.expired n=%d", expired)
     return expired
-
-
-@dataclass(frozen=True)
-class HeartbeatResult:
-    renewed: dict[int, datetime]
-    lost: list[int]
 
 
 def leases_heartbeat(*, user: AbstractBaseUser, queue_id: int, pair_ids: object) -> HeartbeatResult:
@@ -225,7 +200,7 @@ def leases_heartbeat(*, user: AbstractBaseUser, queue_id: int, pair_ids: object)
         )
     pair_ids = sorted(set(pair_ids))
     if not engine_uses_sql():
-        return _heartbeat_orm(user=user, queue_id=queue_id, pair_ids=pair_ids)
+        return portable.heartbeat_orm(user=user, queue_id=queue_id, pair_ids=pair_ids)
     rows = pg_statements.statement_run(
         pg_statements.HEARTBEAT_SQL,
         {"queue": queue_id, "user": user.pk, "pairs": pair_ids},
@@ -246,159 +221,4 @@ def leased_items(*, user: AbstractBaseUser, pair_ids: list[int]) -> list[LeasedI
             pg_statements.ITEMS_SQL, {"user": user.pk, "pairs": list(pair_ids)}
         )
         return [_item_from_row(row) for row in rows]
-    leases = (
-        Assignment.objects.filter(
-            annotator=user, pair_id__in=pair_ids, status=Assignment.Status.ACTIVE
-        )
-        .select_related("pair__prompt", "pair__candidate_a", "pair__candidate_b", "left_candidate")
-        .order_by("leased_at", "pair_id")
-    )
-    return _items_orm(list(leases))
-
-
-# --- The portable path (SQLite demo; LABELING_ENGINE="orm") --------------------------------
-
-
-def _items_orm(leases: list[Assignment]) -> list[LeasedItem]:
-    shas = set()
-    for lease in leases:
-        shas.update({lease.pair.candidate_a.content_sha256, lease.pair.candidate_b.content_sha256})
-    thumbs = dict(
-        ImageThumbnail.objects.filter(content_sha256__in=shas).values_list(
-            "content_sha256", "storage_key"
-        )
-    )
-    items = []
-    for lease in leases:
-        pair = lease.pair
-        left = lease.left_candidate
-        right = pair.candidate_b if left.pk == pair.candidate_a_id else pair.candidate_a
-        items.append(
-            LeasedItem(
-                pair_id=pair.pk,
-                expires_at=lease.expires_at,
-                prompt_text=pair.prompt.text,
-                prompt_structure=pair.prompt.structure or {},
-                left=ImageSource(
-                    left.content_sha256, left.storage_key, thumbs.get(left.content_sha256)
-                ),
-                right=ImageSource(
-                    right.content_sha256, right.storage_key, thumbs.get(right.content_sha256)
-                ),
-            )
-        )
-    return items
-
-
-def _open_q() -> Q:
-    return Q(judgments_count__lt=F("judgments_needed") - F("reserved_count"))
-
-
-def _next_orm(
-    *, user: AbstractBaseUser, queue_id: int, count: int | None, known: list[int]
-) -> NextResult:
-    queue = labeling_queue_for_labeling(queue_id=queue_id, user=user)
-    count = count or queue.prefetch
-    _reclaim_orm(limit=RECLAIM_BATCH)
-    now = timezone.now()
-    with transaction.atomic():
-        held = list(
-            Assignment.objects.filter(
-                annotator=user,
-                status=Assignment.Status.ACTIVE,
-                expires_at__gt=now,
-                pair__queue_id=queue.pk,
-            ).order_by("leased_at", "pair_id")[:count]
-        )
-        want = count - len(held)
-        chosen: list[Pair] = []
-        if want > 0:
-            mine = Assignment.objects.filter(annotator=user).exclude(
-                status=Assignment.Status.EXPIRED
-            )
-            started = list(
-                Pair.objects.filter(_open_q(), queue_id=queue.pk, fresh=False)
-                .exclude(pk__in=mine.values("pair_id"))
-                .order_by("-priority", "-judgments_count", "id")
-                .select_for_update(skip_locked=True, of=("self",))[:want]
-            )
-            fresh = list(
-                Pair.objects.filter(queue_id=queue.pk, fresh=True)
-                .order_by("-priority", "id")
-                .select_for_update(skip_locked=True, of=("self",))[:want]
-            )
-            chosen = sorted(started + fresh, key=lambda p: (-p.priority, -p.judgments_count, p.pk))[
-                :want
-            ]
-        expires = now + timedelta(seconds=queue.lease_seconds)
-        for pair in chosen:
-            left = random.choice([pair.candidate_a_id, pair.candidate_b_id])  # noqa: S311
-            lease, created = Assignment.objects.get_or_create(
-                pair=pair,
-                annotator=user,
-                defaults={"left_candidate_id": left, "leased_at": now, "expires_at": expires},
-            )
-            if not created:
-                if lease.status != Assignment.Status.EXPIRED:
-                    continue
-                Assignment.objects.filter(pk=lease.pk).update(
-                    status=Assignment.Status.ACTIVE, leased_at=now, expires_at=expires
-                )
-            Pair.objects.filter(pk=pair.pk).update(
-                reserved_count=F("reserved_count") + 1, fresh=False
-            )
-            held.append(Assignment(pk=lease.pk, pair=pair, annotator=user))
-        pair_ids = [lease.pair_id for lease in held]
-    order = {pid: i for i, pid in enumerate(pair_ids)}
-    leases = list(
-        Assignment.objects.filter(
-            annotator=user, pair_id__in=pair_ids, status=Assignment.Status.ACTIVE
-        ).select_related("pair__prompt", "pair__candidate_a", "pair__candidate_b", "left_candidate")
-    )
-    leases.sort(key=lambda a: order[a.pair_id])
-    known_set = set(known)
-    return NextResult(
-        items=_items_orm([a for a in leases if a.pair_id not in known_set]),
-        known_held=[a.pair_id for a in leases if a.pair_id in known_set],
-    )
-
-
-def _reclaim_orm(*, limit: int) -> int:
-    now = timezone.now()
-    expired = 0
-    with transaction.atomic():
-        due = list(
-            Assignment.objects.filter(status=Assignment.Status.ACTIVE, expires_at__lt=now)
-            .order_by("expires_at")
-            .values_list("pair_id", flat=True)[:limit]
-        )
-        for pair in Pair.objects.filter(pk__in=set(due)).select_for_update(skip_locked=True):
-            n = Assignment.objects.filter(
-                pair=pair, status=Assignment.Status.ACTIVE, expires_at__lt=now
-            ).update(status=Assignment.Status.EXPIRED)
-            if n:
-                Pair.objects.filter(pk=pair.pk).update(reserved_count=F("reserved_count") - n)
-                expired += n
-    return expired
-
-
-def _heartbeat_orm(
-    *, user: AbstractBaseUser, queue_id: int, pair_ids: list[int]
-) -> HeartbeatResult:
-    queue: LabelingQueue = labeling_queue_for_labeling(queue_id=queue_id, user=user)
-    now = timezone.now()
-    expires = now + timedelta(seconds=queue.lease_seconds)
-    with transaction.atomic():
-        mine = Assignment.objects.filter(
-            annotator=user,
-            pair_id__in=pair_ids,
-            pair__queue_id=queue.pk,
-            status=Assignment.Status.ACTIVE,
-        )
-        held = set(mine.values_list("pair_id", flat=True))
-        Assignment.objects.filter(
-            pk__in=list(mine.select_for_update(skip_locked=True).values_list("pk", flat=True))
-        ).update(expires_at=expires)
-    return HeartbeatResult(
-        renewed={pid: expires for pid in held}, lost=[p for p in pair_ids if p not in held]
-    )
+    return portable.items_for(user=user, pair_ids=pair_ids)
