@@ -17,20 +17,24 @@ from config.errors import DomainError
 log = logging.getLogger(__name__)
 
 TRANSIENT = (OperationalError, S3ConnectionError)
+# Freezing and exporting are idempotent cpu jobs that retry transient errors with backoff.
+DATASET_JOB = {
+    "queue": Queue.CPU,
+    "ignore_result": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 10,
+    "retry_backoff_max": 600,
+    "max_retries": 5,
+}
 
 
 @shared_task(
     name="training_bridge.dataset_version.freeze",
-    queue=Queue.CPU,
-    ignore_result=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
     soft_time_limit=4 * 3600,
     time_limit=4 * 3600 + 300,
-    autoretry_for=TRANSIENT,
-    retry_backoff=10,
-    retry_backoff_max=600,
-    max_retries=5,
+    **DATASET_JOB,
 )
 def dataset_version_freeze_task(*, version_id: int) -> None:
     """Freeze a version (select, aggregate, split, snapshot, hash)."""
@@ -46,16 +50,9 @@ def dataset_version_freeze_task(*, version_id: int) -> None:
 
 @shared_task(
     name="training_bridge.dataset_export.run",
-    queue=Queue.CPU,
-    ignore_result=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
     soft_time_limit=6 * 3600,
     time_limit=6 * 3600 + 300,
-    autoretry_for=TRANSIENT,
-    retry_backoff=10,
-    retry_backoff_max=600,
-    max_retries=5,
+    **DATASET_JOB,
 )
 def dataset_export_task(*, export_id: int) -> None:
     """Write one export of a frozen version into the default storage."""
