@@ -14,7 +14,7 @@ import os
 from enum import StrEnum
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -36,3 +36,15 @@ app = Celery("spatialprefs")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = (route_by_task,)
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def connections_recycle(**kwargs: Any) -> None:
+    """A task is a request for the database: drop a connection that is too old or broke, keep
+    a good one (settings.CELERY_DB_REUSE_MAX stops Celery from closing it every time)."""
+    if getattr(kwargs.get("task") and kwargs["task"].request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -15,7 +15,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from annotation.services import pg_statements
+from config import db
 
 _USER_FIELDS = {"id", "username", "is_active", "is_staff", "is_superuser"}
 
@@ -39,9 +39,9 @@ def _token_sql() -> str:
 
 class LabelingTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key):
-        if not pg_statements.statements_available():
+        if not db.statements_available():
             return super().authenticate_credentials(key)
-        rows = pg_statements.statement_run(_token_sql(), {"key": key})
+        rows = db.statement_run(_token_sql(), {"key": key})
         if not rows:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         user = get_user_model().from_db(

@@ -25,6 +25,7 @@ from annotation.services import pg_statements, portable
 from annotation.services.images import ImageSource
 from annotation.services.queues import MAX_PREFETCH
 from annotation.services.results import HeartbeatResult, LeasedItem, NextResult
+from config import db
 from config.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def engine_uses_sql() -> bool:
     engine = getattr(settings, "LABELING_ENGINE", None)
     if engine == "orm":
         return False
-    return pg_statements.statements_available()
+    return db.statements_available()
 
 
 def _check_count(count: int | None) -> int | None:
@@ -141,7 +142,7 @@ def _next_run(sql: str, params: dict) -> list[tuple]:
     """Run a `next` statement; a race the constraints refused is undone whole and retried."""
     for attempt in range(NEXT_ATTEMPTS):
         try:
-            return pg_statements.statement_run(sql, params, durable=False)
+            return db.statement_run(sql, params, durable=False)
         except IntegrityError:
             if attempt + 1 == NEXT_ATTEMPTS:
                 raise
@@ -173,9 +174,7 @@ def _reclaim_if_due() -> None:
 def leases_reclaim_expired(*, limit: int = RECLAIM_BATCH) -> int:
     """Mark leases past their expiry as expired and free their pairs' slots. Returns how many."""
     if engine_uses_sql():
-        expired, _ = pg_statements.statement_run(
-            pg_statements.reclaim_sql(limit=limit), {}, durable=False
-        )[0]
+        expired, _ = db.statement_run(pg_statements.reclaim_sql(limit=limit), {}, durable=False)[0]
     else:
         expired = portable.reclaim_orm(limit=limit)
     if expired:
@@ -201,7 +200,7 @@ def leases_heartbeat(*, user: AbstractBaseUser, queue_id: int, pair_ids: object)
     pair_ids = sorted(set(pair_ids))
     if not engine_uses_sql():
         return portable.heartbeat_orm(user=user, queue_id=queue_id, pair_ids=pair_ids)
-    rows = pg_statements.statement_run(
+    rows = db.statement_run(
         pg_statements.HEARTBEAT_SQL,
         {"queue": queue_id, "user": user.pk, "pairs": pair_ids},
         durable=False,
@@ -217,8 +216,6 @@ def leases_heartbeat(*, user: AbstractBaseUser, queue_id: int, pair_ids: object)
 def leased_items(*, user: AbstractBaseUser, pair_ids: list[int]) -> list[LeasedItem]:
     """The items of this annotator's active leases on these pairs (as `next` shows them)."""
     if engine_uses_sql():
-        rows = pg_statements.statement_run(
-            pg_statements.ITEMS_SQL, {"user": user.pk, "pairs": list(pair_ids)}
-        )
+        rows = db.statement_run(pg_statements.ITEMS_SQL, {"user": user.pk, "pairs": list(pair_ids)})
         return [_item_from_row(row) for row in rows]
     return portable.items_for(user=user, pair_ids=pair_ids)

@@ -21,6 +21,7 @@ from annotation.selectors import labeling_queue_for_labeling
 from annotation.services import pg_statements
 from annotation.services.assignment import engine_uses_sql
 from annotation.services.results import StoredJudgment, SubmitResult
+from config import db
 from config.errors import Conflict, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def judgment_submit(
     }
     for attempt in range(SUBMIT_ATTEMPTS):
         try:
-            row = pg_statements.statement_run(pg_statements.SUBMIT_SQL, params)[0]
+            row = db.statement_run(pg_statements.SUBMIT_SQL, params)[0]
         except IntegrityError:
             # Undone as a whole: the submission id is in use, or the pair moved under us.
             # Looking again sees which (a replay, a 409, or a clean retry).
@@ -188,8 +189,8 @@ def _replay(
     *, user: AbstractBaseUser, pair_id: int, sid: uuid.UUID, judged_already: bool = False
 ) -> SubmitResult:
     """The stored answer of a submission id seen before (200), or why it cannot be (409)."""
-    if pg_statements.statements_available():
-        rows = pg_statements.statement_run(pg_statements.SUBMISSION_SQL, {"sid": sid})
+    if db.statements_available():
+        rows = db.statement_run(pg_statements.SUBMISSION_SQL, {"sid": sid})
     else:
         stored = Judgment.objects.filter(client_submission_id=sid).values_list(
             "pair_id", "annotator_id", "choice", "reason_tags", "duration_ms", "created_at"

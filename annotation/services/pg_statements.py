@@ -3,7 +3,9 @@
 Each request of the loop (next, submit, heartbeat) is ONE statement: the access check, the
 reads, the row locks and the writes are CTEs of a single statement, so it runs as its own
 transaction in autocommit (no BEGIN/COMMIT round trips) and is prepared once per connection
-(psycopg `prepare=True`), so PostgreSQL plans it once instead of on every request.
+(psycopg `prepare=True`), so PostgreSQL plans it once instead of on every request: they run
+through config.db.statement_run, and end in `FROM (SELECT 1) AS one` (config.db.ONE) so that a
+non-durable run turns synchronous_commit off inside the statement.
 
 Lock order, everywhere: the pair row first, then assignment rows. `next` and the expiry sweep
 take pair rows with SKIP LOCKED (they never wait for a pair); submit and undo wait for their
@@ -12,14 +14,6 @@ one pair; heartbeats take assignment rows with SKIP LOCKED. No cycle can form.
 The partial-index predicates in these statements are written exactly as Django writes the
 indexes' conditions (annotation/models.py), so the planner can prove they apply.
 """
-
-import logging
-from typing import Any
-
-import psycopg
-from django.db import OperationalError, connection
-
-log = logging.getLogger(__name__)
 
 # The access check shared by every statement: the queue is active and the user is listed in
 # it, directly or through a group. Yields one row when the user may label the queue now.
@@ -333,57 +327,3 @@ FROM annotation_assignment x
 WHERE x.annotator_id = %(user)s AND x.pair_id = ANY(%(pairs)s) AND x.status = 'active'
 ORDER BY x.leased_at, x.pair_id
 """
-
-
-_generic_plan_connections: set[int] = set()
-
-
-_ONE = "(SELECT 1) AS one"
-_ONE_ASYNC = "(SELECT set_config('synchronous_commit', 'off', true)) AS one"
-
-
-def statement_run(sql: str, params: dict[str, Any], *, durable: bool = True) -> list[tuple]:
-    """Run one statement as a prepared statement on Django's own connection.
-
-    Server-side binding (a plain psycopg cursor, not Django's client-side one) lets psycopg
-    prepare the statement once per connection; Django's connection handling (CONN_MAX_AGE,
-    error tracking) still applies. Instead of a health-check round trip per request, a
-    statement that finds its persistent connection dead is run once more on a new one.
-
-    `durable=False` (leases, heartbeats, the expiry sweep): the statement's own transaction
-    commits without waiting for the WAL flush. A crash may forget the last instant's leases,
-    which only returns those pairs to the pool; judgments are always durable. Only applied in
-    autocommit, so it never relaxes an enclosing transaction.
-    """
-    if not durable and connection.get_autocommit():
-        sql = sql.replace(_ONE, _ONE_ASYNC)
-    try:
-        return _run(sql, params)
-    except OperationalError:
-        # A persistent connection that died (database restart, idle cut) fails the first
-        # statement; outside a transaction the statement can simply go again on a new one
-        # (each is atomic, and submit is idempotent by its submission id).
-        if not connection.get_autocommit() or connection.is_usable():
-            raise
-        log.warning("labeling.db.reconnect")
-        connection.close()
-        return _run(sql, params)
-
-
-def _run(sql: str, params: dict[str, Any]) -> list[tuple]:
-    connection.ensure_connection()
-    raw = connection.connection
-    with connection.wrap_database_errors:
-        if id(raw) not in _generic_plan_connections:
-            # The statements' only parameters are ids, so one generic plan serves every call;
-            # without this PostgreSQL plans the first five calls on each connection in full.
-            # It concerns prepared statements only, which Django itself does not use.
-            raw.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
-            _generic_plan_connections.add(id(raw))
-        with psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, params, prepare=True)
-            return cursor.fetchall() if cursor.description else []
-
-
-def statements_available() -> bool:
-    return connection.vendor == "postgresql"

@@ -75,7 +75,9 @@ def moto_start(env: dict[str, str]) -> subprocess.Popen:
     return proc
 
 
-def worker_start(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen:
+def worker_start(
+    env: dict[str, str], queue: str, log: Path, *, pool: str = "prefork", prefetch: int = 1
+) -> subprocess.Popen:
     out = log.open("wb")
     proc = subprocess.Popen(
         [
@@ -85,10 +87,12 @@ def worker_start(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen
             "worker",
             "-Q",
             queue,
+            "--pool",
+            pool,
             "--concurrency",
             "1",
             "--prefetch-multiplier",
-            "1",
+            str(prefetch),
             "--hostname",
             f"bench-{queue}@%h",
             "--loglevel",
@@ -182,6 +186,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, worker and bare")
     parser.add_argument("--repeat", type=int, default=3, help="runs per batch size; best shown")
     parser.add_argument("--storage", choices=("s3", "local"), default="s3")
+    parser.add_argument("--pool", choices=("prefork", "solo"), default="prefork")
+    parser.add_argument("--prefetch", type=int, default=1, help="worker prefetch multiplier")
     parser.add_argument("--db", default="sp_bench_generation")
     parser.add_argument("--db-base", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/6")
@@ -216,7 +222,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     folder = tiny_pipeline_save(scratch / "tiny-sd")
     queue = f"bench-{uuid.uuid4().hex[:6]}"
-    worker = worker_start(env, queue, scratch / "worker.log")
+    worker = worker_start(
+        env, queue, scratch / "worker.log", pool=args.pool, prefetch=args.prefetch
+    )
     pipeline = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
     pipeline.set_progress_bar_config(disable=True)
     rows = []
@@ -247,7 +255,8 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"tiny SD, {args.size}x{args.size}, {args.steps} steps, {n} images per campaign, "
-        f"{args.threads} torch thread(s), storage {args.storage}, best of {args.repeat}; "
+        f"{args.threads} torch thread(s), storage {args.storage}, pool {args.pool}, prefetch "
+        f"{args.prefetch}, best of {args.repeat}; "
         f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     print(f"{'batch':>5} {'e2e s':>7} {'pipeline s':>10} {'overhead ms/img':>15} {'% of pipe':>9} "

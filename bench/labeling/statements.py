@@ -48,17 +48,18 @@ def main() -> None:
     from annotation.models import LabelingQueue
     from annotation.services import pg_statements as pg
     from annotation.services.assignment import OPEN_WINDOW
+    from config import db
 
     user = get_user_model().objects.get(username=args.user)
     queue = LabelingQueue.objects.get(name="bench").pk
     next_sql = pg.next_sql(count=3, window=OPEN_WINDOW)
-    pid = pg.statement_run("SELECT pg_backend_pid()", {})[0][0]
+    pid = db.statement_run("SELECT pg_backend_pid()", {})[0][0]
     wall = {"next": [], "submit": []}
     cpu = {"next": 0.0, "submit": 0.0}
     known: list[int] = []
     for _ in range(args.calls):
         c0, t0 = backend_cpu(pid), time.perf_counter()
-        rows = pg.statement_run(
+        rows = db.statement_run(
             next_sql, {"queue": queue, "user": user.pk, "known": known}, durable=False
         )
         t1, c1 = time.perf_counter(), backend_cpu(pid)
@@ -66,7 +67,7 @@ def main() -> None:
         if not held:
             raise SystemExit(f"nothing left in the queue for {args.user}")
         pair = held[0]
-        pg.statement_run(
+        db.statement_run(
             pg.SUBMIT_SQL,
             {
                 "queue": queue,

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
@@ -20,7 +21,9 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
+from config import db
 from generation_workers.backends.base import (
     BACKEND_ERRORS,
     ConfigUnusable,
@@ -37,6 +40,7 @@ from generation_workers.services.dispatch import campaign_finish_if_done
 from generation_workers.services.images import candidate_image_store
 from generation_workers.services.leases import (
     ERROR_MAX_CHARS,
+    ClaimedItem,
     candidate_leases_release,
     candidates_claim,
     lease_heartbeat,
@@ -80,26 +84,26 @@ def _failed(item_id: int, message: str) -> RenderedItem:
 
 
 def _render(
-    config: GeneratorConfig, claimed: list[Candidate]
+    config: GeneratorConfig, claimed: list[ClaimedItem]
 ) -> tuple[dict[str, Any], dict[int, RenderedItem]]:
     """Every claimed item's image or error, and the metadata its backend shares with them."""
     expected = generator_config_params_hash(config=config)
     results: dict[int, RenderedItem] = {}
     items = []
-    for candidate in claimed:
-        if candidate.params_hash != expected:
-            results[candidate.pk] = _failed(
-                candidate.pk,
+    for item in claimed:
+        if item.params_hash != expected:
+            results[item.candidate_id] = _failed(
+                item.candidate_id,
                 "the config's generation settings changed after this item was planned; "
                 "launch a new campaign",
             )
         else:
             items.append(
                 RenderItem(
-                    candidate_id=candidate.pk,
-                    text=candidate.prompt.text,
-                    structure=candidate.prompt.structure,
-                    seed=candidate.seed,
+                    candidate_id=item.candidate_id,
+                    text=item.text,
+                    structure=item.structure,
+                    seed=item.seed,
                 )
             )
     described: dict[str, Any] = {}
@@ -189,23 +193,65 @@ def _store_all(
     ]
 
 
+# PostgreSQL: the batch's results in one prepared statement (config/db.py), its own
+# transaction in autocommit, instead of BEGIN, an UPDATE per item and COMMIT.
+_RECORD_SQL = """
+UPDATE generation_workers_candidate c
+SET status = v.status, storage_key = v.storage_key, content_sha256 = v.content_sha256,
+    width = v.width, height = v.height, duration_ms = v.duration_ms,
+    generation_params = COALESCE(v.generation_params, c.generation_params), error = v.error,
+    lease_token = '', leased_until = NULL, finished_at = %(now)s
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(keys)s::text[], %(shas)s::text[],
+            %(widths)s::integer[], %(heights)s::integer[], %(durations)s::float8[],
+            %(params)s::jsonb[], %(errors)s::text[])
+     AS v(id, status, storage_key, content_sha256, width, height, duration_ms,
+          generation_params, error)
+WHERE c.id = v.id AND c.status = %(pending)s AND c.lease_token = %(token)s
+RETURNING c.id, c.status
+"""
+
+
 def _record(token: str, rows: list[tuple[int, dict[str, Any]]]) -> tuple[int, int]:
     """Finish the items this token still holds (an expired, re-claimed item is not ours to
-    finish), in one short transaction."""
+    finish), atomically. Returns (done, failed)."""
     now = timezone.now()
-    done = failed = 0
-    with transaction.atomic():
-        for pk, values in rows:
-            updated = Candidate.objects.filter(pk=pk, status=PENDING, lease_token=token).update(
-                lease_token="", leased_until=None, finished_at=now, **values
-            )
-            if not updated:
-                log.warning("generation.item.lease_lost candidate=%s", pk)
-            elif values["status"] == Candidate.Status.DONE:
-                done += 1
-            else:
-                failed += 1
-    return done, failed
+    if db.statements_available():
+        finished = dict(db.statement_run(_RECORD_SQL, _record_params(token, now, rows)))
+    else:
+        finished = {}
+        with transaction.atomic():
+            for pk, values in rows:
+                if Candidate.objects.filter(pk=pk, status=PENDING, lease_token=token).update(
+                    lease_token="", leased_until=None, finished_at=now, **values
+                ):
+                    finished[pk] = values["status"]
+    for pk, _ in rows:
+        if pk not in finished:
+            log.warning("generation.item.lease_lost candidate=%s", pk)
+    done = sum(1 for status in finished.values() if status == Candidate.Status.DONE)
+    return done, len(finished) - done
+
+
+def _record_params(
+    token: str, now: datetime, rows: list[tuple[int, dict[str, Any]]]
+) -> dict[str, Any]:
+    def column(name: str, default: Any = None, wrap: Callable[[Any], Any] = lambda v: v) -> list:
+        return [wrap(values[name]) if name in values else default for _, values in rows]
+
+    return {
+        "ids": [pk for pk, _ in rows],
+        "statuses": column("status"),
+        "keys": column("storage_key", ""),
+        "shas": column("content_sha256", ""),
+        "widths": column("width"),
+        "heights": column("height"),
+        "durations": column("duration_ms"),
+        "params": column("generation_params", wrap=Jsonb),
+        "errors": column("error", ""),
+        "now": now,
+        "pending": PENDING,
+        "token": token,
+    }
 
 
 def _failure_values(message: str) -> dict[str, Any]:
@@ -230,14 +276,16 @@ def batch_render(*, config_id: int, candidate_ids: Sequence[int], worker: str = 
     try:
         with lease_heartbeat(token=token):
             described, results = _render(config, claimed)
-            rows = _store_all(config, described, [results[c.pk] for c in claimed], worker)
+            rows = _store_all(config, described, [results[c.candidate_id] for c in claimed], worker)
         report.done, report.failed = _record(token, rows)
     except STORE_ERRORS as exc:
         if error_is_transient(exc):
             _release_quietly(token)
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
         message = f"could not store the image: {type(exc).__name__}: {exc}"
-        report.failed = _record(token, [(c.pk, _failure_values(message)) for c in claimed])[1]
+        report.failed = _record(
+            token, [(c.candidate_id, _failure_values(message)) for c in claimed]
+        )[1]
     for campaign_id in sorted({candidate.campaign_id for candidate in claimed}):
         campaign_finish_if_done(campaign_id=campaign_id)
     log.info(

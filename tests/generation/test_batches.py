@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from config import db
 from generation_workers.backends.base import (
     OutOfMemory,
     RenderedItem,
@@ -26,6 +27,15 @@ from tests.generation.conftest import prompt_set_make, queue_purge
 from tests.generation.test_campaigns import queued
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=["sql", "orm"])
+def engine(request, monkeypatch):
+    """The worker's one-statement claim and record on PostgreSQL, and the ORM path the SQLite
+    demo runs (forced here on PostgreSQL)."""
+    if request.param == "orm":
+        monkeypatch.setattr(db, "statements_available", lambda: False)
+    return request.param
 
 
 def running(configs, *, originals=1, seeds=1, perturbed=True) -> Campaign:
