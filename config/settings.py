@@ -181,6 +181,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEO
 # A generation worker leases the items of the batch it renders and renews the lease while it
 # works; items whose lease ran out (the worker died) are queued again by the other workers.
 GENERATION_LEASE_SECONDS = env.int("GENERATION_LEASE_SECONDS", default=120)
+# A generation worker stores and records a batch's images while it renders the next one
+# (generation_workers/services/write_behind.py); off: each task stores before it returns.
+GENERATION_WRITE_BEHIND = env.bool("GENERATION_WRITE_BEHIND", default=True)
 # A training worker beats every TRAINING_HEARTBEAT_SECONDS while its run goes on; every worker
 # marks failed the runs whose last beat is older than TRAINING_HEARTBEAT_STALE_SECONDS (a crash).
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)

@@ -3,7 +3,10 @@
 - `generation.render_batch(config_id, candidate_ids)`: one batch of one config's items.
   Idempotent (items are claimed under a lease and finished once), so it is acknowledged late
   and requeued if its worker is lost. Transient database/storage errors retry with exponential
-  backoff, at most MAX_RETRIES times; then its unfinished items fail with the reason.
+  backoff, at most MAX_RETRIES times; then its unfinished items fail with the reason. With
+  GENERATION_WRITE_BEHIND (the default) the batch's images are stored and recorded on a
+  writer thread while the next batch renders (services/write_behind.py); a transient failure
+  there queues the batch again with the same backoff and count.
 - `generation.config_check(config_id)`: load a config's model once and record what happened.
   Not requeued when its worker dies: a model that kills the worker must not crash-loop it.
 
@@ -14,7 +17,7 @@ Every worker also runs `LeaseSweeper`, a timer that requeues the items of worker
 import logging
 import random
 
-from celery import bootsteps
+from celery import bootsteps, signals
 from django.conf import settings
 from django.db import DatabaseError, connection
 
@@ -26,6 +29,7 @@ from generation_workers.services.batches import (
 )
 from generation_workers.services.configs import generator_config_check_run
 from generation_workers.services.leases import candidate_leases_sweep
+from generation_workers.services.write_behind import write_behind_flush
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +58,51 @@ def retry_countdown(retries: int) -> float:
     max_retries=MAX_RETRIES,
 )
 def render_batch(self, config_id: int, candidate_ids: list[int]) -> None:
+    retries = self.request.retries
+    queue = (self.request.delivery_info or {}).get("routing_key") or Queue.GPU
+
+    def retry_later(reason: str) -> None:
+        """From the write-behind thread, after this task returned: queue the batch again with
+        the backoff and retry count a retry of this task would have had."""
+        if retries >= MAX_RETRIES:
+            candidates_fail_unfinished(
+                candidate_ids=candidate_ids,
+                message=f"the database or storage failed {MAX_RETRIES + 1} times: {reason}",
+            )
+            return
+        render_batch.apply_async(
+            args=[config_id, candidate_ids],
+            queue=queue,
+            countdown=retry_countdown(retries),
+            retries=retries + 1,
+        )
+
     try:
         batch_render(
-            config_id=config_id, candidate_ids=candidate_ids, worker=self.request.hostname or ""
+            config_id=config_id,
+            candidate_ids=candidate_ids,
+            worker=self.request.hostname or "",
+            # Eagerly (in the caller's process and transaction) it stores before returning.
+            retry_later=retry_later
+            if settings.GENERATION_WRITE_BEHIND and not self.request.is_eager
+            else None,
         )
     except TransientFailure as exc:
-        if self.request.retries >= self.max_retries:
+        if retries >= self.max_retries:
             candidates_fail_unfinished(
                 candidate_ids=candidate_ids,
                 message=f"the database or storage failed {self.max_retries + 1} times: {exc}",
             )
             return
-        log.warning(
-            "generation.batch.retry config=%s try=%d error=%s",
-            config_id,
-            self.request.retries + 1,
-            exc,
-        )
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
+        log.warning("generation.batch.retry config=%s try=%d error=%s", config_id, retries + 1, exc)
+        raise self.retry(exc=exc, countdown=retry_countdown(retries)) from exc
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def write_behind_finish(**kwargs) -> None:
+    """A worker stopping (warm shutdown) records the batch still being written first."""
+    write_behind_flush(timeout=RENDER_HARD_LIMIT)
 
 
 @app.task(

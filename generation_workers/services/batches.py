@@ -41,10 +41,11 @@ from generation_workers.services.images import candidate_image_store
 from generation_workers.services.leases import (
     ERROR_MAX_CHARS,
     ClaimedItem,
+    LeaseHeartbeat,
     candidate_leases_release,
     candidates_claim,
-    lease_heartbeat,
 )
+from generation_workers.services.write_behind import write_behind_submit
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +259,21 @@ def _failure_values(message: str) -> dict[str, Any]:
     return {"status": Candidate.Status.FAILED, "error": message[:ERROR_MAX_CHARS] or "failed"}
 
 
-def batch_render(*, config_id: int, candidate_ids: Sequence[int], worker: str = "") -> BatchReport:
-    """Render one batch of a config's items; the task calls this. See the module docstring.
+def batch_render(
+    *,
+    config_id: int,
+    candidate_ids: Sequence[int],
+    worker: str = "",
+    retry_later: Callable[[str], None] | None = None,
+) -> BatchReport:
+    """Render one batch of a config's items. See the module docstring.
 
-    Raises TransientFailure (leases released) when the database or storage did not answer.
+    In process (retry_later=None) the images are stored and recorded before it returns, and it
+    raises TransientFailure (leases released) when the database or storage did not answer.
+    The worker's task passes `retry_later`: storing and recording then run on the process'
+    write-behind thread while the next batch renders (write_behind.py), and a transient
+    failure there releases the leases and calls retry_later(reason) to queue the batch again.
+    The report's done/failed counts are then not known yet (0).
     """
     report = BatchReport()
     config = GeneratorConfig.objects.filter(pk=config_id).first()
@@ -273,31 +285,74 @@ def batch_render(*, config_id: int, candidate_ids: Sequence[int], worker: str = 
         log.info("generation.batch.skipped config=%s items=%d", config_id, len(candidate_ids))
         return report
     started = time.perf_counter()
+    heartbeat = LeaseHeartbeat(token=token).start()
     try:
-        with lease_heartbeat(token=token):
-            described, results = _render(config, claimed)
-            rows = _store_all(config, described, [results[c.candidate_id] for c in claimed], worker)
-        report.done, report.failed = _record(token, rows)
-    except STORE_ERRORS as exc:
-        if error_is_transient(exc):
-            _release_quietly(token)
-            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
-        message = f"could not store the image: {type(exc).__name__}: {exc}"
-        report.failed = _record(
-            token, [(c.candidate_id, _failure_values(message)) for c in claimed]
-        )[1]
-    for campaign_id in sorted({candidate.campaign_id for candidate in claimed}):
-        campaign_finish_if_done(campaign_id=campaign_id)
-    log.info(
-        "generation.batch.done config=%s claimed=%d done=%d failed=%d skipped=%d seconds=%.3f",
-        config_id,
-        report.claimed,
-        report.done,
-        report.failed,
-        report.skipped,
-        time.perf_counter() - started,
-    )
+        described, results = _render(config, claimed)
+    except BaseException:
+        heartbeat.stop()
+        raise
+    written = _Written(config, token, claimed, described, results, worker, heartbeat, started)
+    if retry_later is None:
+        report.done, report.failed = written.run(report)
+        return report
+    write_behind_submit(lambda: written.run(report, retry_later=retry_later))
     return report
+
+
+@dataclass
+class _Written:
+    """A rendered batch on its way to storage and the database."""
+
+    config: GeneratorConfig
+    token: str
+    claimed: list[ClaimedItem]
+    described: dict[str, Any]
+    results: dict[int, RenderedItem]
+    worker: str
+    heartbeat: LeaseHeartbeat
+    started: float
+
+    def run(
+        self, report: BatchReport, *, retry_later: Callable[[str], None] | None = None
+    ) -> tuple[int, int]:
+        """Store, record and finish; (done, failed)."""
+        claimed = self.claimed
+        try:
+            rows = _store_all(
+                self.config,
+                self.described,
+                [self.results[c.candidate_id] for c in claimed],
+                self.worker,
+            )
+            done, failed = _record(self.token, rows)
+        except STORE_ERRORS as exc:
+            if not error_is_transient(exc):
+                message = f"could not store the image: {type(exc).__name__}: {exc}"
+                done, failed = _record(
+                    self.token, [(c.candidate_id, _failure_values(message)) for c in claimed]
+                )
+            else:
+                _release_quietly(self.token)
+                reason = f"{type(exc).__name__}: {exc}"
+                if retry_later is None:
+                    raise TransientFailure(reason) from exc
+                log.warning("generation.batch.write_retry config=%s error=%s", self.config.pk, exc)
+                retry_later(reason)
+                return 0, 0
+        finally:
+            self.heartbeat.stop()
+        for campaign_id in sorted({item.campaign_id for item in claimed}):
+            campaign_finish_if_done(campaign_id=campaign_id)
+        log.info(
+            "generation.batch.done config=%s claimed=%d done=%d failed=%d skipped=%d seconds=%.3f",
+            self.config.pk,
+            report.claimed,
+            done,
+            failed,
+            report.skipped,
+            time.perf_counter() - self.started,
+        )
+        return done, failed
 
 
 def _release_quietly(token: str) -> None:

@@ -11,8 +11,7 @@ after which they fail with a message instead of crash-looping a worker.
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -140,30 +139,35 @@ def candidate_leases_release(*, token: str) -> int:
     )
 
 
-@contextmanager
-def lease_heartbeat(*, token: str) -> Iterator[None]:
-    """Renew the batch's lease every third of its length while the body runs."""
-    seconds = lease_seconds()
-    stop = threading.Event()
+class LeaseHeartbeat:
+    """Renews a batch's lease every third of its length from a thread, from start() until
+    stop(): while the batch renders and, with write-behind, until its results are recorded."""
 
-    def renew() -> None:
+    def __init__(self, *, token: str) -> None:
+        self.token = token
+        self.seconds = lease_seconds()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{token[:8]}", daemon=True)
+
+    def _run(self) -> None:
         try:
-            while not stop.wait(seconds / 3):
-                Candidate.objects.filter(lease_token=token, status=PENDING).update(
-                    leased_until=timezone.now() + timedelta(seconds=seconds)
+            while not self._stop.wait(self.seconds / 3):
+                Candidate.objects.filter(lease_token=self.token, status=PENDING).update(
+                    leased_until=timezone.now() + timedelta(seconds=self.seconds)
                 )
         except DatabaseError:
-            log.warning("generation.lease.renew_failed token=%s", token, exc_info=True)
+            log.warning("generation.lease.renew_failed token=%s", self.token, exc_info=True)
         finally:
             connection.close()
 
-    thread = threading.Thread(target=renew, name=f"lease-{token[:8]}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    def start(self) -> "LeaseHeartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
 
 
 def candidate_leases_sweep(*, now: datetime | None = None) -> SweepReport:

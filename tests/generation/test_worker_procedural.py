@@ -2,6 +2,8 @@
 rendered by a real worker, each image stored with the relations its layout satisfies."""
 
 import io
+import socket
+import subprocess
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from generation_workers.services.configs import (
 )
 from generation_workers.services.dispatch import candidate_batches_publish
 from generation_workers.tasks import render_batch
-from tests.conftest import s3_client
+from tests.conftest import VENV_BIN, _free_port, s3_client
 from tests.generation.conftest import campaign_wait, prompt_set_make, queue_purge
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -99,3 +101,57 @@ def test_the_same_batches_delivered_twice_render_each_candidate_once(
     assert output.count("generation.batch.skipped") == 4
     listed = s3_client(moto_endpoint).list_objects_v2(Bucket=s3_settings["S3_BUCKET"])
     assert len(listed["Contents"]) == len({c.storage_key for c in candidates}) == 4
+
+
+def test_a_storage_outage_during_write_behind_is_retried_until_every_image_is_stored(
+    worker_start, own_queue, s3_settings
+):
+    # given a worker whose S3 endpoint is down (nothing listens on its port yet)
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    config = generator_config_create(
+        name="outage", backend="procedural", width=64, height=64, batch_size=2, queue=own_queue
+    )
+    campaign = campaign_create(
+        name="outage", prompt_set_id=prompt_set_make(originals=2, perturbed=False).pk,
+        config_ids=[config.pk],
+    )  # fmt: skip
+    worker = worker_start(queues=own_queue, env={"S3_ENDPOINT_URL": endpoint})
+    campaign_launch(campaign_id=campaign.pk)
+
+    # when the writes have failed once (the items were given back for a retry)
+    deadline = time.monotonic() + 60
+    while not Candidate.objects.filter(campaign=campaign, attempts__gte=1, lease_token="").count():
+        assert time.monotonic() < deadline, worker.output()[-3000:]
+        time.sleep(0.2)
+    moto = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port)
+        s3_client(endpoint).create_bucket(Bucket=s3_settings["S3_BUCKET"])
+
+        # then the queued retries store every image once, and the campaign completes
+        campaign = campaign_wait(campaign, workers=[worker])
+        assert campaign.status == Campaign.Status.COMPLETED
+        rows = list(Candidate.objects.filter(campaign=campaign).values_list("status", "attempts"))
+        assert len(rows) == 2 and all(status == "done" and n >= 2 for status, n in rows)
+        listed = s3_client(endpoint).list_objects_v2(Bucket=s3_settings["S3_BUCKET"])
+        assert len(listed["Contents"]) == 2
+        assert "generation.batch.write_retry" in worker.output()
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port}")
