@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 @shared_task(
     name="annotation.pairs.build",
-    queue=Queue.CPU,
+    route_queue=Queue.CPU,
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -38,7 +38,7 @@ def pair_build_task(*, pair_build_id: int) -> None:
 
 @shared_task(
     name="annotation.thumbnails.ensure",
-    queue=Queue.CPU,
+    route_queue=Queue.CPU,
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,

@@ -1,13 +1,11 @@
 """The one Celery app and its queues.
 
 Queues are declared once here (`Queue`). Each task names its queue in its decorator
-(`@app.task(name=..., queue=Queue.GPU)`); senders that need another queue (a config's own)
-pass `apply_async(queue=...)`, which always wins. A worker started with `-Q gpu` only ever
-sees generation batches. Other options live in settings (CELERY_*).
-
-Celery 5.5+ deprecates the `queue` task attribute (removal in 6.0). `route_by_task` is the
-replacement, already installed: a task that sets `route_queue=` instead of `queue=` is routed
-by it, so the switch is a rename in the decorators.
+(`@app.task(name=..., route_queue=Queue.GPU)`), and `route_by_task`, the app's router, sends
+it there (Celery 5.5+ deprecates the `queue` task attribute for this). Senders that need
+another queue (a config's own) pass `apply_async(queue=...)`, which always wins. A worker
+started with `-Q gpu` only ever sees generation batches. Other options live in settings
+(CELERY_*).
 """
 
 import os

@@ -48,7 +48,7 @@ def retry_countdown(retries: int) -> float:
 
 @app.task(
     name="generation.render_batch",
-    queue=Queue.GPU,
+    route_queue=Queue.GPU,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -107,7 +107,7 @@ def write_behind_finish(**kwargs) -> None:
 
 @app.task(
     name="generation.config_check",
-    queue=Queue.GPU,
+    route_queue=Queue.GPU,
     ignore_result=True,
     soft_time_limit=CHECK_SOFT_LIMIT,
     time_limit=CHECK_SOFT_LIMIT + 60,
@@ -154,7 +154,7 @@ PROMPT_BUILD_SOFT_LIMIT = 30 * 60
 
 @app.task(
     name="generation.prompt_set_build",
-    queue=Queue.CPU,
+    route_queue=Queue.CPU,
     acks_late=True,  # idempotent: a set that is no longer 'building' is left alone
     reject_on_worker_lost=True,
     ignore_result=True,

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, S3ConnectionError)
 # Freezing and exporting are idempotent cpu jobs that retry transient errors with backoff.
 DATASET_JOB = {
-    "queue": Queue.CPU,
+    "route_queue": Queue.CPU,
     "ignore_result": True,
     "acks_late": True,
     "reject_on_worker_lost": True,
@@ -77,7 +77,7 @@ TRAINING_HARD_LIMIT = 12 * 3600
 
 @shared_task(
     name="training_bridge.training_run.execute",
-    queue=Queue.TRAINING,
+    route_queue=Queue.TRAINING,
     ignore_result=True,
     soft_time_limit=TRAINING_SOFT_LIMIT,
     time_limit=TRAINING_HARD_LIMIT,
@@ -137,7 +137,7 @@ app.steps["worker"].add(TrainingSweeper)
 
 @shared_task(
     name="training_bridge.reward_model.evaluate",
-    queue=Queue.CPU,
+    route_queue=Queue.CPU,
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -164,7 +164,7 @@ def reward_model_evaluate_task(*, model_id: int, version_id: int, refresh: bool 
 
 @shared_task(
     name="training_bridge.active_learning.run",
-    queue=Queue.CPU,
+    route_queue=Queue.CPU,
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,

@@ -140,11 +140,12 @@ def test_the_build_task_runs_on_the_cpu_queue_and_records_its_counts(lead_client
     prompt = PromptFactory(prompt_set=campaign.prompt_set)
     CandidateFactory.create_batch(3, campaign=campaign, prompt=prompt)
     queue = queue_for_annotators()
-    assert (pair_build_task.name, pair_build_task.queue) == ("annotation.pairs.build", Queue.CPU)
-    assert (thumbnails_task.name, thumbnails_task.queue) == (
-        "annotation.thumbnails.ensure",
-        Queue.CPU,
-    )
+    for task, name in [
+        (pair_build_task, "annotation.pairs.build"),
+        (thumbnails_task, "annotation.thumbnails.ensure"),
+    ]:
+        routed = pair_build_task.app.amqp.router.route({}, task.name, (), {}, task)
+        assert (task.name, routed["queue"].name) == (name, Queue.CPU)
     assert pair_build_task.acks_late and pair_build_task.reject_on_worker_lost
 
     response = lead_client.post(
