@@ -245,6 +245,41 @@ def _insert(
     return len(rows), len(wanted) - len(rows)
 
 
+def pairs_add(
+    *,
+    queue_id: int,
+    kind: str,
+    keys: list[_Key],
+    priority: int = 0,
+    judgments_needed: int | None = None,
+) -> PairBuildCounts:
+    """Add chosen pairs to a queue, as (candidate_a, candidate_b, prompt, intended winner)
+    with a < b, in the given order (ids follow it); conflicts ignored, thumbnails queued.
+
+    For services that pick the pairs themselves (active learning); a campaign's pairs are
+    built with `pairs_build`. Returns how many were new and how many the queue held already.
+    """
+    queue = LabelingQueue.objects.filter(pk=queue_id).first()
+    if queue is None:
+        raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
+    if kind not in Pair.Kind.values:
+        raise ValidationFailed(f"kind must be one of {', '.join(Pair.Kind.values)}", field="kind")
+    created = existing = 0
+    for batch in _batched(keys, BATCH):
+        new, old = _insert(
+            queue_id=queue.pk,
+            kind=kind,
+            keys=batch,
+            priority=priority,
+            needed=judgments_needed or queue.overlap,
+        )
+        created += new
+        existing += old
+        if new:
+            _thumbnails_enqueue(batch)
+    return PairBuildCounts(created=created, existing=existing)
+
+
 def _thumbnails_enqueue(keys: list[_Key]) -> None:
     from annotation.tasks import thumbnails_task
 

@@ -3,9 +3,10 @@
 import pytest
 
 from annotation.models import Pair, PairBuild
-from annotation.services.pairs import pair_build_run, pairs_build
+from annotation.services.pairs import pair_build_run, pairs_add, pairs_build
 from annotation.tasks import pair_build_task, thumbnails_task
 from config.celery import Queue
+from config.errors import NotFound, ValidationFailed
 from generation_workers.models import Candidate
 from tests.factories import (
     CampaignFactory,
@@ -225,3 +226,32 @@ def test_a_build_into_an_unknown_queue_is_a_404(lead_client):
     assert response.status_code == 404
     assert response.json()["field"] == "queue"
     assert PairBuild.objects.count() == 0
+
+
+def test_chosen_pairs_are_added_in_their_order_once_and_bad_input_is_refused():
+    # given three candidates of one prompt and a queue
+    campaign = CampaignFactory()
+    prompt = PromptFactory(prompt_set=campaign.prompt_set)
+    a, b, c = sorted(
+        CandidateFactory.create_batch(3, campaign=campaign, prompt=prompt), key=lambda x: x.pk
+    )
+    queue = queue_for_annotators()
+    keys = [(b.pk, c.pk, prompt.pk, None), (a.pk, b.pk, prompt.pk, None)]
+
+    # when a service adds two chosen pairs, then the same ones again
+    first = pairs_add(queue_id=queue.pk, kind="same_prompt", keys=keys, priority=4)
+    again = pairs_add(queue_id=queue.pk, kind="same_prompt", keys=keys)
+
+    # then they are stored once, in the order given, with the queue's overlap
+    assert (first.created, first.existing, again.created, again.existing) == (2, 0, 0, 2)
+    rows = Pair.objects.filter(queue=queue).order_by("id")
+    assert [(p.candidate_a_id, p.candidate_b_id) for p in rows] == [(b.pk, c.pk), (a.pk, b.pk)]
+    assert {(p.priority, p.judgments_needed) for p in rows} == {(4, queue.overlap)}
+
+    # and an unknown queue or kind is refused with the field named, nothing stored
+    with pytest.raises(NotFound) as unknown:
+        pairs_add(queue_id=queue.pk + 999, kind="same_prompt", keys=keys)
+    with pytest.raises(ValidationFailed) as bad_kind:
+        pairs_add(queue_id=queue.pk, kind="sideways", keys=[(a.pk, c.pk, prompt.pk, None)])
+    assert (unknown.value.field, bad_kind.value.field) == ("queue", "kind")
+    assert Pair.objects.filter(queue=queue).count() == 2

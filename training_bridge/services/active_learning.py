@@ -29,6 +29,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from annotation.models import LabelingQueue, Pair
+from annotation.services.pairs import pairs_add
 from config.errors import Conflict, NotFound, ValidationFailed
 from generation_workers.models import Campaign
 from training_bridge.models import RewardModel
@@ -195,19 +196,13 @@ def _queued_elsewhere(*, campaign_id: int, queue_id: int) -> set[tuple[int, int]
 def _pairs_insert(*, queue: LabelingQueue, selected: list[UncertainPair], priority: int):
     """Through the labeling engine's pair insertion (a < b, unique per queue, conflicts
     ignored), in runs of one kind so that ids follow the uncertainty order."""
-    from annotation.services.pairs import _insert, _thumbnails_enqueue
-
     created = existing = 0
     with transaction.atomic():
         for kind, run in itertools.groupby(selected, key=lambda pair: pair.kind):
             keys = [(p.candidate_a, p.candidate_b, p.prompt_id, p.intended_winner) for p in run]
-            new, old = _insert(
-                queue_id=queue.pk, kind=kind, keys=keys, priority=priority, needed=queue.overlap
-            )
-            created += new
-            existing += old
-            if new:
-                _thumbnails_enqueue(keys)
+            counts = pairs_add(queue_id=queue.pk, kind=kind, keys=keys, priority=priority)
+            created += counts.created
+            existing += counts.existing
     return created, existing
 
 
