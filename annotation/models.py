@@ -176,8 +176,8 @@ class Assignment(models.Model):
         RELEASED = "released", "released"
         EXPIRED = "expired", "expired"
 
-    # Both indexed by the composite indexes below (pair first, annotator first): separate
-    # indexes would only add writes to every lease.
+    # Indexed by the unique (pair, annotator) constraint and the partial held-leases index
+    # below: separate indexes would only add writes to every lease.
     pair = models.ForeignKey(
         Pair, on_delete=models.CASCADE, related_name="assignments", db_index=False
     )
@@ -203,7 +203,15 @@ class Assignment(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["annotator", "status"], name="assignment_annotator_idx"),
+            # An annotator's live leases (held pairs, heartbeats). Partial on purpose: a full
+            # (annotator, ...) index let the generic plan of `next`'s "never a pair you judged"
+            # probe walk the annotator's whole history instead of the unique (pair, annotator)
+            # index (7 ms per `next` at 450 judgments), and finished leases leave it instead
+            # of adding an entry per answer. Deleting a user scans the table: rare, and users
+            # with judgments are protected anyway.
+            models.Index(
+                fields=["annotator"], name="assignment_held_idx", condition=Q(status="active")
+            ),
             models.Index(
                 fields=["pair", "expires_at"],
                 name="assignment_active_idx",

@@ -228,7 +228,10 @@ a AS (
            p.judgments_count, p.reserved_count, p.judgments_needed
     FROM annotation_assignment a
     JOIN p ON a.pair_id = p.id
-    WHERE a.annotator_id = %(user)s AND p.allowed AND p.queue_status = 'active'
+    -- pair and annotator as parameters: one probe of the unique (pair, annotator) index (a
+    -- join on p alone let the generic plan walk the annotator's whole history instead)
+    WHERE a.pair_id = %(pair)s AND a.annotator_id = %(user)s
+      AND p.allowed AND p.queue_status = 'active'
     FOR UPDATE OF a
 ),
 ok AS (

@@ -1,0 +1,149 @@
+"""The hot path's cost does not grow with an annotator's history (PostgreSQL plans).
+
+`next` must never lease a pair the annotator judged: a probe of the unique (pair, annotator)
+index per candidate pair. These tests run the statements as the API does (prepared, generic
+plan) under EXPLAIN ANALYZE and count the assignment rows the plan touched: a plan that walks
+the annotator's past leases instead touches them all, for every pair it considers.
+"""
+
+import json
+import uuid
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from annotation.models import Assignment, Pair
+from annotation.services import pg_statements
+from annotation.services.assignment import OPEN_WINDOW
+from tests.labeling.factories import annotators, queue_with_pairs
+
+pytestmark = pytest.mark.django_db
+
+VETERAN_HISTORY = 3000  # past leases of one annotator when the statistics were taken
+HISTORY = 60  # this annotator's, on the pairs at the front of the serving order
+
+
+def assignment_rows_touched(sql: str, params: dict) -> int:
+    """Rows of annotation_assignment the statement's generic plan read, over all loops."""
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params, prepare=True)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def walk(node) -> int:
+        own = 0
+        if node.get("Relation Name") == "annotation_assignment" and "Scan" in node["Node Type"]:
+            own = node["Actual Rows"] * node["Actual Loops"]
+        return own + sum(walk(child) for child in node.get("Plans", []))
+
+    return walk(plan[0]["Plan"])
+
+
+@pytest.fixture
+def veteran_and_queue():
+    """The statistics of a real start: taken when one annotator's leases filled the table (its
+    id is then the only common value, so the planner thinks any other annotator has ~no past
+    leases). Then an annotator who judged the HISTORY pairs at the front of the serving order
+    (still open to others) asks for more; fresh pairs wait behind them."""
+    queue, pairs = queue_with_pairs(n_pairs=HISTORY + 10)
+    annotator, veteran = annotators(2)
+    prompt_id, a_id = pairs[0].prompt_id, pairs[0].candidate_a_id
+    with connection.cursor() as cursor:
+        # The veteran's past: VETERAN_HISTORY pairs of another queue, leased and answered.
+        other_queue, _ = queue_with_pairs(n_pairs=0, name="past")
+        cursor.execute(
+            """
+            WITH made AS (
+                INSERT INTO annotation_pair (queue_id, candidate_a_id, candidate_b_id, kind,
+                    prompt_id, priority, judgments_needed, judgments_count, reserved_count,
+                    fresh, is_gold, created_at)
+                SELECT %(queue)s, c.id, d.id, 'same_prompt', %(prompt)s, 0, 3, 0, 0, false,
+                       false, now()
+                FROM generation_workers_candidate c JOIN generation_workers_candidate d
+                  ON c.id < d.id
+                LIMIT %(n)s
+                RETURNING id
+            )
+            INSERT INTO annotation_assignment (pair_id, annotator_id, left_candidate_id,
+                status, leased_at, expires_at)
+            SELECT id, %(veteran)s, %(left)s, 'submitted', now(), now() + interval '1 minute'
+            FROM made
+            """,
+            {"queue": other_queue.pk, "prompt": prompt_id, "n": VETERAN_HISTORY,
+             "veteran": veteran.pk, "left": a_id},
+        )  # fmt: skip
+        cursor.execute("ANALYZE annotation_assignment")
+        cursor.execute("ANALYZE annotation_pair")
+    now = timezone.now()
+    Assignment.objects.bulk_create(
+        Assignment(
+            pair=pair,
+            annotator=annotator,
+            left_candidate_id=pair.candidate_a_id,
+            status=Assignment.Status.SUBMITTED,
+            leased_at=now - timedelta(minutes=5),
+            expires_at=now + timedelta(minutes=5),
+        )
+        for pair in pairs[:HISTORY]
+    )
+    Pair.objects.filter(pk__in=[p.pk for p in pairs[:HISTORY]]).update(
+        fresh=False, judgments_count=1
+    )
+    return queue, pairs, annotator
+
+
+def test_next_probes_each_pair_once_whatever_the_annotators_history(veteran_and_queue):
+    queue, pairs, annotator = veteran_and_queue
+
+    touched = assignment_rows_touched(
+        pg_statements.next_sql(count=3, window=OPEN_WINDOW),
+        {"queue": queue.pk, "user": annotator.pk, "known": []},
+    )
+
+    # a probe per pair of the window (each finds this annotator's past lease) and the held
+    # check: about the window's size, not window x history (32 x 60 = 1,920)
+    assert touched <= OPEN_WINDOW + 10, touched
+    assert set(
+        Assignment.objects.filter(annotator=annotator, status="active").values_list(
+            "pair_id", flat=True
+        )
+    ) == {p.pk for p in pairs[HISTORY : HISTORY + 3]}
+
+
+def test_submit_finds_the_lease_with_one_probe_whatever_the_annotators_history(
+    veteran_and_queue,
+):
+    queue, pairs, annotator = veteran_and_queue
+    pair = pairs[HISTORY]
+    Assignment.objects.create(
+        pair=pair,
+        annotator=annotator,
+        left_candidate_id=pair.candidate_a_id,
+        status=Assignment.Status.ACTIVE,
+        leased_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(minutes=10),
+    )
+    Pair.objects.filter(pk=pair.pk).update(fresh=False, reserved_count=1)
+
+    touched = assignment_rows_touched(
+        pg_statements.SUBMIT_SQL,
+        {
+            "queue": queue.pk,
+            "user": annotator.pk,
+            "pair": pair.pk,
+            "sid": uuid.uuid4(),
+            "choice": "left",
+            "tags": Jsonb([]),
+            "duration": 1200,
+        },
+    )
+
+    assert touched <= 3, touched
+    assert Assignment.objects.get(pair=pair, annotator=annotator).status == "submitted"
