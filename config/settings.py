@@ -189,6 +189,9 @@ GENERATION_WRITE_BEHIND = env.bool("GENERATION_WRITE_BEHIND", default=True)
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
 TRAINING_HEARTBEAT_STALE_SECONDS = env.float("TRAINING_HEARTBEAT_STALE_SECONDS", default=120.0)
 TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; default: the temp dir
+# A successful token check is remembered per process this long on the hot API paths (labeling
+# loop, scoring): a revoked token or account stops working everywhere within it (0: never).
+AUTH_REMEMBER_SECONDS = env.float("AUTH_REMEMBER_SECONDS", default=1.0)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker of `make demo`: messages are files in a folder, no Redis needed.
     _broker_dir = Path(env("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "broker")))

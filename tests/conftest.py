@@ -15,6 +15,7 @@ from botocore.config import Config
 from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
+from config.remembered import remembered_forget_all
 from config.roles import Role, user_create
 
 VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
@@ -131,6 +132,14 @@ def lead_client(lead) -> APIClient:
 @pytest.fixture
 def ml_client(ml_engineer) -> APIClient:
     return _client_for(ml_engineer)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_remembered() -> Iterator[None]:
+    """Each test starts with no remembered token checks (config/remembered.py)."""
+    remembered_forget_all()
+    yield
+    remembered_forget_all()
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,11 @@
 """Authentication of the labeling loop: sessions (the browser) and API tokens.
 
 The token check is DRF's, with the lookup done by one prepared statement on PostgreSQL instead
-of the ORM query (the ORM's query building was the largest single cost of a labeling request).
-The user comes back with only the fields a labeling request reads; others load on access.
+of the ORM query (the ORM's query building was the largest single cost of a labeling request),
+and its success remembered per process for AUTH_REMEMBER_SECONDS (config/remembered.py): an
+annotator's requests then mostly skip the round trip. Every labeling statement checks the
+queue's access list itself. The user comes back with only the fields a labeling request
+reads; others load on access.
 """
 
 import functools
@@ -16,6 +19,7 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.authtoken.models import Token
 
 from config import db
+from config.remembered import Remembered
 
 _USER_FIELDS = {"id", "username", "is_active", "is_staff", "is_superuser"}
 
@@ -37,8 +41,19 @@ def _token_sql() -> str:
     )
 
 
+_tokens = Remembered()
+
+
 class LabelingTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key):
+        found = _tokens.get(key)
+        if found is not None:
+            return found
+        found = self._credentials_checked(key)
+        _tokens.put(key, found)
+        return found
+
+    def _credentials_checked(self, key):
         if not db.statements_available():
             return super().authenticate_credentials(key)
         rows = db.statement_run(_token_sql(), {"key": key})

@@ -1,6 +1,7 @@
 """The labeling API with real credentials (tokens, sessions), and a database connection that
 dies under it."""
 
+import time
 import uuid
 
 import psycopg
@@ -58,6 +59,26 @@ def test_a_wrong_or_inactive_token_is_refused_and_nothing_is_leased():
     assert wrong.status_code in (401, 403)
     assert wrong.json() == {"error": "authentication_failed", "detail": "Invalid token."}
     assert Assignment.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_revoked_token_stops_working_once_its_remembered_check_runs_out(settings):
+    # given a token that has just been used (its check is remembered for a moment)
+    settings.AUTH_REMEMBER_SECONDS = 0.3
+    queue, _ = queue_with_pairs(n_pairs=3)
+    (ann,) = annotators(1)
+    client = token_client(ann)
+    assert client.post(next_url(queue), {"count": 1}, format="json").status_code == 200
+
+    # when it is deleted
+    Token.objects.filter(user=ann).delete()
+
+    # then it still works within the interval, and is refused after it
+    assert client.post(next_url(queue), {"count": 1}, format="json").status_code == 200
+    time.sleep(0.35)
+    refused = client.post(next_url(queue), {"count": 1}, format="json")
+    assert refused.status_code in (401, 403)
+    assert refused.json() == {"error": "authentication_failed", "detail": "Invalid token."}
 
 
 @pytest.mark.django_db
