@@ -1,4 +1,5 @@
-"""Building pairs from a campaign's candidates (its finished ones, `Candidate.campaign`).
+"""Building pairs from a campaign's candidates (its finished ones: those it rendered and those of
+its keys an earlier campaign had made, `campaign_candidates_select`).
 
 - same-prompt: two candidates of one prompt; every pair, or k sampled per prompt
   (pairs across generator configs first when `prefer_across_configs`);
@@ -20,11 +21,13 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotation.models import LabelingQueue, Pair, PairBuild
 from config.errors import NotFound, ValidationFailed
 from generation_workers.models import Campaign, Candidate
+from generation_workers.selectors.campaigns import campaign_candidates_select
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +162,17 @@ def pairs_build(
 _Key = tuple[int, int, int, int | None]
 
 
+def _finished(campaign_id: int) -> QuerySet[Candidate]:
+    """The campaign's finished candidates: its own and the ones of its keys that an earlier
+    campaign had already made (a launch reuses those instead of rendering them again)."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    return campaign_candidates_select(campaign=campaign).filter(status=Candidate.Status.DONE)
+
+
 def _same_prompt_keys(*, campaign_id: int, options: dict) -> Iterator[_Key]:
     k = options["sample_per_prompt"]
     rows = (
-        Candidate.objects.filter(campaign_id=campaign_id, status=Candidate.Status.DONE)
+        _finished(campaign_id)
         .order_by("prompt_id", "id")
         .values_list("id", "prompt_id", "config_id")
         .iterator(chunk_size=BATCH)
@@ -186,9 +196,8 @@ def _same_prompt_keys(*, campaign_id: int, options: dict) -> Iterator[_Key]:
 
 def _counterfactual_keys(*, campaign_id: int, match: str) -> Iterator[_Key]:
     perturbed = (
-        Candidate.objects.filter(
-            campaign_id=campaign_id, status=Candidate.Status.DONE, prompt__parent__isnull=False
-        )
+        _finished(campaign_id)
+        .filter(prompt__parent__isnull=False)
         .order_by("id")
         .values_list("id", "prompt__parent_id", "config_id", "seed")
         .iterator(chunk_size=BATCH)
@@ -197,9 +206,8 @@ def _counterfactual_keys(*, campaign_id: int, match: str) -> Iterator[_Key]:
         parents = {parent for _, parent, _, _ in chunk}
         originals: dict[tuple, list[int]] = defaultdict(list)
         for cid, prompt_id, config, cseed in (
-            Candidate.objects.filter(
-                campaign_id=campaign_id, status=Candidate.Status.DONE, prompt_id__in=parents
-            )
+            _finished(campaign_id)
+            .filter(prompt_id__in=parents)
             .order_by("id")
             .values_list("id", "prompt_id", "config_id", "seed")
         ):

@@ -8,6 +8,7 @@ from annotation.tasks import pair_build_task, thumbnails_task
 from config.celery import Queue
 from config.errors import NotFound, ValidationFailed
 from generation_workers.models import Candidate
+from generation_workers.services.config_rules import generator_config_params_hash
 from tests.factories import (
     CampaignFactory,
     CandidateFactory,
@@ -255,3 +256,29 @@ def test_chosen_pairs_are_added_in_their_order_once_and_bad_input_is_refused():
         pairs_add(queue_id=queue.pk, kind="sideways", keys=[(a.pk, c.pk, prompt.pk, None)])
     assert (unknown.value.field, bad_kind.value.field) == ("queue", "kind")
     assert Pair.objects.filter(queue=queue).count() == 2
+
+
+def test_images_an_earlier_campaign_made_for_this_campaigns_keys_are_paired_too():
+    # given a campaign whose key (prompt, config, seed 0) an earlier campaign had rendered
+    config = GeneratorConfigFactory()
+    earlier = CampaignFactory()
+    campaign = CampaignFactory(prompt_set=earlier.prompt_set, seeds_per_prompt=2, base_seed=0)
+    campaign.configs.add(config)
+    prompt = PromptFactory(prompt_set=campaign.prompt_set)
+    key_hash = generator_config_params_hash(config=config)
+
+    def made(by, seed):
+        return CandidateFactory(
+            campaign=by, prompt=prompt, config=config, seed=seed, params_hash=key_hash
+        )
+
+    reused, own = made(earlier, 0), made(campaign, 1)
+    made(earlier, 7)  # not one of this campaign's seeds
+    queue = queue_for_annotators()
+
+    # when its pairs are built
+    counts = pairs_build(queue_id=queue.pk, campaign_id=campaign.pk, kind="same_prompt")
+
+    # then the reused image is paired with the campaign's own, and nothing else
+    assert counts.created == 1
+    assert pair_keys(queue) == {(reused.pk, own.pk, "same_prompt", prompt.pk, None)}
