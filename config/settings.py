@@ -189,6 +189,20 @@ GENERATION_WRITE_BEHIND = env.bool("GENERATION_WRITE_BEHIND", default=True)
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
 TRAINING_HEARTBEAT_STALE_SECONDS = env.float("TRAINING_HEARTBEAT_STALE_SECONDS", default=120.0)
 TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; default: the temp dir
+# Reward models in use (training_bridge/services/scoring.py, registry.py, active_learning.py).
+REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
+REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=None)  # torch; None: its own
+REWARD_SCORING_MAX_BATCH = env.int("REWARD_SCORING_MAX_BATCH", default=64)  # images per forward
+REWARD_SCORING_MAX_MODELS = env.int("REWARD_SCORING_MAX_MODELS", default=2)  # kept loaded
+# How often a serving process looks up which model is promoted (a promotion is picked up then).
+REWARD_SCORING_REFRESH_SECONDS = env.float("REWARD_SCORING_REFRESH_SECONDS", default=1.0)
+REWARD_SCORE_MAX_IMAGES = env.int("REWARD_SCORE_MAX_IMAGES", default=128)  # per request
+REWARD_SCORE_MAX_IMAGE_BYTES = env.int("REWARD_SCORE_MAX_IMAGE_BYTES", default=4 * 1024 * 1024)
+# Above these sizes, evaluating a model / scoring a campaign for active learning runs as a task.
+REWARD_EVALUATE_SYNC_MAX_PAIRS = env.int("REWARD_EVALUATE_SYNC_MAX_PAIRS", default=500)
+REWARD_ACTIVE_LEARNING_SYNC_MAX_CANDIDATES = env.int(
+    "REWARD_ACTIVE_LEARNING_SYNC_MAX_CANDIDATES", default=1000
+)
 # A successful token check is remembered per process this long on the hot API paths (labeling
 # loop, scoring): a revoked token or account stops working everywhere within it (0: never).
 AUTH_REMEMBER_SECONDS = env.float("AUTH_REMEMBER_SECONDS", default=1.0)
