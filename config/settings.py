@@ -192,12 +192,18 @@ TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; def
 # Reward models in use (training_bridge/services/scoring.py, registry.py, active_learning.py).
 REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
 REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=None)  # torch; None: its own
-REWARD_SCORING_MAX_BATCH = env.int("REWARD_SCORING_MAX_BATCH", default=64)  # images per forward
+# Images per forward pass: concurrent requests share passes up to this many (4 RL clients x 64).
+REWARD_SCORING_MAX_BATCH = env.int("REWARD_SCORING_MAX_BATCH", default=256)
 REWARD_SCORING_MAX_MODELS = env.int("REWARD_SCORING_MAX_MODELS", default=2)  # kept loaded
 # How often a serving process looks up which model is promoted (a promotion is picked up then).
 REWARD_SCORING_REFRESH_SECONDS = env.float("REWARD_SCORING_REFRESH_SECONDS", default=1.0)
 REWARD_SCORE_MAX_IMAGES = env.int("REWARD_SCORE_MAX_IMAGES", default=128)  # per request
 REWARD_SCORE_MAX_IMAGE_BYTES = env.int("REWARD_SCORE_MAX_IMAGE_BYTES", default=4 * 1024 * 1024)
+REWARD_SCORE_MAX_REQUEST_BYTES = env.int("REWARD_SCORE_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)
+REWARD_SCORE_MAX_PIXELS = env.int("REWARD_SCORE_MAX_PIXELS", default=4096 * 4096)
+REWARD_SCORE_MAX_PROMPT_CHARS = env.int("REWARD_SCORE_MAX_PROMPT_CHARS", default=4000)
+REWARD_MODEL_NAME = env("REWARD_MODEL_NAME", default="spatial-rm")  # the name the API serves
+REWARD_MODEL_CACHE_DIR = env("REWARD_MODEL_CACHE_DIR", default=None)  # default: var/cache/...
 # Above these sizes, evaluating a model / scoring a campaign for active learning runs as a task.
 REWARD_EVALUATE_SYNC_MAX_PAIRS = env.int("REWARD_EVALUATE_SYNC_MAX_PAIRS", default=500)
 REWARD_ACTIVE_LEARNING_SYNC_MAX_CANDIDATES = env.int(

@@ -3,17 +3,23 @@
     .venv/bin/python bench/scoring/breakdown.py --model builtin --batch 64
 
 CPU time per call (process time, so other sessions on the machine matter less than for wall
-time), median of --rounds rounds of --calls calls, for the stages of one request of --batch
-images:
+time), median of --rounds rounds of --calls calls (the stages take turns in each round, in a
+thread of their own), for the stages of one request of --batch images:
 
 - direct: `reward_model_load(folder).score(prompts, png_bytes)` (decode, transform, forward);
-- forward: the same on images already transformed (what the engine's batching thread runs);
-- open: the API's check-and-decode of the uploaded bytes (`payloads.image_open`);
-- prepare: the engine's transform of the opened images in the request thread;
-- engine: `engine.score` (prepare, hand-off to the batching thread, forward);
-- service: `reward_score` (model lookup, engine);
+- forward: the engine's forward pass on images already prepared (`LoadedModel.forward`: the
+  trainer's scorer on the transform's uint8 arrays);
+- open: the API's check of the uploaded bytes (`payloads.image_open`: format and pixel count
+  from the header, nothing decoded);
+- open + prepare: that, then decoding and transforming them once into the network's input
+  (`LoadedModel.prepare_all`, what the batching thread does first);
+- engine: open, then `engine.score` (hand-off to the batching thread, prepare, forward);
+- service: open, then `reward_score` (model lookup, engine);
 - API: the whole view through Django's test client (token auth, role check, JSON with base64,
   open, service, response), PostgreSQL database --db.
+
+Every stage opens the uploads afresh (an opened Pillow image keeps its pixels once decoded, so
+reusing one would leave the decoding out).
 
 Then 4 threads send 10 requests each to the engine at once: how many forward passes ran.
 """
@@ -38,15 +44,19 @@ import run  # noqa: E402
 from score_client import json_payload  # noqa: E402
 
 
-def cpu_ms(fn, calls: int, rounds: int) -> float:
-    fn()
-    samples = []
+def cpu_ms(stages, calls: int, rounds: int) -> dict[str, float]:
+    """Median CPU ms per call of each stage; the stages take turns within every round, so that
+    a change in the machine's load hits them alike."""
+    samples: dict[str, list[float]] = {label: [] for label, _ in stages}
+    for _, fn in stages:
+        fn()
     for _ in range(rounds):
-        started = time.process_time()
-        for _ in range(calls):
-            fn()
-        samples.append(1000 * (time.process_time() - started) / calls)
-    return statistics.median(samples)
+        for label, fn in stages:
+            started = time.process_time()
+            for _ in range(calls):
+                fn()
+            samples[label].append(1000 * (time.process_time() - started) / calls)
+    return {label: statistics.median(values) for label, values in samples.items()}
 
 
 def main() -> None:
@@ -83,11 +93,15 @@ def main() -> None:
     scorer = reward_model_load(folder)
     engine = scoring_engine()
     loaded = engine.model(reward_model_ref(name=name))
-    opened = [image_open(data, limits, field="image") for data in images]
-    prepared = [loaded.prepare(image) for image in opened]
-    inputs = [
-        ScoreInput(field="i", prompt=p, image=i) for p, i in zip(prompts, opened, strict=True)
-    ]
+    prepared = loaded.prepare_all([image_open(data, limits, field="image") for data in images])
+
+    def opened() -> list:
+        return [image_open(data, limits, field="image") for data in images]
+
+    def inputs() -> list[ScoreInput]:
+        return [ScoreInput(field="i", prompt=p, image=i) for p, i in
+                zip(prompts, opened(), strict=True)]  # fmt: skip
+
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {run.token_make()}")
     body = json.dumps(json_payload(prompts, images, model=name)).encode()
@@ -98,14 +112,21 @@ def main() -> None:
 
     stages = [
         ("direct", lambda: scorer.score(prompts, images, batch_size=args.batch)),
-        ("forward", lambda: scorer.score(prompts, prepared, batch_size=args.batch)),
-        ("open", lambda: [image_open(data, limits, field="image") for data in images]),
-        ("prepare", lambda: [loaded.prepare(image) for image in opened]),
-        ("engine", lambda: engine.score(loaded, prompts, opened)),
-        ("service", lambda: reward_score(inputs=inputs, name=name)),
+        ("forward", lambda: loaded.forward(prompts, prepared, batch_size=args.batch)),
+        ("open", opened),
+        ("open + prepare", lambda: loaded.prepare_all(opened())),
+        ("engine", lambda: engine.score(loaded, prompts, opened())),
+        ("service", lambda: reward_score(inputs=inputs(), name=name)),
         ("API", api),
     ]
-    results = {label: cpu_ms(fn, args.calls, args.rounds) for label, fn in stages}
+    # in a thread of their own, as run.py's direct calls and the server's batching thread (the
+    # main thread's malloc arena makes the built-in model's forward pass slower and noisier)
+    results: dict[str, float] = {}
+    worker = threading.Thread(
+        target=lambda: results.update(cpu_ms(stages, args.calls, args.rounds)), name="stages"
+    )
+    worker.start()
+    worker.join()
     print(f"model {args.model}, batch {args.batch}, torch {args.torch_threads} thread(s), "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print("| stage | CPU ms per request | vs direct |")
@@ -117,7 +138,7 @@ def main() -> None:
 
     def client() -> None:
         for _ in range(10):
-            engine.score(loaded, prompts, opened)
+            engine.score(loaded, prompts, opened())
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:

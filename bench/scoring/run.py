@@ -2,21 +2,32 @@
 
     .venv/bin/python bench/scoring/run.py                 # both models, batch 32 and 64
     .venv/bin/python bench/scoring/run.py --models builtin --batches 64 --requests 12
+    # two servers side by side: a checkout of an earlier commit, and this one with larger batches
+    git worktree add /tmp/before <commit>
+    .venv/bin/python bench/scoring/run.py --server before:/tmp/before --server now:. \
+        --server now-256:.:256
 
 For each model (the built-in network at 64 px, and the tiny CLIP-style model: hidden 32, 2
 layers, 32 px, both random-weight checkpoints written by the trainer's own code) and each
 batch size:
 
 - direct: `reward_model_load(folder).score(prompts, png_bytes)` in this process, one call
-  after another (PNG decoding included, as the API decodes too), before and after the API
-  run (the mean of both is the baseline, so drift on a shared machine shows);
+  after another (PNG decoding included, as the API decodes too), in a thread of its own
+  (`--direct-main-thread`: the main thread), in rounds that alternate with the API's;
 - API: gunicorn (1 worker process, 8 threads: one model copy, requests batched by the engine)
   serving `POST /api/reward/score` on PostgreSQL, token auth, images as base64 JSON; `--clients`
   threads (default 4) each send `--requests` requests with persistent connections.
 
 Prints images/s, p50 and p99 latency per request, and the API's overhead: 1 - API images/s /
-direct images/s. The database (--db, default sp_bench_scoring) is created if missing; storage
-and caches go to a temporary folder.
+direct images/s; the CPU time per image of the gunicorn worker (every thread, read in
+nanoseconds from /proc/<pid>/task/*/schedstat) against the direct process's, that of its
+busiest thread (the batching thread, which decodes and runs the model) and the worker's context
+switches per request. The rounds take turns (direct, then each server's), and each overhead is
+the median over rounds of a round against the direct round just before it, so that a change in
+the machine's load hits both sides alike; "best rounds" compares the cheapest round of each
+side. `--max-batch` (or a `--server`'s third part) sets the engine's REWARD_SCORING_MAX_BATCH in
+the server (default: the platform's, 64). The database (--db, default sp_bench_scoring) is
+created if missing; storage and caches go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -128,12 +139,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_start(env: dict[str, str], port: int, threads: int, log: Path) -> subprocess.Popen:
+def gunicorn_start(env: dict[str, str], port: int, threads: int, log: Path, *,
+                   root: Path = ROOT) -> subprocess.Popen:  # fmt: skip
+    """gunicorn (this checkout's virtual environment) serving `root`'s config.wsgi; env
+    BENCH_SCORING_MAX_BATCH selects `server_settings` (the platform's settings with that batch
+    limit)."""
     argv = [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--bind",
             f"127.0.0.1:{port}", "--workers", "1", "--threads", str(threads),
             "--worker-class", "gthread", "--timeout", "600"]  # fmt: skip
+    env = {**os.environ, **env, "PYTHONPATH": str(root)}
+    if env.get("BENCH_SCORING_MAX_BATCH"):
+        env["DJANGO_SETTINGS_MODULE"] = "server_settings"
+        env["PYTHONPATH"] += os.pathsep + str(Path(__file__).resolve().parent)
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
+        process = subprocess.Popen(argv, cwd=root, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -154,36 +173,61 @@ def percentile(values: list[float], q: float) -> float:
 _SCORERS: dict[Path, object] = {}
 
 
-def direct_run(folder: Path, prompts, images, batch: int, calls: int) -> dict[str, float]:
+def direct_run(folder: Path, prompts, images, batch: int, calls: int, *,
+               main_thread: bool = False) -> dict[str, float]:  # fmt: skip
+    """`calls` calls of `reward_model_load(folder).score(prompts, png_bytes)` one after another,
+    in a thread of their own unless `main_thread` (as the server's batching thread: here the
+    main thread's malloc arena made the built-in model's forward pass 0-30% slower, and much
+    noisier, than the same pass in any other thread; MALLOC_ARENA_MAX=1 evens them out)."""
     from training_bridge.trainer.checkpoint import reward_model_load
 
     if folder not in _SCORERS:
         _SCORERS[folder] = reward_model_load(folder)
         _SCORERS[folder].score(prompts[:batch], images[:batch], batch_size=batch)  # warm-up
     scorer = _SCORERS[folder]
-    latencies = []
+    latencies: list[float] = []
+
+    def loop() -> None:
+        for call in range(calls):
+            offset = (call * batch) % (len(images) - batch + 1)
+            t0 = time.perf_counter()
+            scorer.score(prompts[offset : offset + batch], images[offset : offset + batch],
+                         batch_size=batch)  # fmt: skip
+            latencies.append(time.perf_counter() - t0)
+
     cpu = time.process_time()
     started = time.perf_counter()
-    for call in range(calls):
-        offset = (call * batch) % (len(images) - batch + 1)
-        t0 = time.perf_counter()
-        scorer.score(prompts[offset : offset + batch], images[offset : offset + batch],
-                     batch_size=batch)  # fmt: skip
-        latencies.append(time.perf_counter() - t0)
+    if main_thread:
+        loop()
+    else:
+        thread = threading.Thread(target=loop, name="direct")
+        thread.start()
+        thread.join()
     wall = time.perf_counter() - started
     return {"ips": batch * calls / wall, "cpu_ms_per_image": 1000 * (time.process_time() - cpu)
             / (batch * calls), "latencies": latencies}  # fmt: skip
 
 
+def worker_threads(master: subprocess.Popen) -> dict[str, tuple[float, int]]:
+    """(CPU seconds, context switches) so far of every thread of gunicorn's worker processes.
+    schedstat counts in nanoseconds (/proc/<pid>/stat in clock ticks of 10 ms, too coarse for
+    a round of a few hundred ms); the worker's threads live as long as it does."""
+    out = {}
+    for pid in Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split():
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                ns = int((task / "schedstat").read_text().split()[0])
+                status = (task / "status").read_text().splitlines()
+            except OSError:  # a thread that ended meanwhile
+                continue
+            switches = sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
+            out[f"{pid}/{task.name}"] = (ns / 1e9, switches)
+    return out
+
+
 def worker_cpu_seconds(master: subprocess.Popen) -> float:
     """CPU time (user + system) of gunicorn's worker processes so far."""
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in children:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    return sum(cpu for cpu, _ in worker_threads(master).values())
 
 
 def api_run(url: str, token: str, name: str, prompts, images, batch: int, clients: int,
@@ -222,16 +266,24 @@ def api_run(url: str, token: str, name: str, prompts, images, batch: int, client
     for thread in threads:
         thread.start()
     barrier.wait()
-    cpu = worker_cpu_seconds(server)
+    before = worker_threads(server)
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    cpu = worker_cpu_seconds(server) - cpu
+    after = worker_threads(server)
     if errors:
         raise SystemExit(f"a client failed: {errors[0]!r}")
     count = batch * clients * requests
-    return {"ips": count / wall, "cpu_ms_per_image": 1000 * cpu / count, "latencies": latencies}
+    spent = [(cpu - before.get(tid, (0.0, 0))[0], n - before.get(tid, (0.0, 0))[1])
+             for tid, (cpu, n) in after.items()]  # fmt: skip
+    return {
+        "ips": count / wall,
+        "cpu_ms_per_image": 1000 * sum(cpu for cpu, _ in spent) / count,
+        "busiest_ms_per_image": 1000 * max(cpu for cpu, _ in spent) / count,
+        "switches_per_request": sum(n for _, n in spent) / (clients * requests),
+        "latencies": latencies,
+    }
 
 
 def main() -> None:
@@ -250,6 +302,16 @@ def main() -> None:
         help="intra-op threads, both sides (on 2 shared cores, 2 threads spin against each "
         "other: 3-9 ms of CPU per image instead of 0.7 ms)",
     )  # fmt: skip
+    parser.add_argument("--max-batch", type=int, help="the server's REWARD_SCORING_MAX_BATCH")
+    parser.add_argument(
+        "--server", action="append", metavar="LABEL:ROOT[:MAX_BATCH]",
+        help="serve from this checkout (ROOT, '.' for this one; MAX_BATCH: the engine's batch "
+        "limit) under LABEL; repeat to run several servers side by side, their rounds taking "
+        "turns with the direct ones (default: api:.:--max-batch)",
+    )  # fmt: skip
+    parser.add_argument("--direct-main-thread", action="store_true",
+                        help="call the model directly from the main thread (default: a thread "
+                        "of its own, as the server's batching thread)")  # fmt: skip
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -271,68 +333,119 @@ def main() -> None:
     models = models_register(work, tag)
     token = token_make()
     prompts, images = images_make(256, 64)
-    port = free_port()
-    server = gunicorn_start(env, port, args.threads, work / "gunicorn.log")
-    url = f"http://127.0.0.1:{port}"
+    servers: dict[str, tuple[str, subprocess.Popen]] = {}
     load = os.getloadavg()[0]
     rows = []
     try:
+        for label, root, max_batch in servers_parse(args):
+            port = free_port()
+            server_env = {**env, "BENCH_SCORING_MAX_BATCH": str(max_batch or "")}
+            process = gunicorn_start(server_env, port, args.threads, work / f"{label}.log",
+                                     root=root)  # fmt: skip
+            servers[label] = (f"http://127.0.0.1:{port}", process)
         for kind in args.models:
             name, folder = models[kind]
             for batch in args.batches:
-                rows.append(config_run(args, url, token, name, folder, prompts, images, batch,
-                                       server, kind))  # fmt: skip
+                rows.extend(config_run(args, servers, token, name, folder, prompts, images,
+                                       batch, kind))  # fmt: skip
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for _, process in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
     table_print(args, load, os.getloadavg()[0], rows)
     if args.json:
-        Path(args.json).write_text(json.dumps({"load": load, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"load": load, "args": vars(args), "rows": rows},
+                                              indent=1))  # fmt: skip
 
 
-def config_run(args, url, token, name, folder, prompts, images, batch, server, kind) -> dict:
-    """Alternating rounds (direct, API with N clients, API with 1 client), so that a change in
-    the machine's load hits both sides alike; medians of the rounds."""
-    direct, api, one = [], [], []
+def servers_parse(args) -> list[tuple[str, Path, int | None]]:
+    specs = args.server or [f"api:.:{args.max_batch or ''}"]
+    out = []
+    for spec in specs:
+        label, _, rest = spec.partition(":")
+        root, _, max_batch = rest.partition(":")
+        root_path = ROOT if root in ("", ".") else Path(root).resolve()
+        if not (root_path / "config" / "wsgi.py").is_file():
+            raise SystemExit(f"--server {spec}: {root_path} is not a checkout of the platform")
+        out.append((label or "api", root_path, int(max_batch) if max_batch else None))
+    return out
+
+
+def _summary(runs: list[dict], direct: list[dict] | None) -> dict:
+    latencies = [x for run in runs for x in run["latencies"]]
+    out = {
+        "ips": statistics.median(run["ips"] for run in runs),
+        "cpu_ms_per_image": statistics.median(run["cpu_ms_per_image"] for run in runs),
+        "best_cpu_ms_per_image": min(run["cpu_ms_per_image"] for run in runs),
+        "p50_ms": 1000 * percentile(latencies, 0.5),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "rounds_ips": [round(run["ips"], 1) for run in runs],
+        "rounds_cpu_ms_per_image": [round(run["cpu_ms_per_image"], 4) for run in runs],
+    }
+    for key in ("busiest_ms_per_image", "switches_per_request"):
+        if key in runs[0]:
+            out[key] = statistics.median(run[key] for run in runs)
+    if direct is not None:  # each round against the direct round just before it
+        out["overhead"] = statistics.median(
+            1 - run["ips"] / base["ips"] for run, base in zip(runs, direct, strict=True)
+        )
+        out["cpu_overhead"] = statistics.median(
+            run["cpu_ms_per_image"] / base["cpu_ms_per_image"] - 1
+            for run, base in zip(runs, direct, strict=True)
+        )
+        best = min(run["cpu_ms_per_image"] for run in direct)
+        out["best_cpu_overhead"] = out["best_cpu_ms_per_image"] / best - 1
+    return out
+
+
+def config_run(args, servers, token, name, folder, prompts, images, batch, kind) -> list[dict]:
+    """Rounds in turn: direct, then per server the API with N clients and with 1 client, so
+    that a change in the machine's load hits every side alike. Overheads are the medians of
+    each round's against the direct round just before it; "best" compares the cheapest rounds
+    (the machine's load only ever adds CPU time)."""
+    direct: list[dict] = []
+    api: dict[str, list[dict]] = {label: [] for label in servers}
+    one: dict[str, list[dict]] = {label: [] for label in servers}
     for _ in range(args.rounds):
-        direct.append(direct_run(folder, prompts, images, batch, args.direct_calls))
-        api.append(api_run(url, token, name, prompts, images, batch, args.clients,
-                           args.requests, server))  # fmt: skip
-        one.append(api_run(url, token, name, prompts, images, batch, 1, args.requests, server))
-    row = {"model": kind, "batch": batch}
-    for label, runs in (("direct", direct), ("api", api), ("api_1", one)):
-        latencies = [x for run in runs for x in run["latencies"]]
-        row[label] = {
-            "ips": statistics.median(run["ips"] for run in runs),
-            "cpu_ms_per_image": statistics.median(run["cpu_ms_per_image"] for run in runs),
-            "p50_ms": 1000 * percentile(latencies, 0.5),
-            "p99_ms": 1000 * percentile(latencies, 0.99),
-            "rounds_ips": [round(run["ips"], 1) for run in runs],
-        }
-    base = row["direct"]
-    for label in ("api", "api_1"):
-        row[label]["overhead"] = 1 - row[label]["ips"] / base["ips"]
-        row[label]["cpu_overhead"] = row[label]["cpu_ms_per_image"] / base["cpu_ms_per_image"] - 1
-    return row
+        direct.append(direct_run(folder, prompts, images, batch, args.direct_calls,
+                                 main_thread=args.direct_main_thread))  # fmt: skip
+        for label, (url, process) in servers.items():
+            api[label].append(api_run(url, token, name, prompts, images, batch, args.clients,
+                                      args.requests, process))  # fmt: skip
+            one[label].append(api_run(url, token, name, prompts, images, batch, 1,
+                                      args.requests, process))  # fmt: skip
+    return [
+        {"model": kind, "batch": batch, "server": label, "direct": _summary(direct, None),
+         "api": _summary(api[label], direct), "api_1": _summary(one[label], direct)}
+        for label in servers
+    ]  # fmt: skip
 
 
 def table_print(args, load_start: float, load_end: float, rows: list[dict]) -> None:
+    servers = ", ".join(
+        f"{label} = {'this checkout' if root == ROOT else root}, batches of at most "
+        f"{max_batch or 64}"
+        for label, root, max_batch in servers_parse(args)
+    )
     print(f"load average {load_start:.1f} at start, {load_end:.1f} at end (2 cores); "
-          f"{args.rounds} alternating rounds; API: {args.clients} clients x {args.requests} "
-          f"requests per round, gunicorn 1 worker x {args.threads} threads; torch "
-          f"{args.torch_threads} thread(s) on both sides")  # fmt: skip
-    head = ("model", "batch", "direct img/s", "API img/s", "p50 ms", "p99 ms", "overhead",
-            "CPU ms/img direct", "CPU ms/img API", "CPU overhead", "1 client img/s",
-            "1 client p99 ms", "1 client overhead")  # fmt: skip
+          f"{args.rounds} rounds in turn; API: {args.clients} clients x {args.requests} "
+          f"requests per round, gunicorn 1 worker x {args.threads} threads ({servers}); direct "
+          f"calls in {'the main thread' if args.direct_main_thread else 'a thread of their own'}"
+          f"; torch {args.torch_threads} thread(s) on both sides")  # fmt: skip
+    head = ("model", "batch", "server", "direct img/s", "API img/s", "p50 ms", "p99 ms",
+            "overhead", "CPU ms/img direct", "CPU ms/img API", "CPU overhead",
+            "CPU overhead, best rounds", "batching thread ms/img", "switches/request",
+            "1 client img/s", "1 client p99 ms", "1 client CPU overhead")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
         d, a, o = row["direct"], row["api"], row["api_1"]
-        cells = (row["model"], row["batch"], f"{d['ips']:.0f}", f"{a['ips']:.0f}",
+        cells = (row["model"], row["batch"], row["server"], f"{d['ips']:.0f}", f"{a['ips']:.0f}",
                  f"{a['p50_ms']:.0f}", f"{a['p99_ms']:.0f}", f"{a['overhead']:.1%}",
-                 f"{d['cpu_ms_per_image']:.2f}", f"{a['cpu_ms_per_image']:.2f}",
-                 f"{a['cpu_overhead']:.1%}", f"{o['ips']:.0f}", f"{o['p99_ms']:.0f}",
-                 f"{o['overhead']:.1%}")  # fmt: skip
+                 f"{d['cpu_ms_per_image']:.3f}", f"{a['cpu_ms_per_image']:.3f}",
+                 f"{a['cpu_overhead']:.1%}", f"{a['best_cpu_overhead']:.1%}",
+                 f"{a['busiest_ms_per_image']:.3f}", f"{a['switches_per_request']:.0f}",
+                 f"{o['ips']:.0f}", f"{o['p99_ms']:.0f}", f"{o['cpu_overhead']:.1%}")  # fmt: skip
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 

@@ -29,6 +29,7 @@ def _reward_cache(settings, tmp_path) -> None:
 
     settings.REWARD_MODEL_CACHE_DIR = str(tmp_path / "reward-cache")
     settings.REWARD_SCORING_REFRESH_SECONDS = REFRESH_SECONDS
+    settings.AUTH_REMEMBER_SECONDS = REFRESH_SECONDS
     scoring_refs_forget()
     scoring_auth_forget()
 

@@ -338,13 +338,13 @@ def test_a_removed_role_or_deleted_token_stops_working_within_the_refresh_interv
     assert client.post(URL, body, format="json").status_code == 200
     # when the account loses the ml role, it is refused once the interval has passed
     user.groups.remove(Group.objects.get(name="ml"))
-    time.sleep(settings.REWARD_SCORING_REFRESH_SECONDS + 0.05)
+    time.sleep(settings.AUTH_REMEMBER_SECONDS + 0.05)
     assert client.post(URL, body, format="json").status_code == 403
     # and a deleted token likewise
     user.groups.add(Group.objects.get(name="ml"))
     assert client.post(URL, body, format="json").status_code == 200
     Token.objects.filter(user=user).delete()
-    time.sleep(settings.REWARD_SCORING_REFRESH_SECONDS + 0.05)
+    time.sleep(settings.AUTH_REMEMBER_SECONDS + 0.05)
     assert client.post(URL, body, format="json").status_code in (401, 403)
 
 
@@ -416,6 +416,45 @@ def test_an_image_with_too_many_pixels_is_a_413_before_it_is_decoded(served, ml_
         URL, {"items": [{"prompt": PROMPT, "image": b64(png(1, size=33))}]}, format="json"
     )
     assert (response.status_code, response.json()["field"]) == (413, "items[0].image")
+
+
+def test_an_image_whose_pixels_cannot_be_decoded_is_a_400_naming_its_field(served, ml_client):
+    # given PNGs whose headers read fine, one of them cut off half-way through its pixels
+    good, cut = png(1), png(2)[: len(png(2)) // 2]
+
+    def files(*datas: bytes) -> list[io.BytesIO]:
+        handles = [io.BytesIO(data) for data in datas]
+        for i, handle in enumerate(handles):
+            handle.name = f"{i}.png"
+        return handles
+
+    # when the cut one is sent in each form (the images are decoded when they are scored)
+    items = ml_client.post(
+        URL, {"items": [{"prompt": PROMPT, "image": b64(i)} for i in (good, cut)]}, format="json"
+    )
+    groups = ml_client.post(
+        URL,
+        {"groups": [{"prompt": PROMPT, "items": [{"image": b64(good)}]},
+                    {"prompt": OTHER, "items": [{"image": b64(good)}, {"image": b64(cut)}]}]},
+        format="json",
+    )  # fmt: skip
+    multipart = ml_client.post(URL, {"prompt": PROMPT, "image": files(good, cut, good)},
+                               format="multipart")  # fmt: skip
+    # group labels b, a, b: the groups are scored as [0, 2] then [1]
+    labelled = ml_client.post(
+        URL, {"prompt": PROMPT, "image": files(good, cut, good), "group": ["b", "a", "b"]},
+        format="multipart",
+    )  # fmt: skip
+    # then each is a 400 naming the cut image's own field
+    detail = "the image cannot be decoded: image file is truncated"
+    assert (items.status_code, items.json()["field"]) == (400, "items[1].image")
+    assert items.json()["detail"] == detail
+    assert (groups.status_code, groups.json()["field"]) == (400, "groups[1].items[1].image")
+    assert (multipart.status_code, multipart.json()["field"]) == (400, "image[1]")
+    assert (labelled.status_code, labelled.json()["field"]) == (400, "image[1]")
+    # and the process goes on scoring
+    again = ml_client.post(URL, {"items": [{"prompt": PROMPT, "image": b64(good)}]}, format="json")
+    assert again.status_code == 200
 
 
 @pytest.mark.parametrize(

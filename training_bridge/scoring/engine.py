@@ -5,32 +5,52 @@
   most `max_models` stay in memory (least recently used first out), so after a promotion the
   new model is loaded by the first request that asks for it while the old one is still held
   for requests that pinned it. Two requests that need the same unloaded model load it once.
-- Requests are batched: each request thread decodes and resizes its images (Pillow, in
-  parallel), then hands them to the process's one batching thread, which takes the waiting
-  requests for the same model, up to `max_batch` images together, and runs them through the
-  network in one forward pass. Nothing waits for a batch to fill: under light load a request
-  goes straight through, under load concurrent requests share forward passes, and torch runs
-  in one thread of the process at a time.
+- Requests are batched: each request hands its images (uploads opened and checked by
+  `payloads.image_open`, or stored bytes) to the process's one batching thread, which takes
+  the waiting requests for the same model, up to `max_batch` images together, decodes and
+  resizes each request's images with the network's own transform (once, into the uint8 arrays
+  the network reads) and runs them through the network in one forward pass. Nothing waits for
+  a batch to fill: under light load a request goes straight through, under load concurrent
+  requests share forward passes (the larger `max_batch`, the more of them: each pass has a
+  fixed cost, a large share of a small model's).
+- Where the images are prepared: on a CPU device in the batching thread, which then does what
+  a trainer calling the model in its own process does, in one thread, while the request
+  threads only read and check their requests. Preparing them in the request threads instead
+  makes their Pillow calls and the batching thread's torch operations hand the GIL from thread
+  to thread all the time (more context switches per request, and 10-30% more CPU per image than
+  the same work in one thread: bench/scoring/RESULTS.md); more cores are used by more worker
+  processes. On a GPU the request threads prepare (their decoding runs while the device
+  computes).
 
-The images a request thread prepares are the network's own input (its transform applied once),
-so the scores equal `reward_model_load(folder).score(captions, images)` offline.
+The scores equal `reward_model_load(folder).score(captions, images)` offline: the arrays are
+the trainer's transform's output, and the forward pass is the trainer's `RewardScorer.score`
+(on arrays it passes through). An uploaded image whose pixels cannot be decoded fails its own
+request with `ImageUndecodable` (its position in the request), never the requests batched
+with it.
 """
 
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image
+
+from training_bridge.scoring.payloads import ImageUndecodable
 
 if TYPE_CHECKING:
     from training_bridge.trainer.checkpoint import RewardScorer, Score
+
+# What decoding an opened upload may raise (a truncated or corrupt stream, a bad header field)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +65,25 @@ class ModelRef:
     artifact_key: str
 
 
+class _Prepared:
+    """The network's transform, except that arrays it already made pass through unchanged."""
+
+    def __init__(self, transform: Callable[[Any], np.ndarray]) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Any) -> np.ndarray:
+        return image if isinstance(image, np.ndarray) else self.transform(image)
+
+
 class LoadedModel:
     def __init__(self, ref: ModelRef, scorer: RewardScorer, folder: Path, seconds: float):
         self.ref = ref
         self.scorer = scorer
         self.folder = folder
         self.load_seconds = seconds
+        # the trainer's scorer, sharing its network, fed the prepared arrays
+        self._on_arrays = copy.copy(scorer)
+        self._on_arrays.transform = _Prepared(scorer.transform)
 
     @property
     def backbone(self) -> str:
@@ -60,29 +93,59 @@ class LoadedModel:
     def head(self) -> str:
         return self.scorer.head
 
-    def prepare(self, image: Image.Image | bytes) -> Image.Image:
-        """The image as the network sees it: decoded, converted and resized by its transform
-        (applying the transform again later is the identity)."""
-        return Image.fromarray(self.scorer.transform(image))
+    @property
+    def on_cpu(self) -> bool:
+        return self.scorer.device.type == "cpu"
+
+    def prepare_all(self, images: Sequence[Image.Image | bytes]) -> list[np.ndarray]:
+        """The images as the network reads them: decoded, converted and resized by its own
+        transform into uint8 (H, W, 3) arrays. An upload (a Pillow image opened but not yet
+        decoded) whose pixels cannot be decoded raises `ImageUndecodable` with its position;
+        stored bytes raise what the decoder raised, as `reward_model_load(...).score` does."""
+        prepare = self.scorer.transform
+        out = []
+        for position, image in enumerate(images):
+            try:
+                out.append(prepare(image))
+            except DECODE_ERRORS as exc:
+                if isinstance(image, Image.Image):
+                    raise ImageUndecodable(
+                        f"the image cannot be decoded: {exc}", position=position
+                    ) from None
+                raise
+        return out
+
+    def forward(self, captions: list[str], arrays: list[np.ndarray], *, batch_size: int):
+        """The trainer's `RewardScorer.score` on prepared arrays."""
+        return self._on_arrays.score(captions, arrays, batch_size=batch_size)
 
 
 class _Job:
-    __slots__ = ("model", "captions", "images", "done", "scores", "error")
+    __slots__ = ("model", "captions", "images", "arrays", "done", "scores", "error")
 
-    def __init__(self, model: LoadedModel, captions: list[str], images: list[Image.Image]):
+    def __init__(
+        self,
+        model: LoadedModel,
+        captions: list[str],
+        images: Sequence[Image.Image | bytes],
+        arrays: list[np.ndarray] | None = None,
+    ) -> None:
         self.model = model
         self.captions = captions
         self.images = images
+        self.arrays = arrays  # None: the batching thread prepares the images
         self.done = threading.Event()
         self.scores: list[Score] | None = None
         self.error: BaseException | None = None
 
 
 class Batcher:
-    """One thread that runs the forward passes of every request of this process."""
+    """One thread that runs the forward passes of every request of this process (and, for the
+    jobs handed over without arrays, prepares their images first)."""
 
-    def __init__(self, *, max_batch: int) -> None:
+    def __init__(self, *, max_batch: int, num_threads: int | None = None) -> None:
         self.max_batch = max_batch
+        self.num_threads = num_threads
         self._jobs: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -90,8 +153,15 @@ class Batcher:
         self.images = 0
         self.requests = 0
 
-    def submit(self, model: LoadedModel, captions: list[str], images: list[Image.Image]):
-        job = _Job(model, captions, images)
+    def submit(
+        self,
+        model: LoadedModel,
+        captions: list[str],
+        images: Sequence[Image.Image | bytes],
+        arrays: list[np.ndarray] | None = None,
+    ) -> list[Score]:
+        """Scores of the images (prepared here if `arrays` is None), from the batching thread."""
+        job = _Job(model, captions, images, arrays)
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -123,29 +193,46 @@ class Batcher:
             return group
 
     def _loop(self) -> None:
+        if self.num_threads:
+            import torch
+
+            # torch's OpenMP thread count is kept per thread (one that existed before
+            # set_num_threads keeps its own): set it in the thread that runs the forward passes
+            torch.set_num_threads(self.num_threads)
         while True:
             group = self._take()
             try:
                 self._run(group)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting requests
                 for job in group:
-                    job.error = exc
+                    if job.error is None:  # one that failed on its own images keeps its error
+                        job.error = exc
             finally:
                 for job in group:
                     job.done.set()
 
     def _run(self, group: list[_Job]) -> None:
-        captions = [caption for job in group for caption in job.captions]
-        images = [image for job in group for image in job.images]
-        scorer = group[0].model.scorer
-        scores = scorer.score(captions, images, batch_size=self.max_batch)
+        ready = []
+        for job in group:  # a request whose images cannot be prepared fails alone
+            if job.arrays is None:
+                try:
+                    job.arrays = job.model.prepare_all(job.images)
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                    job.error = exc
+                    continue
+            ready.append(job)
+        if not ready:
+            return
+        captions = [caption for job in ready for caption in job.captions]
+        arrays = [array for job in ready for array in job.arrays]
+        scores = ready[0].model.forward(captions, arrays, batch_size=self.max_batch)
         start = 0
-        for job in group:
-            job.scores = scores[start : start + len(job.images)]
-            start += len(job.images)
-        self.passes += -(-len(images) // self.max_batch)
-        self.images += len(images)
-        self.requests += len(group)
+        for job in ready:
+            job.scores = scores[start : start + len(job.arrays)]
+            start += len(job.arrays)
+        self.passes += -(-len(arrays) // self.max_batch)
+        self.images += len(arrays)
+        self.requests += len(ready)
 
 
 class ScoringEngine:
@@ -157,12 +244,16 @@ class ScoringEngine:
         max_batch: int = 64,
         max_models: int = 2,
         num_threads: int | None = None,
+        prepare_in_requests: bool | None = None,
     ) -> None:
+        """`prepare_in_requests`: None decides by the model's device (CPU: the batching thread
+        prepares; a GPU: the request threads)."""
         self.fetch = fetch
         self.device = device
+        self.prepare_in_requests = prepare_in_requests
         self.max_models = max(1, max_models)
         self.num_threads = num_threads
-        self.batcher = Batcher(max_batch=max(1, max_batch))
+        self.batcher = Batcher(max_batch=max(1, max_batch), num_threads=num_threads)
         self._models: collections.OrderedDict[int, LoadedModel] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[int, threading.Lock] = {}
@@ -225,13 +316,18 @@ class ScoringEngine:
         return LoadedModel(ref, scorer, folder, seconds)
 
     def score(
-        self, model: LoadedModel, captions: list[str], images: list[Image.Image | bytes]
+        self, model: LoadedModel, captions: list[str], images: Sequence[Image.Image | bytes]
     ) -> list[Score]:
-        """Scores of (caption, image) pairs; images are prepared here, scored in a batch."""
+        """Scores of (caption, image) pairs, scored in a batch; the images are uploads opened
+        by `payloads.image_open` (decoded here: `ImageUndecodable` if they cannot be), Pillow
+        images or encoded bytes."""
         if len(captions) != len(images):
             raise ValueError("one caption per image is needed")
-        prepared = [model.prepare(image) for image in images]
-        return self.batcher.submit(model, captions, prepared)
+        prepare_here = self.prepare_in_requests
+        if prepare_here is None:
+            prepare_here = not model.on_cpu
+        arrays = model.prepare_all(images) if prepare_here else None
+        return self.batcher.submit(model, captions, images, arrays)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,9 @@ RL trainers' own reward servers (Flow-GRPO, DDPO) send pickled payloads; this AP
 unpickles anything: only JSON (images as base64) and multipart/form-data (images as files)
 are read, a pickle content type or a body that starts like a pickle is refused with a 415
 that says so, and every image is opened by Pillow as PNG, JPEG or WebP only, its size checked
-before its pixels are decoded.
+before its pixels are decoded. The pixels are decoded once, by the scoring engine into the
+network's input (`engine.py`); an image whose pixels cannot be decoded is `ImageUndecodable`
+there, which the API reports as a 400 naming the image's field.
 
 Limits come from the settings (defaults in brackets): REWARD_SCORE_MAX_IMAGES [128] per
 request, REWARD_SCORE_MAX_IMAGE_BYTES [4 MiB] per image, REWARD_SCORE_MAX_REQUEST_BYTES
@@ -14,7 +16,6 @@ REWARD_SCORE_MAX_PROMPT_CHARS [4000]. Over a limit: 413 naming the field.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import json
@@ -48,6 +49,15 @@ class PayloadTooLarge(DomainError):
 class UnsupportedPayload(DomainError):
     status_code = 415
     code = "unsupported_media_type"
+
+
+class ImageUndecodable(ValidationFailed):
+    """An upload whose header was read and checked but whose pixels cannot be decoded (a
+    truncated or corrupt stream); `position` is its place among the images of the request."""
+
+    def __init__(self, detail: str, *, position: int, field: str = "images") -> None:
+        super().__init__(detail, field=field)
+        self.position = position
 
 
 @dataclass(frozen=True)
@@ -160,14 +170,16 @@ def image_b64_decode(value: Any, limits: ScoreLimits, *, field: str) -> bytes:
             f"{limits.max_image_bytes} per image",
             field=field,
         )
-    try:
-        return base64.b64decode(value, validate=True)
+    try:  # base64.b64decode(value, validate=True) without its copy of the string to bytes
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         raise ValidationFailed("is not valid base64", field=field) from None
 
 
 def image_open(data: bytes, limits: ScoreLimits, *, field: str) -> Image.Image:
-    """PNG, JPEG or WebP bytes opened and decoded, their pixel count checked first."""
+    """PNG, JPEG or WebP bytes opened: the format and the pixel count read from the header and
+    checked. The pixels are decoded later, once, by the engine's transform (on a CPU in its
+    batching thread, see `engine.py`)."""
     if len(data) > limits.max_image_bytes:
         raise PayloadTooLarge(
             f"the image has {len(data)} bytes; at most {limits.max_image_bytes} per image",
@@ -182,7 +194,6 @@ def image_open(data: bytes, limits: ScoreLimits, *, field: str) -> Image.Image:
             raise PayloadTooLarge(
                 f"the image is {width}x{height}; at most {limits.max_pixels} pixels", field=field
             )
-        image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise ValidationFailed(
             f"is not a readable {', '.join(IMAGE_FORMATS)} image", field=field

@@ -9,7 +9,7 @@ request may pin a version instead. Images are uploaded bytes (already opened and
 `scoring.payloads`) or finished candidates, read from the default storage by id.
 
 Settings (defaults in brackets): REWARD_MODEL_NAME ["spatial-rm"], REWARD_SCORING_DEVICE
-["cpu"; "auto" takes a GPU when there is one], REWARD_SCORING_MAX_BATCH [64] images per
+["cpu"; "auto" takes a GPU when there is one], REWARD_SCORING_MAX_BATCH [256] images per
 forward pass, REWARD_SCORING_MAX_MODELS [2] held per process, REWARD_SCORING_THREADS [torch's
 default; OMP_NUM_THREADS sets it too] intra-op threads, REWARD_SCORING_REFRESH_SECONDS [1.0]
 how long a process reuses its lookup of the promoted model, REWARD_MODEL_CACHE_DIR
@@ -53,7 +53,7 @@ def scoring_engine() -> ScoringEngine:
             _engine = ScoringEngine(
                 fetch=_fetch,
                 device=str(getattr(settings, "REWARD_SCORING_DEVICE", "cpu")),
-                max_batch=int(getattr(settings, "REWARD_SCORING_MAX_BATCH", 64)),
+                max_batch=int(getattr(settings, "REWARD_SCORING_MAX_BATCH", 256)),
                 max_models=int(getattr(settings, "REWARD_SCORING_MAX_MODELS", 2)),
                 num_threads=int(threads) if threads else None,
             )

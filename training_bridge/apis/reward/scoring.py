@@ -27,6 +27,7 @@ from config.errors import ValidationFailed
 from training_bridge.apis.reward.auth import IsMLScoring, ScoringTokenAuthentication
 from training_bridge.apis.reward.registry import ERRORS, RewardErrorSerializer
 from training_bridge.scoring.payloads import (
+    ImageUndecodable,
     PayloadTooLarge,
     ScoreLimits,
     content_type_check,
@@ -44,6 +45,10 @@ from training_bridge.services.scoring import (
     reward_score,
     reward_score_groups,
 )
+
+BODY_KEYS = frozenset({"model", "version", "items", "groups", "top_k"})
+GROUP_KEYS = frozenset({"prompt", "items"})
+ITEM_KEYS = frozenset({"prompt", "image", "candidate"})
 
 # The serializers describe the forms in the OpenAPI schema; the checks themselves are below
 # (limits first, then shape), so that errors name fields as JSON paths: items[3].image.
@@ -129,18 +134,18 @@ def _positive_int(value: Any, field: str) -> int:
     return value
 
 
-def _keys_check(raw: Any, allowed: set[str], field: str) -> dict[str, Any]:
+def _keys_check(raw: Any, allowed: frozenset[str], field: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValidationFailed("must be a JSON object", field=field)
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
+    if not raw.keys() <= allowed:
+        unknown = sorted(raw.keys() - allowed)
         name = f"{field}.{unknown[0]}" if field != "body" else unknown[0]
         raise ValidationFailed("unknown key", field=name)
     return raw
 
 
 def _item_input(raw: Any, field: str, default_prompt: str | None, limits: ScoreLimits):
-    raw = _keys_check(raw, {"prompt", "image", "candidate"}, field)
+    raw = _keys_check(raw, ITEM_KEYS, field)
     if ("image" in raw) == ("candidate" in raw):
         raise ValidationFailed("give exactly one of `image` and `candidate`", field=field)
     prompt = raw.get("prompt", default_prompt)
@@ -178,7 +183,7 @@ def _json_request(request: Request, limits: ScoreLimits) -> dict[str, Any]:
         body = json_body_load(request.body)
     except RequestDataTooBig:
         raise PayloadTooLarge("the request body is too large", field="body") from None
-    body = _keys_check(body, {"model", "version", "items", "groups", "top_k"}, "body")
+    body = _keys_check(body, BODY_KEYS, "body")
     form = "groups" if "groups" in body else "items"
     images_count_check(_raw_count(body), limits, field=form)
     if ("items" in body) == ("groups" in body):
@@ -197,7 +202,7 @@ def _json_request(request: Request, limits: ScoreLimits) -> dict[str, Any]:
         return {**options, "items": inputs}
     groups = []
     for g, raw in enumerate(_list(body["groups"], "groups")):
-        group = _keys_check(raw, {"prompt", "items"}, f"groups[{g}]")
+        group = _keys_check(raw, GROUP_KEYS, f"groups[{g}]")
         items = _list(group.get("items"), f"groups[{g}].items")
         prompt = group.get("prompt")
         if prompt is not None:
@@ -286,8 +291,15 @@ def score_request_read(request: Request) -> dict[str, Any]:
     kind = content_type_check(request.content_type)
     request_size_check(request.META.get("CONTENT_LENGTH"), limits)
     if kind == "json":
-        return _json_request(request, limits)
-    return _multipart_request(request, limits)
+        return {**_json_request(request, limits), "image_suffix": ".image"}
+    return {**_multipart_request(request, limits), "image_suffix": ""}
+
+
+def _image_field(parsed: dict[str, Any], position: int) -> str:
+    """The request field of the image at `position` among the scored images (groups in order,
+    as the service scores them)."""
+    flat = parsed["items"] if "items" in parsed else [i for g in parsed["groups"] for i in g]
+    return f"{flat[position].field}{parsed['image_suffix']}"
 
 
 SCORE_ERRORS = {
@@ -322,13 +334,16 @@ class RewardScoreApi(APIView):
     )
     def post(self, request: Request) -> Response:
         parsed = score_request_read(request)
-        if "groups" in parsed:
-            result = reward_score_groups(
-                groups=parsed["groups"], name=parsed["name"], version=parsed["version"],
-                top_k=parsed.get("top_k"),
-            )  # fmt: skip
-        else:
-            result = reward_score(
-                inputs=parsed["items"], name=parsed["name"], version=parsed["version"]
-            )
+        try:
+            if "groups" in parsed:
+                result = reward_score_groups(
+                    groups=parsed["groups"], name=parsed["name"], version=parsed["version"],
+                    top_k=parsed.get("top_k"),
+                )  # fmt: skip
+            else:
+                result = reward_score(
+                    inputs=parsed["items"], name=parsed["name"], version=parsed["version"]
+                )
+        except ImageUndecodable as exc:  # its header was fine, its pixels are not
+            raise ValidationFailed(exc.detail, field=_image_field(parsed, exc.position)) from None
         return Response(score_result_data(result))
