@@ -5,8 +5,8 @@
 Builds a separate bench database (default `bench_export`; --reuse keeps a loaded one), loads
 the pairs with COPY (bench/export/load.py), freezes three versions (all pairs, a 10% subset,
 and the pairs with real 256x256 PNGs) with the real freeze service, then runs each export in a
-fresh child process (the export service, as a `cpu` worker would) and reads that process's
-peak RSS from the kernel (wait4). Prints a Markdown table.
+fresh child process (the export service, as a `cpu` worker would), which reports its own peak
+RSS (VmHWM) and CPU. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -136,17 +136,35 @@ def _child(args: argparse.Namespace, *child_args: str) -> tuple[dict, float]:
         text=True,
     )
     output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"child {child_args} failed with {proc.returncode}")
-    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+    result = json.loads(output.strip().splitlines()[-1])
+    return result, result["peak_rss_kb"] / 1024
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak RSS since its exec (VmHWM). `ru_maxrss` from wait4 is not used: it
+    keeps the high-water mark of the forked copy of the parent before exec, so after a fresh
+    load and freeze (a parent of ~270 MB) every child read as at least that much."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
     """user + system CPU seconds of a process (this one by default), from /proc."""
+    user, system, _ = _cpu_split(pid)
+    return user + system
+
+
+def _cpu_split(pid: int | None = None) -> tuple[float, float, int]:
+    """(user CPU s, system CPU s, minor page faults) of a process, from /proc."""
     fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick, int(fields[7])
 
 
 def _child_export(version_id: int, format: str, include_images: bool) -> dict:
@@ -161,16 +179,19 @@ def _child_export(version_id: int, format: str, include_images: bool) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
-    client_before, server_before = _cpu_seconds(), _cpu_seconds(backend)
+    client_before, server_before = _cpu_split(), _cpu_seconds(backend)
     started = time.perf_counter()
     export = dataset_export_run(export_id=export.pk)
     seconds = time.perf_counter() - started
+    client_after = _cpu_split()
     return {
         "records": export.records_done,
         "seconds": seconds,
         # CPU actually spent, by this process and by its PostgreSQL backend: on a machine
         # shared with other work, wall time stretches but these do not.
-        "client_cpu": _cpu_seconds() - client_before,
+        "client_cpu": sum(client_after[:2]) - sum(client_before[:2]),
+        "client_system": client_after[1] - client_before[1],
+        "client_page_faults": client_after[2] - client_before[2],
         "server_cpu": _cpu_seconds(backend) - server_before,
         "files": len(export.artifacts),
         "bytes": sum(a["size"] for a in export.artifacts),
@@ -200,10 +221,11 @@ def main() -> None:
 
             import training_bridge.services.exports  # noqa: F401
 
-            print(json.dumps({"ok": True}))
+            print(json.dumps({"ok": True, "peak_rss_kb": _peak_rss_kb()}))
         else:
             version_id, format, images = args.child
-            print(json.dumps(_child_export(int(version_id), format, images == "1")))
+            result = _child_export(int(version_id), format, images == "1")
+            print(json.dumps({**result, "peak_rss_kb": _peak_rss_kb()}))
         return
 
     if not args.reuse:
@@ -240,7 +262,9 @@ def main() -> None:
         rows.append((dataset, format, images, result, rss, rate))
         print(
             f"exported {dataset} {format} images={images}: {result['records']} records "
-            f"in {result['seconds']:.1f} s ({rate:,.0f}/s), peak RSS {rss:.0f} MB",
+            f"in {result['seconds']:.1f} s ({rate:,.0f}/s), peak RSS {rss:.0f} MB; export CPU "
+            f"{result['client_cpu']:.1f} s ({result['client_system']:.1f} s system, "
+            f"{result['client_page_faults']:,} page faults)",
             flush=True,
         )
 
