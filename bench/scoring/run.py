@@ -424,7 +424,7 @@ def config_run(args, servers, token, name, folder, prompts, images, batch, kind)
 def table_print(args, load_start: float, load_end: float, rows: list[dict]) -> None:
     servers = ", ".join(
         f"{label} = {'this checkout' if root == ROOT else root}, batches of at most "
-        f"{max_batch or 64}"
+        f"{max_batch or 'REWARD_SCORING_MAX_BATCH (settings: 256)'}"
         for label, root, max_batch in servers_parse(args)
     )
     print(f"load average {load_start:.1f} at start, {load_end:.1f} at end (2 cores); "
