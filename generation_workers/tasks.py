@@ -65,10 +65,7 @@ def render_batch(self, config_id: int, candidate_ids: list[int]) -> None:
         """From the write-behind thread, after this task returned: queue the batch again with
         the backoff and retry count a retry of this task would have had."""
         if retries >= MAX_RETRIES:
-            candidates_fail_unfinished(
-                candidate_ids=candidate_ids,
-                message=f"the database or storage failed {MAX_RETRIES + 1} times: {reason}",
-            )
+            _give_up(candidate_ids, reason)
             return
         render_batch.apply_async(
             args=[config_id, candidate_ids],
@@ -88,14 +85,19 @@ def render_batch(self, config_id: int, candidate_ids: list[int]) -> None:
             else None,
         )
     except TransientFailure as exc:
-        if retries >= self.max_retries:
-            candidates_fail_unfinished(
-                candidate_ids=candidate_ids,
-                message=f"the database or storage failed {self.max_retries + 1} times: {exc}",
-            )
+        if retries >= MAX_RETRIES:
+            _give_up(candidate_ids, str(exc))
             return
         log.warning("generation.batch.retry config=%s try=%d error=%s", config_id, retries + 1, exc)
         raise self.retry(exc=exc, countdown=retry_countdown(retries)) from exc
+
+
+def _give_up(candidate_ids: list[int], reason: str) -> None:
+    """After the last retry of a transient error: fail the items nobody holds, with it."""
+    candidates_fail_unfinished(
+        candidate_ids=candidate_ids,
+        message=f"the database or storage failed {MAX_RETRIES + 1} times: {reason}",
+    )
 
 
 @signals.worker_process_shutdown.connect

@@ -15,6 +15,7 @@ The worker flushes the writer before it exits (tasks.py: worker_process_shutdown
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 from django.db import close_old_connections
 
@@ -33,24 +34,30 @@ def write_behind_submit(job: Callable[[], object]) -> None:
     _pending = _executor.submit(_run, job)
 
 
-def _run(job: Callable[[], object]) -> object:
+def _run(job: Callable[[], object]) -> None:
     # The writer thread has its own database connection: it gets the treatment a task's gets
     # (config/celery.py), so one that broke or aged out is replaced instead of kept.
     close_old_connections()
     try:
-        return job()
+        job()
+    except Exception:  # noqa: BLE001 - see below
+        # A job handles the storage and database errors it expects; anything else (a bug, the
+        # database gone while recording a failure) is logged here and stops with this batch:
+        # its items are still leased, so the sweep queues them again, and the next batch,
+        # which has nothing to do with it, goes on.
+        log.exception("generation.write_behind.failed")
     finally:
         close_old_connections()
 
 
 def write_behind_flush(timeout: float | None = None) -> None:
-    """Wait until the batch being written (if any) is recorded. A job's own failures are
-    handled inside it; one that escapes is logged here, never raised into the next batch."""
+    """Wait until the batch being written (if any) is recorded (its failures are logged by
+    the writer thread, never raised into the next batch)."""
     global _pending
     pending, _pending = _pending, None
     if pending is None:
         return
     try:
         pending.result(timeout=timeout)
-    except Exception:
-        log.exception("generation.write_behind.failed")
+    except FuturesTimeout:
+        log.warning("generation.write_behind.flush_timeout seconds=%s", timeout)
