@@ -23,7 +23,10 @@ _all: weakref.WeakSet[Remembered] = weakref.WeakSet()
 
 
 class Remembered:
-    def __init__(self) -> None:
+    """`seconds`: how long an entry lasts (default: settings.AUTH_REMEMBER_SECONDS)."""
+
+    def __init__(self, *, seconds: float | None = None) -> None:
+        self._seconds = seconds
         self._lock = threading.Lock()
         self._items: dict[Any, tuple[float, Any]] = {}
         _all.add(self)
@@ -36,13 +39,17 @@ class Remembered:
         return None
 
     def put(self, key: Any, value: Any) -> None:
-        ttl = float(settings.AUTH_REMEMBER_SECONDS)
+        ttl = float(settings.AUTH_REMEMBER_SECONDS if self._seconds is None else self._seconds)
         if ttl <= 0:
             return
         with self._lock:
             if len(self._items) >= MAX_ENTRIES:
                 self._items.clear()
             self._items[key] = (time.monotonic() + ttl, value)
+
+    def forget(self, key: Any) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:

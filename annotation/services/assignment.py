@@ -27,6 +27,7 @@ from annotation.services.queues import MAX_PREFETCH
 from annotation.services.results import HeartbeatResult, LeasedItem, NextResult
 from config import db
 from config.errors import ValidationFailed
+from config.remembered import Remembered
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,16 @@ log = logging.getLogger(__name__)
 # the serving order while they wait for other annotators); a short answer triggers an exact
 # scan, so no pair is ever hidden from someone who may take it.
 OPEN_WINDOW = 32
+# An annotator whose judged pairs fill the front of the serving order (one labeling alone, or
+# far ahead of the others) would come up short in the window on every call once no fresh
+# pairs are left, and the exact scan walks past their whole history each time. So each
+# process remembers, per (annotator, queue), the serving-order position of the first started
+# pair the last scan found for them, and `next` also looks at the `OPEN_WINDOW` started pairs
+# from there: one exact scan, then a fixed number of probes per call. The position only
+# moves forward, and is forgotten after `POSITION_SECONDS`; a pair that rose ahead of it
+# since (others judged it) is still served from the front window, or by the exact scan that
+# any short answer triggers, so nothing is hidden, only served a little later.
+POSITION_SECONDS = 60.0
 # Expired leases are swept at most this often per process (and always when `next` comes up
 # short), so the sweep costs nothing on most requests.
 RECLAIM_EVERY_SECONDS = 5.0
@@ -46,6 +57,7 @@ MAX_KNOWN = 100
 PREFETCH_CACHE_SECONDS = 30.0
 
 _last_reclaim = 0.0
+_positions = Remembered(seconds=POSITION_SECONDS)
 _prefetch_cache: dict[int, tuple[int, float]] = {}
 
 
@@ -120,22 +132,42 @@ def pairs_next_for_client(
             labeling_queue_for_labeling(queue_id=queue_id, user=user)  # raises the 404
     _reclaim_if_due()
     params = {"queue": queue_id, "user": user.pk, "known": known}
-    rows = _next_run(pg_statements.next_sql(count=count, window=OPEN_WINDOW), params)
+    key = (user.pk, queue_id)
+    position = _positions.get(key)
+    if position is not None:
+        params.update(cp=position[0], cj=position[1], ci=position[2])
+    sql = pg_statements.next_sql(count=count, window=OPEN_WINDOW, cursor=position is not None)
+    rows = _next_run(sql, params)
     if not rows or not rows[0][0]:
         labeling_queue_for_labeling(queue_id=queue_id, user=user)  # raises the precise 4xx
         return NextResult(items=[], known_held=[])
+    first_open = rows[0][3]
     if rows[0][1] < count:
-        # Short: expired leases may be holding slots, or the window held only pairs this
-        # annotator cannot take. Sweep, then scan every started pair.
+        # Short: expired leases may be holding slots, or the windows held only pairs this
+        # annotator cannot take. Sweep, then scan every started pair, and remember where the
+        # first one they could take was.
         leases_reclaim_expired()
         rows = _next_run(pg_statements.next_sql(count=count, window=None), params)
-    new = sum(1 for row in rows if row[3])
+        first_open = rows[0][3] if rows else None
+        if first_open is None:
+            _positions.forget(key)
+    if first_open is not None and (
+        position is None or _serving_key(first_open) > _serving_key(position)
+    ):
+        _positions.put(key, tuple(first_open))
+    new = sum(1 for row in rows if row[4])
     if new:
         log.debug("labeling.lease.granted queue=%s user=%s n=%d", queue_id, user.pk, new)
     return NextResult(
-        items=[_item_from_row(row[4:]) for row in rows if row[4] is not None],
+        items=[_item_from_row(row[5:]) for row in rows if row[5] is not None],
         known_held=list(rows[0][2] or []),
     )
+
+
+def _serving_key(position: tuple | list) -> tuple[int, int, int]:
+    """A (priority, judgments, pair id) position as a key that sorts in serving order."""
+    priority, judgments, pair_id = position
+    return (-priority, -judgments, pair_id)
 
 
 def _next_run(sql: str, params: dict) -> list[tuple]:

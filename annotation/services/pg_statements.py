@@ -57,7 +57,39 @@ def _item_lateral(pair: str, left: str) -> str:
 """
 
 
-def next_sql(*, count: int, window: int | None) -> str:
+# Started pairs with a free slot, the first `limit` in serving order (pair_open_order_idx),
+# from the front or from the position %(cp)s, %(cj)s, %(ci)s onwards. The index runs
+# priority DESC, judgments DESC, id ASC, which a row comparison cannot follow, so "from the
+# position" is three index ranges: the rest of its (priority, judgments) run, the lower
+# judgments of its priority, the lower priorities; each stops after `limit` rows.
+_OPEN = """annotation_pair w
+            WHERE w.queue_id = %(queue)s AND NOT w.fresh
+              AND w.judgments_count < (w.judgments_needed - w.reserved_count)"""
+
+
+def _started_from(position: str | None, limit: int) -> str:
+    if position is None:
+        return f"""
+            SELECT w.id FROM {_OPEN}
+            ORDER BY w.priority DESC, w.judgments_count DESC, w.id LIMIT {limit}"""
+    return f"""
+            SELECT r.id FROM (
+                (SELECT w.id, w.priority, w.judgments_count FROM {_OPEN}
+                   AND w.priority = %(cp)s AND w.judgments_count = %(cj)s AND w.id >= %(ci)s
+                 ORDER BY w.id LIMIT {limit})
+                UNION ALL
+                (SELECT w.id, w.priority, w.judgments_count FROM {_OPEN}
+                   AND w.priority = %(cp)s AND w.judgments_count < %(cj)s
+                 ORDER BY w.judgments_count DESC, w.id LIMIT {limit})
+                UNION ALL
+                (SELECT w.id, w.priority, w.judgments_count FROM {_OPEN}
+                   AND w.priority < %(cp)s
+                 ORDER BY w.priority DESC, w.judgments_count DESC, w.id LIMIT {limit})
+            ) r
+            ORDER BY r.priority DESC, r.judgments_count DESC, r.id LIMIT {limit}"""
+
+
+def next_sql(*, count: int, window: int | None, cursor: bool = False) -> str:
     """Lease up to `count` pairs (counting the ones already held) to an annotator.
 
     Two index ranges in serving order (priority, then most judgments, then oldest):
@@ -70,21 +102,24 @@ def next_sql(*, count: int, window: int | None) -> str:
     Their limits are literals (the number still wanted is applied when choosing): with a
     limit the planner cannot see it assumes a tenth of the table, and at a million pairs the
     cost estimate crosses PostgreSQL's JIT threshold (50 ms of compiling per call).
+    With `cursor`, the started pairs also include the first `window` ones from a position in
+    serving order (%(cp)s, %(cj)s, %(ci)s: priority, judgments, pair id) where an earlier scan
+    found the first pair this annotator could take (assignment.py explains when it is used).
     `window=None` scans every started pair (the exact fallback when the window came up short).
     Held pairs listed in `known` (the client shows them already) come back as ids only.
+    The fourth column is the serving-order position of the first started pair this statement
+    could take (priority, judgments, id), or NULL when there was none.
     """
     count = int(count)
     if window is None:
         # One ordered scan of every started pair, stopping at the first `count` it may take.
         started = "p.queue_id = %(queue)s"
     else:
-        # The first `window` started pairs by primary key: a fixed number of probes.
-        started = f"""p.id = ANY (ARRAY(
-            SELECT w.id FROM annotation_pair w
-            WHERE w.queue_id = %(queue)s AND NOT w.fresh
-              AND w.judgments_count < (w.judgments_needed - w.reserved_count)
-            ORDER BY w.priority DESC, w.judgments_count DESC, w.id
-            LIMIT {int(window)}))"""
+        # The first `window` started pairs in serving order: a fixed number of probes.
+        started = f"p.id = ANY (ARRAY({_started_from(None, int(window))})"
+        if cursor:
+            started += f" || ARRAY({_started_from('cursor', int(window))})"
+        started += ")"
     return f"""
 WITH q AS ({_ACCESS}),
 held AS (
@@ -144,6 +179,8 @@ SELECT (SELECT count(*) FROM q) AS queue_ok,
        (SELECT count(*) FROM held) + (SELECT count(*) FROM leased) AS holding,
        (SELECT array_agg(h.pair_id ORDER BY h.leased_at, h.pair_id) FROM held h
         WHERE h.pair_id = ANY(%(known)s)) AS known_held,
+       (SELECT ARRAY[o.priority, o.judgments_count, o.id] FROM open_pick o
+        ORDER BY o.priority DESC, o.judgments_count DESC, o.id LIMIT 1) AS first_open,
        x.is_new, x.pair_id, x.expires_at,
        {_ITEM_COLUMNS}
 FROM (SELECT 1) AS one

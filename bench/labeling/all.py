@@ -6,7 +6,8 @@
 For each size: load.py (COPY), then run.py for one annotator; eight annotators asking `next`
 after every answer (top-up), when one pair is left, or when none is; and the `veteran` (5,000
 open judgments of their own at the front of the queue). Before those, statements.py (the SQL
-alone, PostgreSQL CPU per call) for a fresh annotator and the veteran.
+alone, PostgreSQL CPU per call) for a fresh annotator and the veteran. Below 100,000 pairs
+each eight-annotator run starts on a new load (they would use the queue up).
 Prints one table of all runs (also in bench/out/labeling-*.json) and the machine's load.
 """
 
@@ -21,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "out"
 PY = str(ROOT / ".venv" / "bin" / "python")
 
-# The veteran first: later runs use up the small queue.
+# The veteran first, then one annotator on the same database: at 10,000 pairs they use up
+# its fresh pairs, so the lone annotator's `next` also runs the case where her own judged
+# pairs fill the front of the serving order. Eight annotators use up a small queue in a run
+# (3 judgments per pair), so below RELOAD_BELOW pairs each of their runs gets a new load.
 SCENARIOS = [
     ("veteran", ["--user", "veteran"]),
     ("1", ["--annotators", "1"]),
@@ -29,6 +33,7 @@ SCENARIOS = [
     ("8-low", ["--annotators", "8", "--refill", "low"]),
     ("8-batch", ["--annotators", "8", "--refill", "empty"]),
 ]
+RELOAD_BELOW = 100_000
 
 
 def main() -> None:
@@ -42,9 +47,8 @@ def main() -> None:
     labels = []
     for size in args.sizes:
         db = f"sp_bench_labeling_{size}"
-        subprocess.run(
-            [PY, "bench/labeling/load.py", "--pairs", str(size), "--db", db], cwd=ROOT, check=True
-        )
+        load = [PY, "bench/labeling/load.py", "--pairs", str(size), "--db", db]
+        subprocess.run(load, cwd=ROOT, check=True)
         try:
             for user in ("bench7", "veteran"):
                 subprocess.run(
@@ -54,6 +58,8 @@ def main() -> None:
                 )
             for name, extra in SCENARIOS:
                 label = f"{size}-{name}"
+                if size < RELOAD_BELOW and name.startswith("8-"):
+                    subprocess.run(load, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
                 subprocess.run(
                     [
                         PY,

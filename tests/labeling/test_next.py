@@ -314,3 +314,54 @@ def test_a_counterfactual_pair_is_judged_against_the_original_prompt_and_hides_t
         "left", "right", "url", "lease_expires_at", "id", "name", "count", "attributes",
         "subject", "relation",
     }  # fmt: skip
+
+
+def test_a_lone_annotator_past_the_window_is_served_from_where_the_last_scan_found_a_pair(
+    engine,
+):
+    # More judged pairs of her own than the window at the front (others still to judge them),
+    # no fresh pairs: `next` scans once, then serves from the position that scan found, in
+    # serving order across its three ranges (same run, fewer judgments, lower priority). A
+    # pair that rises ahead of that position afterwards (`early`, judged by someone else
+    # meanwhile) is served too: late on the PostgreSQL path, once the rest comes up short.
+    mine_n = OPEN_WINDOW + 8
+    queue, pairs = queue_with_pairs(
+        n_pairs=1 + mine_n + 4, overlap=3, priority_of=lambda i: 0 if i > mine_n + 2 else 1
+    )
+    (annotator,) = annotators(1)
+    early, mine, rest = pairs[0], pairs[1 : 1 + mine_n], pairs[1 + mine_n :]
+    leased_at = timezone.now() - timedelta(minutes=5)
+    Assignment.objects.bulk_create(
+        Assignment(
+            pair=pair,
+            annotator=annotator,
+            left_candidate_id=pair.candidate_a_id,
+            status=Assignment.Status.SUBMITTED,
+            leased_at=leased_at,
+            expires_at=leased_at + timedelta(minutes=1),
+        )
+        for pair in mine
+    )
+    Pair.objects.filter(pk__in=[p.pk for p in mine]).update(judgments_count=2)
+    Pair.objects.filter(pk=rest[0].pk).update(judgments_count=1)
+    Pair.objects.update(fresh=False)
+    # serving order of what she may take: rest[0] (1, 1), early and rest[1] (1, 0), then
+    # rest[2], rest[3] (priority 0)
+    client = client_for(annotator)
+
+    served = []
+    while True:
+        taken = leased_ids(client.post(next_url(queue), {"count": 1}, format="json"))
+        if not taken:
+            break
+        served += taken
+        if len(served) == 1:
+            Pair.objects.filter(pk=early.pk).update(judgments_count=1)  # someone else's answer
+        submit(annotator, queue, taken[0])
+
+    assert served[0] == rest[0].pk
+    assert sorted(served) == sorted([early.pk, *(p.pk for p in rest)])
+    if engine == "sql":
+        assert served == [rest[0].pk, rest[1].pk, rest[2].pk, rest[3].pk, early.pk]
+    else:
+        assert served == [rest[0].pk, early.pk, rest[1].pk, rest[2].pk, rest[3].pk]

@@ -17,8 +17,8 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from annotation.models import Assignment, Pair
-from annotation.services import pg_statements
-from annotation.services.assignment import OPEN_WINDOW
+from annotation.services import assignment, pg_statements
+from annotation.services.assignment import OPEN_WINDOW, pairs_next_for_client
 from tests.labeling.factories import annotators, queue_with_pairs
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +147,34 @@ def test_submit_finds_the_lease_with_one_probe_whatever_the_annotators_history(
 
     assert touched <= 3, touched
     assert Assignment.objects.get(pair=pair, annotator=annotator).status == "submitted"
+
+
+def test_next_after_the_fresh_pairs_ran_out_scans_the_history_once_then_probes_a_window(
+    veteran_and_queue,
+):
+    # Her HISTORY judged pairs fill the front of the serving order and nothing is fresh: the
+    # window comes up short, so the first `next` scans past all of them. It remembers where
+    # the first pair she could take was; later calls probe a window from there.
+    queue, pairs, annotator = veteran_and_queue
+    Pair.objects.filter(queue=queue).update(fresh=False)
+    params = {"queue": queue.pk, "user": annotator.pk, "known": []}
+
+    exact = assignment_rows_touched(pg_statements.next_sql(count=1, window=None), params)
+    first = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=2)
+    position = assignment._positions.get((annotator.pk, queue.pk))
+    params.update(cp=position[0], cj=position[1], ci=position[2])
+    windowed = assignment_rows_touched(
+        pg_statements.next_sql(count=4, window=OPEN_WINDOW, cursor=True), params
+    )
+
+    assert exact >= HISTORY, exact
+    assert [item.pair_id for item in first.items] == [pairs[HISTORY].pk, pairs[HISTORY + 1].pk]
+    assert tuple(position) == (0, 0, pairs[HISTORY + 1].pk)
+    # a probe per pair of the front window (all hers) and a few from the position (two she
+    # holds, the two she takes), not one per pair of her history
+    assert windowed <= OPEN_WINDOW + 16 < HISTORY, windowed
+    assert set(
+        Assignment.objects.filter(annotator=annotator, status="active").values_list(
+            "pair_id", flat=True
+        )
+    ) == {p.pk for p in pairs[HISTORY : HISTORY + 4]}
