@@ -22,13 +22,17 @@ Every stage opens the uploads afresh (an opened Pillow image keeps its pixels on
 reusing one would leave the decoding out).
 
 Then 4 threads send 10 requests each to the engine at once: how many forward passes ran.
+`--profile N`: instead, cProfile N calls of the API stage (the request thread only: the
+batching thread's work shows as the wait for it) and print the top functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -68,6 +72,12 @@ def main() -> None:
     parser.add_argument("--db", default="sp_bench_scoring")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        help="instead: profile N API calls' request thread (cProfile, own time)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
@@ -110,6 +120,17 @@ def main() -> None:
         response = client.post("/api/reward/score", body, content_type="application/json")
         assert response.status_code == 200, response.content
 
+    if args.profile:
+        api()
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(args.profile):
+            api()
+        profile.disable()
+        stats = pstats.Stats(profile)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        return
     stages = [
         ("direct", lambda: scorer.score(prompts, images, batch_size=args.batch)),
         ("forward", lambda: loaded.forward(prompts, prepared, batch_size=args.batch)),

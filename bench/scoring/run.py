@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/scoring/run.py                 # both models, batch 32 and 64
     .venv/bin/python bench/scoring/run.py --models builtin --batches 64 --requests 12
-    # two servers side by side: a checkout of an earlier commit, and this one with larger batches
+    # servers side by side: a checkout of an earlier commit, and this one with smaller batches
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/scoring/run.py --server before:/tmp/before --server now:. \
-        --server now-256:.:256
+        --server now-128:.:128
 
 For each model (the built-in network at 64 px, and the tiny CLIP-style model: hidden 32, 2
 layers, 32 px, both random-weight checkpoints written by the trainer's own code) and each
@@ -304,10 +304,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--max-batch", type=int, help="the server's REWARD_SCORING_MAX_BATCH")
     parser.add_argument(
-        "--server", action="append", metavar="LABEL:ROOT[:MAX_BATCH]",
+        "--server", action="append", metavar="LABEL:ROOT[:MAX_BATCH[:KEY=VALUE,...]]",
         help="serve from this checkout (ROOT, '.' for this one; MAX_BATCH: the engine's batch "
-        "limit) under LABEL; repeat to run several servers side by side, their rounds taking "
-        "turns with the direct ones (default: api:.:--max-batch)",
+        "limit; then environment variables of the server) under LABEL; repeat to run several "
+        "servers side by side, their rounds taking turns with the direct ones (default: "
+        "api:.:--max-batch)",
     )  # fmt: skip
     parser.add_argument("--direct-main-thread", action="store_true",
                         help="call the model directly from the main thread (default: a thread "
@@ -337,9 +338,9 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = []
     try:
-        for label, root, max_batch in servers_parse(args):
+        for label, root, max_batch, extra_env in servers_parse(args):
             port = free_port()
-            server_env = {**env, "BENCH_SCORING_MAX_BATCH": str(max_batch or "")}
+            server_env = {**env, **extra_env, "BENCH_SCORING_MAX_BATCH": str(max_batch or "")}
             process = gunicorn_start(server_env, port, args.threads, work / f"{label}.log",
                                      root=root)  # fmt: skip
             servers[label] = (f"http://127.0.0.1:{port}", process)
@@ -358,16 +359,18 @@ def main() -> None:
                                               indent=1))  # fmt: skip
 
 
-def servers_parse(args) -> list[tuple[str, Path, int | None]]:
+def servers_parse(args) -> list[tuple[str, Path, int | None, dict[str, str]]]:
     specs = args.server or [f"api:.:{args.max_batch or ''}"]
     out = []
     for spec in specs:
         label, _, rest = spec.partition(":")
-        root, _, max_batch = rest.partition(":")
+        root, _, rest = rest.partition(":")
+        max_batch, _, extra = rest.partition(":")
         root_path = ROOT if root in ("", ".") else Path(root).resolve()
         if not (root_path / "config" / "wsgi.py").is_file():
             raise SystemExit(f"--server {spec}: {root_path} is not a checkout of the platform")
-        out.append((label or "api", root_path, int(max_batch) if max_batch else None))
+        env = dict(item.split("=", 1) for item in extra.split(",") if "=" in item)
+        out.append((label or "api", root_path, int(max_batch) if max_batch else None, env))
     return out
 
 
@@ -425,7 +428,8 @@ def table_print(args, load_start: float, load_end: float, rows: list[dict]) -> N
     servers = ", ".join(
         f"{label} = {'this checkout' if root == ROOT else root}, batches of at most "
         f"{max_batch or 'REWARD_SCORING_MAX_BATCH (settings: 256)'}"
-        for label, root, max_batch in servers_parse(args)
+        + "".join(f", {key}={value}" for key, value in extra_env.items())
+        for label, root, max_batch, extra_env in servers_parse(args)
     )
     print(f"load average {load_start:.1f} at start, {load_end:.1f} at end (2 cores); "
           f"{args.rounds} rounds in turn; API: {args.clients} clients x {args.requests} "

@@ -300,6 +300,117 @@ def test_waiting_requests_for_one_model_share_a_forward_pass():
     assert batcher._take() == [jobs[3]]
 
 
+def _announced_then(batcher, job, *, after: float, fail: bool = False) -> threading.Thread:
+    """A request thread that reads its body (announces), works `after` seconds, then hands
+    over `job` (or fails, leaving without handing anything over)."""
+    announced = threading.Event()
+
+    def request() -> None:
+        try:
+            with batcher.arriving() as announce:
+                announce()
+                announced.set()
+                time.sleep(after)
+                if fail:
+                    raise ValueError("a malformed request")
+                batcher._hand_over(job)
+        except ValueError:
+            pass
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    announced.wait()
+    return thread
+
+
+def test_a_pass_waits_for_requests_already_being_read_and_takes_them_along():
+    from training_bridge.scoring.engine import Batcher, _Job
+
+    # given one request waiting and another one announced (its body read, images being opened)
+    batcher = Batcher(max_batch=8, gather_seconds=5.0)
+    m = object()
+    waiting, coming = _Job(m, ["p"] * 3, [None] * 3), _Job(m, ["p"] * 4, [None] * 4)
+    batcher._jobs.append(waiting)
+    thread = _announced_then(batcher, coming, after=0.05)
+    # when the batching thread takes work
+    started = time.monotonic()
+    group = batcher._take()
+    # then the pass waited for the announced request (not for the whole gathering time)
+    assert group == [waiting, coming]
+    assert 0.04 <= time.monotonic() - started < 2.0
+    thread.join()
+
+
+def test_a_lone_request_or_a_full_pass_never_waits_and_a_failed_one_stops_the_wait():
+    from training_bridge.scoring.engine import Batcher, _Job
+
+    batcher = Batcher(max_batch=8, gather_seconds=5.0)
+    m = object()
+    # a lone request: nothing announced, the pass starts at once
+    alone = _Job(m, ["p"] * 3, [None] * 3)
+    batcher._jobs.append(alone)
+    started = time.monotonic()
+    assert batcher._take() == [alone]
+    assert time.monotonic() - started < 0.5
+    # a full pass does not wait for an announced request
+    full = _Job(m, ["p"] * 8, [None] * 8)
+    batcher._jobs.append(full)
+    later = _Job(m, ["p"], [None])
+    thread = _announced_then(batcher, later, after=0.3)
+    started = time.monotonic()
+    assert batcher._take() == [full]
+    assert time.monotonic() - started < 0.2
+    thread.join()
+    assert batcher._take() == [later]
+    # an announced request that fails before handing over ends the wait when it fails
+    first = _Job(m, ["p"] * 2, [None] * 2)
+    batcher._jobs.append(first)
+    thread = _announced_then(batcher, None, after=0.05, fail=True)
+    started = time.monotonic()
+    assert batcher._take() == [first]
+    assert 0.04 <= time.monotonic() - started < 2.0
+    thread.join()
+    assert batcher._coming == 0
+
+
+def test_a_pass_waits_for_as_many_requests_as_the_last_one_had():
+    from training_bridge.scoring.engine import Batcher, _Job
+
+    batcher = Batcher(max_batch=64, gather_seconds=0.3)
+    m = object()
+    # given a pass of three requests (three clients that send together)
+    three = [_Job(m, ["p"] * 4, [None] * 4) for _ in range(3)]
+    batcher._jobs.extend(three)
+    assert batcher._take() == three
+    # when the next round's first request is there and the others follow within the time
+    first, second, third = (_Job(m, ["p"] * 4, [None] * 4) for _ in range(3))
+    batcher._jobs.append(first)
+
+    def later() -> None:
+        time.sleep(0.03)
+        batcher._hand_over(second)
+        time.sleep(0.03)
+        batcher._hand_over(third)
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    started = time.monotonic()
+    # then they share a pass again
+    assert batcher._take() == [first, second, third]
+    assert 0.05 <= time.monotonic() - started < 0.29
+    thread.join()
+    # and when only one comes, that pass waits the whole time once; the next does not wait
+    alone = _Job(m, ["p"], [None])
+    batcher._jobs.append(alone)
+    started = time.monotonic()
+    assert batcher._take() == [alone]
+    assert time.monotonic() - started >= 0.29
+    batcher._jobs.append(alone)
+    started = time.monotonic()
+    assert batcher._take() == [alone]
+    assert time.monotonic() - started < 0.2
+
+
 # -- who may score --------------------------------------------------------------------------
 
 

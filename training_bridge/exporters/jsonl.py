@@ -5,7 +5,7 @@ The file's sha256 is the version's content hash (the service checks it after wri
 
 from __future__ import annotations
 
-from training_bridge.exporters.heap import heap_keep_freed
+from config.heap import heap_keep_freed
 from training_bridge.exporters.interface import ArtifactSink, ImageReader, Progress, RecordChunks
 
 FILE_NAME = "records.jsonl"

@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from config.heap import heap_keep_freed
 from training_bridge.exporters.arrow_values import int64_array, literal
 from training_bridge.exporters.canonical_parsed import fields_parsed
 from training_bridge.exporters.canonical_scan import VOTES, Scan
-from training_bridge.exporters.heap import heap_keep_freed
 from training_bridge.exporters.interface import (
     SPLITS,
     ArtifactSink,

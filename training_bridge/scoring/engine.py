@@ -13,6 +13,14 @@
   a batch to fill: under light load a request goes straight through, under load concurrent
   requests share forward passes (the larger `max_batch`, the more of them: each pass has a
   fixed cost, a large share of a small model's).
+- Requests on their way are waited for, briefly (at most `gather_seconds`, and only while
+  the pass has room): a request that has read its body announces itself
+  (`Batcher.arriving`) while it checks and opens its images, and a pass waits for the
+  announced ones; it also waits for as many requests as the last pass had. Clients that send
+  together (several trainer processes, each sending again once a pass has answered them all)
+  then keep sharing passes instead of splitting into a pass for the first and one for the
+  rest; a lone client is never delayed (its last pass had one request, nothing else is
+  announced). When fewer come than last time, one pass waits the whole `gather_seconds`.
 - Where the images are prepared: on a CPU device in the batching thread, which then does what
   a trainer calling the model in its own process does, in one thread, while the request
   threads only read and check their requests. Preparing them in the request threads instead
@@ -32,11 +40,12 @@ with it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from config.heap import heap_keep_large_blocks
 from training_bridge.scoring.payloads import ImageUndecodable
 
 if TYPE_CHECKING:
@@ -143,15 +153,43 @@ class Batcher:
     """One thread that runs the forward passes of every request of this process (and, for the
     jobs handed over without arrays, prepares their images first)."""
 
-    def __init__(self, *, max_batch: int, num_threads: int | None = None) -> None:
+    def __init__(
+        self, *, max_batch: int, num_threads: int | None = None, gather_seconds: float = 0.0
+    ) -> None:
         self.max_batch = max_batch
         self.num_threads = num_threads
+        self.gather_seconds = gather_seconds
         self._jobs: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._coming = 0  # announced requests that have not handed over their images yet
+        self._last_requests = 1  # requests in the last pass
+        self._announced = threading.local()
         self.passes = 0
         self.images = 0
         self.requests = 0
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Callable[[], None]]:
+        """For a request thread: the block in which it reads and checks a request that will be
+        scored. Call the function it yields once the body is read; from then on until the
+        request hands over its images (or leaves the block), a pass being gathered waits for
+        it."""
+
+        def announce() -> None:
+            if not getattr(self._announced, "on", False):
+                self._announced.on = True
+                with self._cond:
+                    self._coming += 1
+
+        try:
+            yield announce
+        finally:
+            if getattr(self._announced, "on", False):  # left before handing over
+                self._announced.on = False
+                with self._cond:
+                    self._coming -= 1
+                    self._cond.notify_all()
 
     def submit(
         self,
@@ -168,28 +206,50 @@ class Batcher:
                     target=self._loop, name="reward-scoring-batcher", daemon=True
                 )
                 self._thread.start()
-            self._jobs.append(job)
-            self._cond.notify()
+        self._hand_over(job)
         job.done.wait()
         if job.error is not None:
             raise job.error
         return job.scores
 
+    def _hand_over(self, job: _Job) -> None:
+        with self._cond:
+            self._jobs.append(job)
+            if getattr(self._announced, "on", False):  # no longer on its way: here
+                self._announced.on = False
+                self._coming -= 1
+            self._cond.notify_all()
+
     def _take(self) -> list[_Job]:
-        """The first waiting job and the next ones for the same model while they fit."""
+        """The first waiting job and the next ones for the same model while they fit, then
+        those handed over while announced requests remain or the pass has fewer requests than
+        the last one (for at most `gather_seconds`)."""
         with self._cond:
             while not self._jobs:
                 self._cond.wait()
             first = self._jobs.popleft()
             group, total = [first], len(first.images)
-            while (
-                self._jobs
-                and self._jobs[0].model is first.model
-                and total + len(self._jobs[0].images) <= self.max_batch
-            ):
-                job = self._jobs.popleft()
-                group.append(job)
-                total += len(job.images)
+            deadline = None
+            while True:
+                while (
+                    self._jobs
+                    and self._jobs[0].model is first.model
+                    and total + len(self._jobs[0].images) <= self.max_batch
+                ):
+                    job = self._jobs.popleft()
+                    group.append(job)
+                    total += len(job.images)
+                if self._jobs or total >= self.max_batch:
+                    break  # the next job cannot join this pass
+                if not self._coming and len(group) >= self._last_requests:
+                    break  # nothing announced, and as many requests as the last pass had
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.gather_seconds
+                if now >= deadline:
+                    break
+                self._cond.wait(deadline - now)
+            self._last_requests = len(group)
             return group
 
     def _loop(self) -> None:
@@ -245,6 +305,7 @@ class ScoringEngine:
         max_models: int = 2,
         num_threads: int | None = None,
         prepare_in_requests: bool | None = None,
+        gather_seconds: float = 0.0,
     ) -> None:
         """`prepare_in_requests`: None decides by the model's device (CPU: the batching thread
         prepares; a GPU: the request threads)."""
@@ -253,7 +314,9 @@ class ScoringEngine:
         self.prepare_in_requests = prepare_in_requests
         self.max_models = max(1, max_models)
         self.num_threads = num_threads
-        self.batcher = Batcher(max_batch=max(1, max_batch), num_threads=num_threads)
+        self.batcher = Batcher(
+            max_batch=max(1, max_batch), num_threads=num_threads, gather_seconds=gather_seconds
+        )
         self._models: collections.OrderedDict[int, LoadedModel] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[int, threading.Lock] = {}
@@ -305,6 +368,8 @@ class ScoringEngine:
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":
+            heap_keep_large_blocks()  # its activations' pages are reused, pass after pass
         folder = self.fetch(ref)
         scorer = reward_model_load(folder, device=device)
         seconds = time.monotonic() - started

@@ -12,16 +12,19 @@ Settings (defaults in brackets): REWARD_MODEL_NAME ["spatial-rm"], REWARD_SCORIN
 ["cpu"; "auto" takes a GPU when there is one], REWARD_SCORING_MAX_BATCH [256] images per
 forward pass, REWARD_SCORING_MAX_MODELS [2] held per process, REWARD_SCORING_THREADS [torch's
 default; OMP_NUM_THREADS sets it too] intra-op threads, REWARD_SCORING_REFRESH_SECONDS [1.0]
-how long a process reuses its lookup of the promoted model, REWARD_MODEL_CACHE_DIR
+how long a process reuses its lookup of the promoted model, REWARD_SCORING_GATHER_MS [5] how
+long a forward pass waits for requests already being read (engine.py), REWARD_MODEL_CACHE_DIR
 [var/cache/reward-models].
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +59,7 @@ def scoring_engine() -> ScoringEngine:
                 max_batch=int(getattr(settings, "REWARD_SCORING_MAX_BATCH", 256)),
                 max_models=int(getattr(settings, "REWARD_SCORING_MAX_MODELS", 2)),
                 num_threads=int(threads) if threads else None,
+                gather_seconds=float(getattr(settings, "REWARD_SCORING_GATHER_MS", 5)) / 1000,
             )
         return _engine
 
@@ -96,6 +100,12 @@ def scoring_refs_forget() -> None:
 
 
 os.register_at_fork(after_in_child=_engine_reset)
+
+
+def scoring_request_arriving() -> contextlib.AbstractContextManager[Callable[[], None]]:
+    """The block in which the API reads a scoring request: call what it yields once the body
+    is read, so that a forward pass being gathered waits for this request's images."""
+    return scoring_engine().batcher.arriving()
 
 
 def scoring_model_load(*, ref: ModelRef) -> LoadedModel:
@@ -206,7 +216,7 @@ def reward_score(
     except (OSError, ValueError) as exc:  # a stored candidate image that cannot be decoded
         raise ValidationFailed(f"an image cannot be decoded: {exc}", field="images") from exc
     scored = [ScoredImage(s.mean, s.std, ref.version) for s in scores]
-    log.info("reward.score.done model=%s version=%s images=%d", ref.id, ref.version, len(scored))
+    log.debug("reward.score.done model=%s version=%s images=%d", ref.id, ref.version, len(scored))
     return ScoreResult(model=_model_info(model), scores=scored)
 
 
