@@ -35,7 +35,6 @@ import os
 import pstats
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -80,14 +79,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
-    run.django_setup({
-        "DATABASE_URL": run.database_ensure(args.pg, args.db),
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "SPATIALPREFS_VAR_DIR": str(work / "var"), "MEDIA_ROOT": str(work / "media"),
-        "STORAGE_BACKEND": "local", "CELERY_BROKER_URL": "memory://", "LOG_LEVEL": "WARNING",
-        "OMP_NUM_THREADS": str(args.torch_threads),
-    })  # fmt: skip
+    work = run.in_process_setup(args.pg, args.db, args.torch_threads)
     import torch
     from rest_framework.test import APIClient
 

@@ -76,6 +76,20 @@ def django_setup(env: dict[str, str]) -> None:
     call_command("migrate", verbosity=0)
 
 
+def in_process_setup(pg: str, db: str, torch_threads: int) -> Path:
+    """Django on the bench database in this process (no server), storage in a temporary
+    folder, quiet logs: breakdown.py and passes.py. Returns that folder."""
+    work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
+    django_setup({
+        "DATABASE_URL": database_ensure(pg, db),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SPATIALPREFS_VAR_DIR": str(work / "var"), "MEDIA_ROOT": str(work / "media"),
+        "STORAGE_BACKEND": "local", "CELERY_BROKER_URL": "memory://", "LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": str(torch_threads),
+    })  # fmt: skip
+    return work
+
+
 def images_make(count: int, size: int) -> tuple[list[str], list[bytes]]:
     from generation_workers.backends.procedural import render
 
