@@ -41,10 +41,11 @@ OPEN_WINDOW = 32
 # pairs are left, and the exact scan walks past their whole history each time. So each
 # process remembers, per (annotator, queue), the serving-order position of the first started
 # pair the last scan found for them, and `next` also looks at the `OPEN_WINDOW` started pairs
-# from there: one exact scan, then a fixed number of probes per call. The position only
-# moves forward, and is forgotten after `POSITION_SECONDS`; a pair that rose ahead of it
-# since (others judged it) is still served from the front window, or by the exact scan that
-# any short answer triggers, so nothing is hidden, only served a little later.
+# from there: one exact scan, then a fixed number of probes per call. Each exact scan sets
+# the position, later calls only move it forward, and it is forgotten after
+# `POSITION_SECONDS`; a pair that rose ahead of it since (others judged it) is still served
+# from the front window, or by the exact scan that any short answer triggers, so nothing is
+# hidden, only served a little later.
 POSITION_SECONDS = 60.0
 # Expired leases are swept at most this often per process (and always when `next` comes up
 # short), so the sweep costs nothing on most requests.
@@ -149,6 +150,7 @@ def pairs_next_for_client(
         leases_reclaim_expired()
         rows = _next_run(pg_statements.next_sql(count=count, window=None), params)
         first_open = rows[0][3] if rows else None
+        position = None  # the exact scan's answer replaces the position, even an earlier one
         if first_open is None:
             _positions.forget(key)
     if first_open is not None and (

@@ -178,3 +178,24 @@ def test_next_after_the_fresh_pairs_ran_out_scans_the_history_once_then_probes_a
             "pair_id", flat=True
         )
     ) == {p.pk for p in pairs[HISTORY : HISTORY + 4]}
+
+
+def test_an_exact_scan_moves_a_remembered_position_back_to_the_first_pair_she_may_take(
+    veteran_and_queue,
+):
+    # Her remembered position is at the last pair (as if the pairs before it had risen ahead
+    # of it since); nothing is fresh.
+    queue, pairs, annotator = veteran_and_queue
+    Pair.objects.filter(queue=queue).update(fresh=False)
+    last = pairs[-1]
+    assignment._positions.put((annotator.pk, queue.pk), (0, 0, last.pk))
+
+    # the window from the position serves the last pair first (later, never hidden) ...
+    first = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=1)
+    # ... and when it has nothing more, the exact scan finds the earlier ones again
+    second = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=2)
+
+    assert [item.pair_id for item in first.items] == [last.pk]
+    assert [item.pair_id for item in second.items] == [last.pk, pairs[HISTORY].pk]
+    position = assignment._positions.get((annotator.pk, queue.pk))
+    assert tuple(position) == (0, 0, pairs[HISTORY].pk)
