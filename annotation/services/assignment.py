@@ -47,6 +47,13 @@ OPEN_WINDOW = 32
 # from the front window, or by the exact scan that any short answer triggers, so nothing is
 # hidden, only served a little later.
 POSITION_SECONDS = 60.0
+# When even the exact scan comes up short, nothing is left for the annotator but what frees up
+# later (an expired lease, a skip, new pairs). A client polling then would pay that scan of
+# their history on every call, so for `EXHAUSTED_SECONDS` a short answer is final without it
+# unless the sweep of expired leases freed slots (the windows and the fresh pairs are still
+# read): a pair freed deep in the serving order otherwise, in that second, is served at the
+# next scan after it.
+EXHAUSTED_SECONDS = 1.0
 # Expired leases are swept at most this often per process (and always when `next` comes up
 # short), so the sweep costs nothing on most requests.
 RECLAIM_EVERY_SECONDS = 5.0
@@ -59,6 +66,7 @@ PREFETCH_CACHE_SECONDS = 30.0
 
 _last_reclaim = 0.0
 _positions = Remembered(seconds=POSITION_SECONDS)
+_exhausted = Remembered(seconds=EXHAUSTED_SECONDS)
 _prefetch_cache: dict[int, tuple[int, float]] = {}
 
 
@@ -143,16 +151,18 @@ def pairs_next_for_client(
         labeling_queue_for_labeling(queue_id=queue_id, user=user)  # raises the precise 4xx
         return NextResult(items=[], known_held=[])
     first_open = rows[0][3]
-    if rows[0][1] < count:
+    if rows[0][1] < count and (leases_reclaim_expired() or not _exhausted.get(key)):
         # Short: expired leases may be holding slots, or the windows held only pairs this
         # annotator cannot take. Sweep, then scan every started pair, and remember where the
         # first one they could take was.
-        leases_reclaim_expired()
         rows = _next_run(pg_statements.next_sql(count=count, window=None), params)
+        log.debug("labeling.next.exact_scan queue=%s user=%s", queue_id, user.pk)
         first_open = rows[0][3] if rows else None
         position = None  # the exact scan's answer replaces the position, even an earlier one
         if first_open is None:
             _positions.forget(key)
+        if not rows or rows[0][1] < count:
+            _exhausted.put(key, True)
     if first_open is not None and (
         position is None or _serving_key(first_open) > _serving_key(position)
     ):

@@ -7,7 +7,7 @@ For each size: load.py (COPY), then run.py for one annotator; eight annotators a
 after every answer (top-up), when one pair is left, or when none is; and the `veteran` (5,000
 open judgments of their own at the front of the queue). Before those, statements.py (the SQL
 alone, PostgreSQL CPU per call) for a fresh annotator and the veteran. Below 100,000 pairs
-each eight-annotator run starts on a new load (they would use the queue up).
+each run but the lone annotator's starts on a new load (they would use the queue up).
 Prints one table of all runs (also in bench/out/labeling-*.json) and the machine's load.
 """
 
@@ -25,7 +25,8 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 # The veteran first, then one annotator on the same database: at 10,000 pairs they use up
 # its fresh pairs, so the lone annotator's `next` also runs the case where her own judged
 # pairs fill the front of the serving order. Eight annotators use up a small queue in a run
-# (3 judgments per pair), so below RELOAD_BELOW pairs each of their runs gets a new load.
+# (3 judgments per pair), so below RELOAD_BELOW pairs each of their runs gets a new load, and
+# so does the veteran's (statements.py has used a thousand of the queue's fresh pairs).
 SCENARIOS = [
     ("veteran", ["--user", "veteran"]),
     ("1", ["--annotators", "1"]),
@@ -58,7 +59,7 @@ def main() -> None:
                 )
             for name, extra in SCENARIOS:
                 label = f"{size}-{name}"
-                if size < RELOAD_BELOW and name.startswith("8-"):
+                if size < RELOAD_BELOW and name != "1":
                     subprocess.run(load, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
                 subprocess.run(
                     [

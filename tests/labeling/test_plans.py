@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -199,3 +200,40 @@ def test_an_exact_scan_moves_a_remembered_position_back_to_the_first_pair_she_ma
     assert [item.pair_id for item in second.items] == [last.pk, pairs[HISTORY].pk]
     position = assignment._positions.get((annotator.pk, queue.pk))
     assert tuple(position) == (0, 0, pairs[HISTORY].pk)
+
+
+def test_when_nothing_is_left_the_history_is_scanned_at_most_once_per_interval(
+    veteran_and_queue, caplog
+):
+    # Nothing is left for her: her HISTORY judged pairs, and the rest full.
+    queue, pairs, annotator = veteran_and_queue
+    rest = pairs[HISTORY:]
+    Pair.objects.filter(pk__in=[p.pk for p in rest]).update(fresh=False, judgments_count=3)
+    caplog.set_level("DEBUG", logger="annotation.services.assignment")
+
+    def next_scans() -> tuple[list[int], int]:
+        caplog.clear()
+        got = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=2)
+        scans = sum("labeling.next.exact_scan" in r.getMessage() for r in caplog.records)
+        return [item.pair_id for item in got.items], scans
+
+    # the first empty answer scans her history, the next ones in the interval do not
+    assert next_scans() == ([], 1)
+    assert next_scans() == ([], 0)
+    # a slot freed deep in the serving order meanwhile waits for the interval's end ...
+    Pair.objects.filter(pk=rest[5].pk).update(judgments_count=1)
+    assert next_scans() == ([], 0)
+    assignment._exhausted.clear()  # the interval ran out
+    assert next_scans() == ([rest[5].pk], 1)
+    # ... but a slot that the sweep of expired leases frees is looked for at once
+    Pair.objects.filter(pk=rest[6].pk).update(judgments_count=2, reserved_count=1)
+    other = get_user_model().objects.exclude(pk=annotator.pk).first()
+    Assignment.objects.create(
+        pair=rest[6],
+        annotator=other,
+        left_candidate_id=rest[6].candidate_a_id,
+        status=Assignment.Status.ACTIVE,
+        leased_at=timezone.now() - timedelta(minutes=20),
+        expires_at=timezone.now() - timedelta(minutes=10),
+    )
+    assert next_scans() == ([rest[5].pk, rest[6].pk], 1)
