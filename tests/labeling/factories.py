@@ -6,13 +6,15 @@ content-hash keys, as the generation workers store them.
 
 import hashlib
 import io
+from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from PIL import Image, ImageDraw
 from rest_framework.test import APIClient
 
-from annotation.models import LabelingQueue, Pair
+from annotation.models import Assignment, LabelingQueue, Pair
 from annotation.services.queues import labeling_queue_create
 from config.roles import Role, user_create
 from generation_workers.models import Candidate
@@ -100,3 +102,29 @@ def next_url(queue) -> str:
 
 def submit_url(queue) -> str:
     return f"/api/labeling/queues/{queue.pk}/submit/"
+
+
+def past_answers(annotator, pairs) -> None:
+    """Submitted leases of `annotator` on `pairs`, as after answering them (made directly: the
+    pairs' counters are the caller's to set)."""
+    leased_at = timezone.now() - timedelta(minutes=5)
+    Assignment.objects.bulk_create(
+        Assignment(
+            pair=pair,
+            annotator=annotator,
+            left_candidate_id=pair.candidate_a_id,
+            status=Assignment.Status.SUBMITTED,
+            leased_at=leased_at,
+            expires_at=leased_at + timedelta(minutes=10),
+        )
+        for pair in pairs
+    )
+
+
+def held_pair_ids(annotator) -> set[int]:
+    """The pairs `annotator` holds a live lease on."""
+    return set(
+        Assignment.objects.filter(annotator=annotator, status="active").values_list(
+            "pair_id", flat=True
+        )
+    )

@@ -21,6 +21,7 @@ from tests.labeling.factories import (
     candidate_with_image,
     client_for,
     next_url,
+    past_answers,
     queue_for_annotators,
     queue_with_pairs,
 )
@@ -330,18 +331,7 @@ def test_a_lone_annotator_past_the_window_is_served_from_where_the_last_scan_fou
     )
     (annotator,) = annotators(1)
     early, mine, rest = pairs[0], pairs[1 : 1 + mine_n], pairs[1 + mine_n :]
-    leased_at = timezone.now() - timedelta(minutes=5)
-    Assignment.objects.bulk_create(
-        Assignment(
-            pair=pair,
-            annotator=annotator,
-            left_candidate_id=pair.candidate_a_id,
-            status=Assignment.Status.SUBMITTED,
-            leased_at=leased_at,
-            expires_at=leased_at + timedelta(minutes=1),
-        )
-        for pair in mine
-    )
+    past_answers(annotator, mine)
     Pair.objects.filter(pk__in=[p.pk for p in mine]).update(judgments_count=2)
     Pair.objects.filter(pk=rest[0].pk).update(judgments_count=1)
     Pair.objects.update(fresh=False)

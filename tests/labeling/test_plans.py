@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from annotation.models import Assignment, Pair
 from annotation.services import assignment, pg_statements
 from annotation.services.assignment import OPEN_WINDOW, pairs_next_for_client
-from tests.labeling.factories import annotators, queue_with_pairs
+from tests.labeling.factories import annotators, held_pair_ids, past_answers, queue_with_pairs
 
 pytestmark = pytest.mark.django_db
 
@@ -82,18 +82,7 @@ def veteran_and_queue():
         )  # fmt: skip
         cursor.execute("ANALYZE annotation_assignment")
         cursor.execute("ANALYZE annotation_pair")
-    now = timezone.now()
-    Assignment.objects.bulk_create(
-        Assignment(
-            pair=pair,
-            annotator=annotator,
-            left_candidate_id=pair.candidate_a_id,
-            status=Assignment.Status.SUBMITTED,
-            leased_at=now - timedelta(minutes=5),
-            expires_at=now + timedelta(minutes=5),
-        )
-        for pair in pairs[:HISTORY]
-    )
+    past_answers(annotator, pairs[:HISTORY])
     Pair.objects.filter(pk__in=[p.pk for p in pairs[:HISTORY]]).update(
         fresh=False, judgments_count=1
     )
@@ -111,11 +100,7 @@ def test_next_probes_each_pair_once_whatever_the_annotators_history(veteran_and_
     # a probe per pair of the window (each finds this annotator's past lease) and the held
     # check: about the window's size, not window x history (32 x 60 = 1,920)
     assert touched <= OPEN_WINDOW + 10, touched
-    assert set(
-        Assignment.objects.filter(annotator=annotator, status="active").values_list(
-            "pair_id", flat=True
-        )
-    ) == {p.pk for p in pairs[HISTORY : HISTORY + 3]}
+    assert held_pair_ids(annotator) == {p.pk for p in pairs[HISTORY : HISTORY + 3]}
 
 
 def test_submit_finds_the_lease_with_one_probe_whatever_the_annotators_history(
@@ -174,11 +159,7 @@ def test_next_after_the_fresh_pairs_ran_out_scans_the_history_once_then_probes_a
     # a probe per pair of the front window (all hers) and a few from the position (two she
     # holds, the two she takes), not one per pair of her history
     assert windowed <= OPEN_WINDOW + 16 < HISTORY, windowed
-    assert set(
-        Assignment.objects.filter(annotator=annotator, status="active").values_list(
-            "pair_id", flat=True
-        )
-    ) == {p.pk for p in pairs[HISTORY : HISTORY + 4]}
+    assert held_pair_ids(annotator) == {p.pk for p in pairs[HISTORY : HISTORY + 4]}
 
 
 def test_an_exact_scan_moves_a_remembered_position_back_to_the_first_pair_she_may_take(
