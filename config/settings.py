@@ -197,7 +197,7 @@ REWARD_SCORING_MAX_BATCH = env.int("REWARD_SCORING_MAX_BATCH", default=256)
 REWARD_SCORING_MAX_MODELS = env.int("REWARD_SCORING_MAX_MODELS", default=2)  # kept loaded
 # How often a serving process looks up which model is promoted (a promotion is picked up then).
 REWARD_SCORING_REFRESH_SECONDS = env.float("REWARD_SCORING_REFRESH_SECONDS", default=1.0)
-REWARD_SCORING_GATHER_MS = env.float("REWARD_SCORING_GATHER_MS", default=5.0)  # see engine.py
+REWARD_SCORING_GATHER_MS = env.float("REWARD_SCORING_GATHER_MS", default=10.0)  # see engine.py
 REWARD_SCORE_MAX_IMAGES = env.int("REWARD_SCORE_MAX_IMAGES", default=128)  # per request
 REWARD_SCORE_MAX_IMAGE_BYTES = env.int("REWARD_SCORE_MAX_IMAGE_BYTES", default=4 * 1024 * 1024)
 REWARD_SCORE_MAX_REQUEST_BYTES = env.int("REWARD_SCORE_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)

@@ -411,6 +411,31 @@ def test_a_pass_waits_for_as_many_requests_as_the_last_one_had():
     assert time.monotonic() - started < 0.2
 
 
+def test_a_pass_grows_only_while_larger_passes_of_its_model_cost_less_per_image():
+    from training_bridge.scoring.engine import Batcher, _Job
+
+    batcher = Batcher(max_batch=256, gather_seconds=0.0)
+    cheap, dear = object(), object()
+    # given measured passes: `cheap` costs less per image in passes of 128 than of 64 (mostly
+    # fixed cost, like the tiny CLIP); `dear` costs more (like the built-in network on a CPU)
+    for _ in range(3):
+        batcher._costs_of(cheap).record(64, 0.010)
+        batcher._costs_of(cheap).record(128, 0.012)
+        batcher._costs_of(dear).record(64, 0.013)
+        batcher._costs_of(dear).record(128, 0.036)
+    # when two requests of 64 images wait for each
+    for model in (cheap, dear):
+        batcher._jobs.extend(_Job(model, ["p"] * 64, [None] * 64) for _ in range(2))
+    # then the cheap model's share a pass, the dear model's run one by one
+    assert len(batcher._take()) == 2
+    assert len(batcher._take()) == 1
+    assert len(batcher._take()) == 1
+    # and an unmeasured size, or every EXPLORE_EVERY-th pass, is tried
+    assert batcher._costs_of(dear).worth_growing(128, 128)
+    batcher._costs_of(dear).passes = batcher._costs_of(dear).EXPLORE_EVERY
+    assert batcher._costs_of(dear).worth_growing(64, 64)
+
+
 # -- who may score --------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ Settings (defaults in brackets): REWARD_MODEL_NAME ["spatial-rm"], REWARD_SCORIN
 ["cpu"; "auto" takes a GPU when there is one], REWARD_SCORING_MAX_BATCH [256] images per
 forward pass, REWARD_SCORING_MAX_MODELS [2] held per process, REWARD_SCORING_THREADS [torch's
 default; OMP_NUM_THREADS sets it too] intra-op threads, REWARD_SCORING_REFRESH_SECONDS [1.0]
-how long a process reuses its lookup of the promoted model, REWARD_SCORING_GATHER_MS [5] how
+how long a process reuses its lookup of the promoted model, REWARD_SCORING_GATHER_MS [10] how
 long a forward pass waits for requests already being read (engine.py), REWARD_MODEL_CACHE_DIR
 [var/cache/reward-models].
 """
@@ -59,7 +59,7 @@ def scoring_engine() -> ScoringEngine:
                 max_batch=int(getattr(settings, "REWARD_SCORING_MAX_BATCH", 256)),
                 max_models=int(getattr(settings, "REWARD_SCORING_MAX_MODELS", 2)),
                 num_threads=int(threads) if threads else None,
-                gather_seconds=float(getattr(settings, "REWARD_SCORING_GATHER_MS", 5)) / 1000,
+                gather_seconds=float(getattr(settings, "REWARD_SCORING_GATHER_MS", 10)) / 1000,
             )
         return _engine
 
