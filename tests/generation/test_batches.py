@@ -38,6 +38,23 @@ def engine(request, monkeypatch):
     return request.param
 
 
+def storage_unreachable(settings) -> None:
+    """The S3 storage pointed at a port nobody listens on, failing fast (one attempt)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            **settings.STORAGES["default"],
+            "OPTIONS": {
+                **settings.STORAGES["default"]["OPTIONS"],
+                "endpoint_url": "http://127.0.0.1:9",
+                "client_config": __import__("botocore.config").config.Config(
+                    retries={"max_attempts": 1}, connect_timeout=1
+                ),
+            },
+        },
+    }
+
+
 def running(configs, *, originals=1, seeds=1, perturbed=True) -> Campaign:
     """A launched campaign; its batches are taken off the queue (this test renders them)."""
     prompt_set = prompt_set_make(originals=originals, perturbed=perturbed)
@@ -154,19 +171,7 @@ def test_identical_images_share_one_key_and_one_stored_object(s3_settings, moto_
 
 
 def test_an_unreachable_storage_releases_the_items_for_a_retry(s3_settings, settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            **settings.STORAGES["default"],
-            "OPTIONS": {
-                **settings.STORAGES["default"]["OPTIONS"],
-                "endpoint_url": "http://127.0.0.1:9",
-                "client_config": __import__("botocore.config").config.Config(
-                    retries={"max_attempts": 1}, connect_timeout=1
-                ),
-            },
-        },
-    }
+    storage_unreachable(settings)
     config = procedural()
     campaign = running([config], perturbed=False)
 

@@ -12,7 +12,7 @@ from generation_workers.models import Candidate
 from generation_workers.services import batches
 from generation_workers.services.batches import batch_render
 from generation_workers.services.write_behind import write_behind_flush
-from tests.generation.test_batches import ids_of, procedural, running
+from tests.generation.test_batches import ids_of, procedural, running, storage_unreachable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,19 +57,7 @@ def test_a_storage_failure_on_the_writer_releases_the_items_and_queues_the_batch
     s3_settings, settings
 ):
     # given a storage that cannot be reached
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            **settings.STORAGES["default"],
-            "OPTIONS": {
-                **settings.STORAGES["default"]["OPTIONS"],
-                "endpoint_url": "http://127.0.0.1:9",
-                "client_config": __import__("botocore.config").config.Config(
-                    retries={"max_attempts": 1}, connect_timeout=1
-                ),
-            },
-        },
-    }
+    storage_unreachable(settings)
     config = procedural()
     campaign = running([config], perturbed=False)
     retried: list[str] = []
