@@ -9,6 +9,13 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/spatialprefs
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# Settings refuse to start without SECRET_KEY (DJANGO_DEBUG=0 is the default): the tests and the
+# migrations check get a random key made once per run (the recursive make inherits it), never a
+# key written here; the Celery workers and manage.py that tests start inherit it from pytest.
+ifndef TEST_SECRET_KEY
+TEST_SECRET_KEY := $(shell head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')
+endif
+export TEST_SECRET_KEY
 
 .PHONY: demo test venv services lint check-migrations clean bench
 
@@ -29,7 +36,7 @@ demo: venv
 	@bash deploy/dev/demo.sh
 
 test: venv services
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	SECRET_KEY=$(TEST_SECRET_KEY) DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(BIN)/python -m pytest -p no:cacheprovider
 	$(MAKE) --no-print-directory lint check-migrations
 
@@ -38,7 +45,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 check-migrations: venv
-	DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres $(BIN)/python manage.py makemigrations --check --dry-run
+	SECRET_KEY=$(TEST_SECRET_KEY) DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+		$(BIN)/python manage.py makemigrations --check --dry-run
 
 bench: venv services
 	@echo "see bench/README.md for each benchmark's command"

@@ -1,24 +1,34 @@
 """One env-driven settings module.
 
 Every value comes from the environment with a development default that needs no service but
-SQLite and the local disk. Production sets DJANGO_DEBUG=0, SECRET_KEY, DATABASE_URL,
-CELERY_BROKER_URL and STORAGE_BACKEND=s3 (see docs/operations.md).
+SQLite and the local disk; SECRET_KEY has none unless DJANGO_DEBUG=1. Production sets
+SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL and STORAGE_BACKEND=s3 (see docs/operations.md).
 """
 
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 VAR_DIR = Path(env("SPATIALPREFS_VAR_DIR", default=str(BASE_DIR / "var")))
 
-# The default key only exists so that a fresh clone runs; check --deploy flags it.
-SECRET_KEY = env(
-    "SECRET_KEY", default="django-insecure-dev-only-key-change-me-in-production-0123456789"
-)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Sessions, CSRF tokens, password-reset links and signed values all rest on this key, and a key
+# written in the code is public: only a development process (DJANGO_DEBUG=1) may run on one.
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DJANGO_DEBUG=0 (the default) SpatialPrefs will not start "
+            "on a key written in its code. Set SECRET_KEY to 50 or more random characters, e.g. "
+            "the output of: python -c 'from django.core.management.utils import "
+            "get_random_secret_key; print(get_random_secret_key())' (every web and worker process "
+            "of one installation needs the same key; see docs/operations.md)."
+        )
+    SECRET_KEY = "django-insecure-dev-only-key-change-me-in-production-0123456789"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

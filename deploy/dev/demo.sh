@@ -10,6 +10,17 @@ export DJANGO_DEBUG="${DJANGO_DEBUG:-0}"
 export CELERY_BROKER_URL="filesystem://"
 export STORAGE_BACKEND="local"
 unset DATABASE_URL  # the embedded default: var/db.sqlite3
+# Settings refuse to start without SECRET_KEY: the demo makes a random one on its first run,
+# readable by this user only, and reuses it (sessions survive a restart of the demo).
+if [ -z "${SECRET_KEY:-}" ]; then
+  if [ ! -s var/secret_key ]; then
+    (umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))' \
+      >var/secret_key.tmp && mv var/secret_key.tmp var/secret_key)
+  fi
+  chmod 600 var/secret_key
+  SECRET_KEY="$(cat var/secret_key)"
+  export SECRET_KEY
+fi
 
 .venv/bin/python manage.py migrate --noinput -v0
 .venv/bin/python manage.py collectstatic --noinput -v0

@@ -1,5 +1,6 @@
 """The web process never imports torch or diffusers."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,11 @@ def test_django_starts_and_loads_the_generation_tasks_without_torch():
         capture_output=True,
         text=True,
         check=True,
-        env={"DJANGO_SETTINGS_MODULE": "config.settings", "PATH": "/usr/bin:/bin"},
+        env={
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PATH": "/usr/bin:/bin",
+            "SECRET_KEY": os.environ["SECRET_KEY"],  # settings refuse to start without one
+        },
     )
     assert out.stdout.strip() == "[]"
     imported = subprocess.run(
