@@ -129,7 +129,8 @@ if STORAGE_BACKEND == "s3":
     }
 elif STORAGE_BACKEND == "local":
     _default_storage = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # Files appear under their name only whole and on disk (temp file, fsync, rename).
+        "BACKEND": "config.storage.AtomicFileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     }
 else:

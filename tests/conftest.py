@@ -150,7 +150,7 @@ def _media_root(settings, tmp_path) -> None:
         settings.STORAGES = {
             **settings.STORAGES,
             "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "BACKEND": settings.STORAGES["default"]["BACKEND"],
                 "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/media/"},
             },
         }
