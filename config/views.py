@@ -1,28 +1,38 @@
 """Project-level API views: health and the caller's identity."""
 
-from django.db import connection
+from django.conf import settings
+from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.outage import database_unreachable
 from config.roles import Role, user_has_role
+
+_HEALTH = inline_serializer(
+    "Health", {"status": serializers.CharField(), "database": serializers.CharField()}
+)
 
 
 class HealthApi(APIView):
-    permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list = []  # who may call: the role matrix (everyone)
 
-    @extend_schema(
-        responses=inline_serializer(
-            "Health", {"status": serializers.CharField(), "database": serializers.CharField()}
-        )
-    )
+    @extend_schema(responses={200: _HEALTH, 503: _HEALTH})
     def get(self, request: Request) -> Response:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        """200 `{"status": "ok", "database": <vendor>}`; 503 while the database is unreachable."""
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError as exc:
+            if not database_unreachable(exc):
+                raise
+            return Response(
+                {"status": "unavailable", "database": "unreachable"},
+                status=503,
+                headers={"Retry-After": str(settings.DATABASE_UNAVAILABLE_RETRY_AFTER)},
+            )
         return Response({"status": "ok", "database": connection.vendor})
 
 
