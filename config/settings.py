@@ -206,6 +206,9 @@ GENERATION_WRITE_BEHIND = env.bool("GENERATION_WRITE_BEHIND", default=True)
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
 TRAINING_HEARTBEAT_STALE_SECONDS = env.float("TRAINING_HEARTBEAT_STALE_SECONDS", default=120.0)
 TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; default: the temp dir
+# Names of environment variables a training launcher definition may never list (beside
+# SECRET_KEY, DATABASE_URL, the broker, result backend and AWS keys, which it never may).
+TRAINING_LAUNCHER_SECRET_ENV = env.list("TRAINING_LAUNCHER_SECRET_ENV", default=[])
 # Reward models in use (training_bridge/services/scoring.py, registry.py, active_learning.py).
 REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
 REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=None)  # torch; None: its own

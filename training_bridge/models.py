@@ -1,4 +1,4 @@
-"""Dataset versions, exports, training runs and reward models.
+"""Dataset versions, exports, training launchers and runs, and reward models.
 
 Invariants held by the database here (design.md):
 - a frozen version has its content hash and freeze time; versions are numbered per dataset;
@@ -168,10 +168,54 @@ class DatasetExport(models.Model):
         return f"{self.version} {self.format}"
 
 
+class TrainingLauncher(models.Model):
+    """A command training runs may execute: defined by a superuser only (admin or
+    `manage.py training_launchers load`), picked by name in a run's config.
+
+    `argv` is a list of strings whose only placeholders are {dataset_dir}, {output_dir},
+    {config_file} and {run_id}; the child's environment is the launcher's minimal one plus
+    `environment` (values set here) and `passthrough_env` (names copied from the worker's
+    environment), never the worker's secrets. The checks live in
+    services/launcher_definitions.py (`training_launcher_clean`).
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    argv = models.JSONField(
+        help_text='The command as a list of strings, e.g. ["/opt/rm/train.sh", "--data", '
+        '"{dataset_dir}", "--out", "{output_dir}"].'
+    )
+    environment = models.JSONField(
+        default=dict, blank=True, help_text="Variables the command gets: {NAME: value}."
+    )
+    passthrough_env = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Names copied from the worker's environment when set there.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Disabled: no new or queued run uses it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # "builtin" is the built-in trainer; "external" names the old free-form command runs.
+            models.CheckConstraint(
+                condition=~Q(name__in=["builtin", "external"]),
+                name="traininglauncher_name_not_reserved",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class TrainingRun(models.Model):
     class Launcher(models.TextChoices):
         BUILTIN = "builtin", "built-in trainer (Celery training queue)"
-        EXTERNAL = "external", "external command"
+        # Runs of the removed free-form command launcher; they stay readable, never run again.
+        EXTERNAL = "external", "external command (removed)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -188,7 +232,12 @@ class TrainingRun(models.Model):
     attempt = models.PositiveSmallIntegerField(
         default=1, help_text="Raised only by a forced restart."
     )
-    launcher = models.CharField(max_length=16, choices=Launcher.choices, default=Launcher.BUILTIN)
+    # "builtin", or the name of the launcher definition the run was started with (copied, so
+    # the run stays readable whatever happens to the definition later)
+    launcher = models.CharField(max_length=64, default=Launcher.BUILTIN)
+    launcher_definition = models.ForeignKey(
+        TrainingLauncher, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     summary = models.JSONField(default=dict, blank=True, help_text="Final metrics.")
     artifacts = models.JSONField(default=list, blank=True, help_text="[{name, key, size, sha256}]")

@@ -78,7 +78,12 @@ urlpatterns = [
         reward_al_apis.RewardActiveLearningApi.as_view(),
         name="reward-active-learning",
     ),
-    # training runs (issue 8)
+    # training runs (issue 8); launcher definitions, read only (issue 14)
+    path(
+        "training-launchers/",
+        training_apis.TrainingLauncherListApi.as_view(),
+        name="training-launchers",
+    ),
     path("training-runs/", training_apis.TrainingRunListApi.as_view(), name="training-runs"),
     path(
         "training-runs/<int:run_id>/",

@@ -53,6 +53,7 @@ def test_an_ml_engineer_starts_a_run_and_starting_it_again_returns_it(ml_client,
         ({"backbone": "vit-huge"}, "config.backbone"),
         ({"backbone": "clip", "model_path": "/nowhere/clip"}, "config.model_path"),
         ({"launcher": "external", "command": "run {nope}"}, "config.command"),
+        ({"launcher": "no-such-launcher"}, "config.launcher"),
     ],
 )
 def test_a_bad_config_is_a_400_naming_the_field(ml_client, exported, config, field):

@@ -12,6 +12,10 @@ from config.errors import Conflict, NotFound, ValidationFailed
 from tests.factories import DatasetVersionFactory, TrainingRunFactory
 from tests.training.worlds import procedural_version
 from training_bridge.models import DatasetExport, RewardModel, TrainingRun
+from training_bridge.services.launcher_definitions import (
+    training_launcher_clean,
+    training_launcher_save,
+)
 from training_bridge.services.training import (
     reward_model_register,
     training_config_clean,
@@ -83,12 +87,11 @@ def test_a_start_asks_for_the_versions_export_in_the_configs_format(version):
         ({"backbone": "clip", "model_path": "/no/such/folder"}, "config.model_path",
          "no such folder: /no/such/folder"),
         ({"launcher": "slurm"}, "config.launcher", "unknown launcher 'slurm'"),
-        ({"launcher": "external"}, "config.command", "needs a command template"),
-        ({"launcher": "external", "command": "train {data}"}, "config.command",
-         "unknown placeholder {data}"),
-        ({"launcher": "external", "command": "train 'unclosed"}, "config.command",
-         "cannot be split"),
-        ({"command": "python train.py"}, "config.command", "only the external launcher"),
+        ({"launcher": "external"}, "config.launcher", "unknown launcher 'external'"),
+        ({"launcher": "external", "command": "train {dataset_dir}"}, "config.command",
+         "a run config carries no command: ask an admin to define a launcher"),
+        ({"command": "python train.py"}, "config.command", "a run config carries no command"),
+        ({"launcher": 3}, "config.launcher", "must be a launcher's name"),
         ({"model_name": "a b"}, "config.model_name", "letters, digits"),
         ({"batch_size": -1}, "config.batch_size", "must be an integer"),
         ([], "config", "must be a JSON object"),
@@ -123,19 +126,26 @@ def test_an_unknown_version_is_a_not_found():
     assert caught.value.field == "dataset_version"
 
 
-def test_the_external_launcher_config_keeps_its_command_and_skips_folder_checks():
+def test_a_launcher_definitions_config_keeps_its_options_and_takes_no_trainer_keys():
+    definition = training_launcher_clean(
+        name="team-vlm", argv=["/opt/rm/train.sh", "--config", "{config_file}"]
+    )
+    training_launcher_save(definition=definition)
+
     clean = training_config_clean(
         config={
-            "launcher": "external",
-            "command": "python my_train.py --data {dataset_dir} --out {output_dir} --id {run_id}",
-            "backbone": "clip",
-            "model_path": "/cluster/models/qwen-vl",
+            "launcher": "team-vlm",
+            "dataset_format": "webdataset",
+            "options": {"model_dir": "models/qwen-vl", "rank": 16, "layers": [1, 2]},
         }
     )
 
-    assert clean["launcher"] == "external"
-    assert clean["command"].startswith("python my_train.py --data {dataset_dir}")
-    assert clean["model_path"] == "/cluster/models/qwen-vl"
+    assert clean == {
+        "launcher": "team-vlm",
+        "model_name": "spatial-rm",
+        "dataset_format": "webdataset",
+        "options": {"layers": [1, 2], "model_dir": "models/qwen-vl", "rank": 16},
+    }
 
 
 def test_cancelling_a_queued_run_cancels_it_at_once():

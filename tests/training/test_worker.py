@@ -1,5 +1,6 @@
 """Training runs through the real launcher: a Celery worker process on the `training` queue,
-the test database, the broker and moto's S3; the trainer or command as its child process."""
+the test database, the broker and moto's S3; the trainer or a launcher definition's command as
+its child process."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from django.core.files.storage import storages
 from tests.training.conftest import queue_purge, wait_for
 from tests.training.worlds import procedural_version
 from training_bridge.models import DatasetExport, RewardModel, TrainingMetric, TrainingRun
+from training_bridge.services.launcher_definitions import (
+    training_launcher_clean,
+    training_launcher_save,
+)
 from training_bridge.services.training import training_run_cancel, training_run_start
 from training_bridge.trainer.checkpoint import reward_model_load
 
@@ -115,7 +120,7 @@ def test_a_tiny_clip_model_trains_two_epochs_on_the_training_worker(
 
 EXTERNAL = textwrap.dedent(
     """
-    import json, pathlib, sys
+    import json, os, pathlib, sys
     data, out, run_id = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
     with (out / "metrics.jsonl").open("a") as metrics:
         for step in (1, 2, 3):
@@ -124,25 +129,34 @@ EXTERNAL = textwrap.dedent(
         metrics.write(json.dumps({"name": "val/accuracy", "step": 3, "epoch": 1, "value": 0.75}))
         metrics.write("\\nnot json\\n")
     (out / "adapter.bin").write_bytes(b"lora weights")
+    config = json.loads(pathlib.Path(sys.argv[4]).read_text())
     seen = {"run": run_id, "shards": sorted(p.name for p in (data / "parquet").iterdir()),
-            "manifest": json.loads((data / "manifest.json").read_text())["record_count"]}
+            "manifest": json.loads((data / "manifest.json").read_text())["record_count"],
+            "options": config["options"], "environment": sorted(os.environ)}
     (out / "seen.json").write_text(json.dumps(seen))
-    print("external trainer done")
+    print("external trainer done with", os.environ["TEAM_TOKEN"])
     """
 )
 
 
-def test_the_external_launcher_runs_a_command_and_picks_up_its_metrics(
+def _launcher(name: str, argv: list[str], **fields) -> None:
+    definition = training_launcher_clean(name=name, argv=argv, **fields)
+    training_launcher_save(definition=definition)
+
+
+def test_a_launcher_definition_runs_on_the_worker_without_its_secrets_and_its_metrics_count(
     training_worker, on_s3, tmp_path
 ):
     script = tmp_path / "my_trainer.py"
     script.write_text(EXTERNAL)
+    _launcher(
+        "team-vlm",
+        [sys.executable, str(script), "{dataset_dir}", "{output_dir}", "{run_id}",
+         "{config_file}"],
+        environment={"TEAM_TOKEN": "team-token-value-123456"},
+    )  # fmt: skip
     version = procedural_version(groups=4, seeds=1, size=32)
-    config = {
-        "launcher": "external",
-        "command": f"{sys.executable} {script} {{dataset_dir}} {{output_dir}} {{run_id}}",
-        "model_name": "team-vlm-rm",
-    }
+    config = {"launcher": "team-vlm", "model_name": "team-vlm-rm", "options": {"rank": 16}}
 
     run = training_run_start(version_id=version.pk, config=config).run
     wait_for(_finished(run.pk), training_worker, 120)
@@ -161,26 +175,33 @@ def test_the_external_launcher_runs_a_command_and_picks_up_its_metrics(
     with storages["default"].open(f"training/runs/{run.pk}/seen.json") as handle:
         seen = json.loads(handle.read())
     export = DatasetExport.objects.get(version=version, format="parquet", include_images=True)
+    environment = seen.pop("environment")
     assert seen == {
         "run": str(run.pk),
         "shards": sorted(a["name"] for a in export.artifacts),
         "manifest": version.record_count,
+        "options": {"rank": 16},
     }
-    assert "external trainer done" in run.log_tail
+    # the worker holds the database, broker and storage secrets; its child none of them
+    assert "TEAM_TOKEN" in environment
+    worker_only = {"SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "AWS_ACCESS_KEY_ID",
+                   "AWS_SECRET_ACCESS_KEY", "S3_BUCKET", "DJANGO_SETTINGS_MODULE"}  # fmt: skip
+    assert worker_only & set(environment) == set()
+    assert "external trainer done with [REDACTED]" in run.log_tail
+    assert "team-token-value-123456" not in run.log_tail
     model = RewardModel.objects.get(run=run)
     assert (model.name, model.artifact_key) == ("team-vlm-rm", f"training/runs/{run.pk}")
 
 
 def test_a_failing_command_fails_the_run_with_its_error_and_log_tail(training_worker, on_s3):
     version = procedural_version(groups=4, seeds=1, size=32)
-    command = (
-        f"{sys.executable} -c \"import sys; print('loading {{run_id}}'); "
-        "sys.stderr.write('RuntimeError: CUDA out of memory\\n'); sys.exit(7)\""
+    program = (
+        "import sys; print('loading {run_id}'); "
+        "sys.stderr.write('RuntimeError: CUDA out of memory\\n'); sys.exit(7)"
     )
+    _launcher("oom", [sys.executable, "-c", program])
 
-    run = training_run_start(
-        version_id=version.pk, config={"launcher": "external", "command": command}
-    ).run
+    run = training_run_start(version_id=version.pk, config={"launcher": "oom"}).run
     wait_for(_finished(run.pk), training_worker, 120)
 
     run.refresh_from_db()

@@ -20,7 +20,13 @@ from django.utils.html import format_html, format_html_join
 
 from config.errors import DomainError
 from training_bridge.admin.datasets import DatasetVersionAdmin
-from training_bridge.models import DatasetVersion, RewardModel, TrainingMetric, TrainingRun
+from training_bridge.models import (
+    DatasetVersion,
+    RewardModel,
+    TrainingLauncher,
+    TrainingMetric,
+    TrainingRun,
+)
 from training_bridge.services.training import (
     DEMO_CONFIG,
     training_config_clean,
@@ -33,8 +39,13 @@ START_HELP = (
     "folder), head scalar|gaussian, epochs, batch_size, lr, seed, early_stopping "
     '({"metric": "val/accuracy", "patience": 2}), device auto|cpu|cuda, devices (GPUs, DDP), '
     "mixed_precision no|fp16|bf16, image_size, dataset_format parquet|webdataset, model_name. "
-    'External command: {"launcher": "external", "command": "python train.py --data '
-    '{dataset_dir} --out {output_dir} --run {run_id}"}.'
+    'Another launcher: {"model_name": "...", "dataset_format": "parquet", "options": {...}}; '
+    "the options (strings, numbers, true/false, null or lists of them; no shell characters, "
+    "paths relative to the run's folder) reach the command through its config file."
+)
+LAUNCHER_HELP = (
+    "The built-in trainer or a launcher an admin defined (Training launchers). Empty: the "
+    'config\'s own "launcher" key, else the built-in trainer.'
 )
 
 
@@ -47,6 +58,7 @@ class TrainingRunStartForm(forms.ModelForm):
         .order_by("dataset__name", "-number"),
         help_text="Only frozen versions can be trained on.",
     )
+    launcher = forms.ChoiceField(required=False, help_text=LAUNCHER_HELP)
     config = forms.JSONField(initial=lambda: dict(DEMO_CONFIG), help_text=START_HELP)
     force = forms.BooleanField(
         required=False, help_text="Start a new attempt even if this config ran on this version."
@@ -56,11 +68,35 @@ class TrainingRunStartForm(forms.ModelForm):
         model = TrainingRun
         fields = ["dataset_version", "config"]
 
-    def clean_config(self):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        enabled = TrainingLauncher.objects.filter(enabled=True).values_list("name", "description")
+        self.fields["launcher"].choices = [
+            ("", "as in the config (default: built-in trainer)"),
+            (TrainingRun.Launcher.BUILTIN, "builtin: the built-in trainer"),
+            *((name, f"{name}: {text[:80]}" if text else name) for name, text in enabled),
+        ]
+
+    def clean(self):
+        data = super().clean()
+        config = data.get("config")
+        if "config" in self.errors or config is None:
+            return data
+        launcher = data.get("launcher")
+        if launcher and isinstance(config, dict):
+            if config.get("launcher", launcher) != launcher:
+                self.add_error(
+                    "config",
+                    f"config.launcher: the config names {config['launcher']!r} but the form "
+                    f"picks {launcher!r}",
+                )
+                return data
+            config = {**config, "launcher": launcher}
         try:
-            return training_config_clean(config=self.cleaned_data["config"])
+            data["config"] = training_config_clean(config=config)
         except DomainError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            self.add_error("config", str(exc))
+        return data
 
 
 @admin.register(TrainingRun)
@@ -73,7 +109,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_select_related = ["dataset_version__dataset"]
     actions = ["cancel_runs", "start_again"]
     readonly_fields = [
-        "dataset_version", "launcher", "status", "attempt", "config_pretty", "config_hash",
+        "dataset_version", "launcher", "launcher_definition", "status", "attempt",
+        "config_pretty", "config_hash",
         "progress", "cancel_requested", "summary_pretty", "downloads", "reward_model_link",
         "error", "log_tail_pre", "worker", "heartbeat_at", "created_by", "created_at",
         "started_at", "finished_at",
@@ -151,7 +188,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ["dataset_version", "config", "force"] if obj is None else self.fields
+        return ["dataset_version", "launcher", "config", "force"] if obj is None else self.fields
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields

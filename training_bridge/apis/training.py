@@ -1,5 +1,6 @@
 """API of training runs: start (ML engineers), list, detail, cancel, live metric points,
-artifact downloads (leads and ML engineers read).
+artifact downloads (leads and ML engineers read); the launcher definitions a run may pick, read
+only (they are written by superusers in the admin or `manage.py training_launchers load`).
 
 Starting the same (version, config) again answers 200 with the existing run; a new run is
 201; `force` makes a new attempt. A bad config or a version that is not frozen is a 400 whose
@@ -24,13 +25,15 @@ from rest_framework.views import APIView
 
 from config.api import IsLeadOrML, IsML
 from training_bridge.apis.downloads import artifact_response
-from training_bridge.models import TrainingRun
+from training_bridge.models import TrainingLauncher, TrainingRun
 from training_bridge.selectors.training import (
+    training_launchers_list,
     training_metrics_after,
     training_run_artifact_key,
     training_run_get,
     training_runs_list,
 )
+from training_bridge.services.launcher_definitions import argv_placeholders
 from training_bridge.services.training import training_run_cancel, training_run_start
 
 
@@ -61,7 +64,17 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     status = serializers.CharField(
         read_only=True, help_text="queued | running | succeeded | failed | cancelled"
     )
-    launcher = serializers.CharField(read_only=True, help_text="builtin | external")
+    launcher = serializers.CharField(
+        read_only=True,
+        help_text="builtin, or the name of the launcher definition the run was started with "
+        "(external: a run of the removed free-form command launcher)",
+    )
+    launcher_definition = serializers.IntegerField(
+        source="launcher_definition_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The launcher definition's id; null for the built-in trainer.",
+    )
     dataset = serializers.CharField(source="dataset_version.dataset.name", read_only=True)
     version_number = serializers.IntegerField(source="dataset_version.number", read_only=True)
     artifacts = serializers.SerializerMethodField()
@@ -72,8 +85,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "dataset_version", "dataset", "version_number", "attempt", "launcher",
-            "status", "config", "config_hash", "step", "total_steps", "epoch",
-            "cancel_requested", "summary", "artifacts", "error", "log_tail", "worker",
+            "launcher_definition", "status", "config", "config_hash", "step", "total_steps",
+            "epoch", "cancel_requested", "summary", "artifacts", "error", "log_tail", "worker",
             "heartbeat_at", "created_at", "started_at", "finished_at", "reward_model",
             "metrics_url",
         ]  # fmt: skip
@@ -106,10 +119,13 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 class TrainingRunStartSerializer(serializers.Serializer):
     dataset_version = serializers.IntegerField(min_value=1, help_text="A frozen version's id.")
     config = serializers.JSONField(
-        help_text='e.g. {"backbone": "builtin", "head": "gaussian", "epochs": 5, '
+        help_text='Built-in trainer, e.g. {"backbone": "builtin", "head": "gaussian", "epochs": 5, '
         '"batch_size": 32, "lr": 0.001, "seed": 0, "early_stopping": {"patience": 2}, '
-        '"device": "auto"}; external: {"launcher": "external", "command": '
-        '"python train.py --data {dataset_dir} --out {output_dir} --run {run_id}"}'
+        '"device": "auto"}. A launcher definition (GET /api/training-launchers/): '
+        '{"launcher": "<name>", "model_name": "my-rm", "dataset_format": "parquet", "options": '
+        '{"lora_rank": 16, "data_subdir": "parquet"}}: option values are strings, numbers, '
+        "booleans, null or lists of those; strings with shell metacharacters or paths outside "
+        "the run's folder are refused. A `command` key is refused."
     )
     force = serializers.BooleanField(default=False, help_text="A new attempt even if it ran.")
 
@@ -147,6 +163,33 @@ class TrainingMetricsSerializer(serializers.Serializer):
 
 class TrainingMetricsQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(min_value=0, default=0, help_text="Points after this id.")
+
+
+class TrainingLauncherSerializer(serializers.ModelSerializer):
+    placeholders = serializers.SerializerMethodField(
+        help_text="Which of {dataset_dir}, {output_dir}, {config_file}, {run_id} the command "
+        "gets; a run's options reach it through {config_file}."
+    )
+
+    class Meta:
+        model = TrainingLauncher
+        fields = ["name", "description", "enabled", "placeholders", "updated_at"]
+
+    def get_placeholders(self, launcher: TrainingLauncher) -> list[str]:
+        return argv_placeholders(launcher.argv)
+
+
+class TrainingLauncherListApi(APIView):
+    """The launcher definitions a run's config may name (besides "builtin"); read only."""
+
+    permission_classes = [IsLeadOrML]
+
+    @extend_schema(
+        operation_id="training_launchers_list",
+        responses={200: TrainingLauncherSerializer(many=True), 403: _ERRORS[403]},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(TrainingLauncherSerializer(training_launchers_list(), many=True).data)
 
 
 class TrainingRunListApi(APIView):

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from config.errors import NotFound, ValidationFailed
-from training_bridge.models import RewardModel, TrainingMetric, TrainingRun
+from training_bridge.models import RewardModel, TrainingLauncher, TrainingMetric, TrainingRun
 
 METRICS_PAGE = 5000
 
@@ -26,6 +26,11 @@ def training_runs_list(
             )
         runs = runs.filter(status=status)
     return runs.order_by("-created_at", "-pk")
+
+
+def training_launchers_list() -> QuerySet[TrainingLauncher]:
+    """Every launcher definition, enabled first, by name."""
+    return TrainingLauncher.objects.order_by("-enabled", "name")
 
 
 def training_run_get(*, run_id: int) -> TrainingRun:

@@ -1,5 +1,5 @@
-"""Executing a run on a training worker: the built-in trainer or an external command, both as
-a child process that the worker watches.
+"""Executing a run on a training worker: the built-in trainer or an admin-defined launcher, both
+as a child process that the worker watches.
 
 `training_run_execute(run_id=...)` (the `training` queue task, or `manage.py train start
 --run-now`) claims a queued run, waits for the version's export and downloads it into
@@ -7,8 +7,16 @@ a child process that the worker watches.
 
 - built-in: `python -m training_bridge.trainer --dataset-dir D --output-dir O --config C`
   (under `python -m torch.distributed.run --standalone --nproc_per_node N` when `devices` > 1);
-- external: the config's command template, its placeholders {dataset_dir} {output_dir}
-  {run_id} {config_file} filled in (no shell; arguments split like a POSIX shell would).
+- a launcher definition (TrainingLauncher, defined by a superuser): its argv template with only
+  the fixed placeholders {dataset_dir} {output_dir} {config_file} {run_id} filled in (no shell);
+  the run's options reach it through the config file, never through argv.
+
+The child's environment is minimal (`launcher_child_environment`): PATH, LANG/LC_ALL, HOME (the
+run's folder), PYTHONUNBUFFERED, the SPATIALPREFS_ variables, and for the built-in trainer its
+PYTHONPATH and the thread/GPU variables torch reads; a definition adds exactly what it lists.
+The worker's secrets never reach it, and every text stored from the run (log tail, error,
+summary, metric names, the stored train.log) has the definition's and the worker's secret
+values replaced by REDACTED. A queued run of the removed free-form command launcher fails.
 
 While the child runs, the worker tails `<output_dir>/metrics.jsonl` into TrainingMetric rows,
 keeps the run's heartbeat, step and log tail fresh, and checks for a cancel request (then it
@@ -35,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +54,12 @@ from django.utils import timezone
 from config.errors import DomainError
 from training_bridge.models import DatasetExport, TrainingMetric, TrainingRun
 from training_bridge.services.artifacts import artifact_open, artifact_put_file
+from training_bridge.services.launcher_definitions import (
+    LauncherDefinition,
+    argv_fill,
+    secret_env_names,
+    training_launcher_check,
+)
 from training_bridge.services.training import (
     heartbeat_seconds,
     reward_model_register,
@@ -58,6 +73,19 @@ LOG_TAIL_CHARS = 8000
 CANCEL_GRACE_SECONDS = 30
 EXPORT_WAIT_SECONDS = 6 * 3600
 METRICS_FILE = "metrics.jsonl"
+REDACTED = "[REDACTED]"
+# Shorter values ("1", "cuda", "en_US") are settings rather than secrets, and hiding every
+# occurrence of them would make the log unreadable.
+REDACT_MIN_CHARS = 6
+# Every child gets these from the worker when set there.
+BASE_PASSTHROUGH = ("PATH", "LANG", "LC_ALL")
+# What torch, CUDA and NCCL read; the built-in trainer gets these from the worker when set.
+TORCH_PASSTHROUGH = (
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TMPDIR", "HF_HOME", "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE", "TORCH_HOME", "NCCL_DEBUG", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE",
+    "NCCL_P2P_DISABLE",
+)  # fmt: skip
 _PR_SET_PDEATHSIG = 1
 
 
@@ -74,10 +102,66 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def launcher_child_environment(
+    *,
+    worker_env: Mapping[str, str],
+    run_id: int,
+    work: Path,
+    dataset_dir: Path,
+    output_dir: Path,
+    config_file: Path,
+    cancel_file: Path,
+    definition: LauncherDefinition | None,
+) -> dict[str, str]:
+    """The whole environment of a run's child: built here from nothing, never a copy of the
+    worker's (which holds SECRET_KEY, DATABASE_URL, the broker URL, storage keys)."""
+    secrets = secret_env_names()
+    passthrough = [*BASE_PASSTHROUGH, *(TORCH_PASSTHROUGH if definition is None else ())]
+    env = {
+        name: worker_env[name] for name in passthrough if name in worker_env and name not in secrets
+    }
+    env.setdefault("PATH", os.defpath)
+    if "LANG" not in env and "LC_ALL" not in env:
+        env["LANG"] = "C.UTF-8"
+    env.update(
+        HOME=str(work),
+        PYTHONUNBUFFERED="1",
+        SPATIALPREFS_RUN_ID=str(run_id),
+        SPATIALPREFS_DATASET_DIR=str(dataset_dir),
+        SPATIALPREFS_OUTPUT_DIR=str(output_dir),
+        SPATIALPREFS_CONFIG_FILE=str(config_file),
+        SPATIALPREFS_CANCEL_FILE=str(cancel_file),
+    )
+    if definition is None:
+        env["PYTHONPATH"] = str(Path(settings.BASE_DIR))  # `python -m training_bridge.trainer`
+        return env
+    for name in definition.passthrough_env:
+        if name in worker_env:
+            env[name] = worker_env[name]
+    env.update(definition.environment)
+    return env
+
+
+def launcher_hidden_values(
+    *, worker_env: Mapping[str, str], definition: LauncherDefinition | None
+) -> tuple[str, ...]:
+    """The values no stored text of a run may show: the definition's environment (given or
+    passed through) and the worker's secrets (a command could read its parent's), longest
+    first so a value that contains another is hidden whole."""
+    values = {str(settings.SECRET_KEY)}
+    values.update(worker_env[name] for name in secret_env_names() if name in worker_env)
+    if definition is not None:
+        values.update(definition.environment.values())
+        values.update(worker_env[n] for n in definition.passthrough_env if n in worker_env)
+    return tuple(sorted((v for v in values if len(v) >= REDACT_MIN_CHARS), key=len, reverse=True))
+
+
 class _Execution:
     def __init__(self, run: TrainingRun, token: uuid.UUID) -> None:
         self.run = run
         self.token = token
+        self.definition: LauncherDefinition | None = None
+        self.hidden = launcher_hidden_values(worker_env=os.environ, definition=None)
         self.owned = TrainingRun.objects.filter(
             pk=run.pk, run_token=token, status=TrainingRun.Status.RUNNING
         )
@@ -107,18 +191,28 @@ class _Execution:
         if TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
             raise RunCancelled(self.run.pk)
 
+    def redact(self, text: str) -> str:
+        for value in self.hidden:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
     def log_tail(self) -> str:
         if not self.log_path.exists():
             return ""
         with self.log_path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            handle.seek(max(0, size - LOG_TAIL_CHARS))
-            return handle.read().decode("utf-8", errors="replace")
+            # read a little more so a value cut at the window's edge is still found whole
+            longest = max((len(v.encode()) for v in self.hidden), default=0)
+            handle.seek(max(0, size - LOG_TAIL_CHARS - longest))
+            text = self.redact(handle.read().decode("utf-8", errors="replace"))
+        return text[-LOG_TAIL_CHARS:]
 
     def note(self, message: str) -> None:
+        line = f"{timezone.now().isoformat(timespec='seconds')} launcher {message}"
         with self.log_path.open("a", encoding="utf-8") as handle:
-            handle.write(f"{timezone.now().isoformat(timespec='seconds')} launcher {message}\n")
+            handle.write(self.redact(line) + "\n")
 
     def metrics_read(self) -> int:
         """New complete lines of the metrics file into TrainingMetric rows; returns how many."""
@@ -140,6 +234,7 @@ class _Execution:
             if "progress" in point:
                 self.progress.update(point["progress"])
                 continue
+            point["name"] = self.redact(point["name"])
             self._last_values[point["name"]] = point["value"]
             points.append(TrainingMetric(run_id=self.run.pk, **point))
         if points:
@@ -149,6 +244,38 @@ class _Execution:
         return len(points)
 
     # -- stages ----------------------------------------------------------------------------
+
+    def launcher_prepare(self) -> None:
+        """Refuse what may no longer run, check the definition again as it is now (disabled,
+        or a name the settings marked secret since it was saved), fix what the child sees."""
+        run = self.run
+        if "command" in run.config or run.launcher == TrainingRun.Launcher.EXTERNAL:
+            raise DomainError(
+                "this run's config carries a raw command, which no longer runs: ask an admin "
+                "to define a launcher for it and start a new run that picks it by name",
+                field="config.command",
+            )
+        if run.launcher != TrainingRun.Launcher.BUILTIN:
+            launcher = run.launcher_definition
+            if launcher is None:
+                raise DomainError(
+                    f"the run names launcher {run.launcher!r} but no definition",
+                    field="config.launcher",
+                )
+            if not launcher.enabled:
+                raise DomainError(
+                    f"launcher {launcher.name!r} was disabled after the run was queued",
+                    field="config.launcher",
+                )
+            try:
+                self.definition = training_launcher_check(launcher=launcher)
+            except DomainError as exc:
+                raise DomainError(
+                    f"launcher {launcher.name!r} is not valid any more ({exc}); ask an admin "
+                    "to fix it",
+                    field="config.launcher",
+                ) from None
+        self.hidden = launcher_hidden_values(worker_env=os.environ, definition=self.definition)
 
     def dataset_fetch(self) -> None:
         """Wait for the version's export in the config's format, then download it."""
@@ -191,19 +318,16 @@ class _Execution:
 
     def command(self) -> list[str]:
         config = self.run.config
-        if self.run.launcher == TrainingRun.Launcher.EXTERNAL:
-            values = {
-                "{dataset_dir}": str(self.dataset_dir),
-                "{output_dir}": str(self.output_dir),
-                "{run_id}": str(self.run.pk),
-                "{config_file}": str(self.config_file),
-            }
-            parts = []
-            for part in shlex.split(config["command"]):
-                for placeholder, value in values.items():
-                    part = part.replace(placeholder, value)
-                parts.append(part)
-            return parts
+        if self.definition is not None:
+            return argv_fill(
+                self.definition.argv,
+                {
+                    "dataset_dir": str(self.dataset_dir),
+                    "output_dir": str(self.output_dir),
+                    "config_file": str(self.config_file),
+                    "run_id": str(self.run.pk),
+                },
+            )
         trainer = [
             "-m", "training_bridge.trainer",
             "--dataset-dir", str(self.dataset_dir), "--output-dir", str(self.output_dir),
@@ -219,31 +343,29 @@ class _Execution:
     def child_run(self) -> int:
         """Run the trainer or the command; watch it until it exits. Returns its status."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        trainer_keys = {
-            k: v
-            for k, v in self.run.config.items()
-            if k not in ("launcher", "command", "model_name")
-        }
-        config = (
-            self.run.config if self.run.launcher == TrainingRun.Launcher.EXTERNAL else trainer_keys
-        )
+        if self.definition is None:
+            config = {
+                k: v for k, v in self.run.config.items() if k not in ("launcher", "model_name")
+            }
+        else:
+            config = self.run.config  # launcher, model_name, dataset_format, options
         self.config_file.write_text(json.dumps(config, indent=1, sort_keys=True))
         argv = self.command()
-        self.note("starting: " + shlex.join(argv))
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "SPATIALPREFS_RUN_ID": str(self.run.pk),
-            "SPATIALPREFS_DATASET_DIR": str(self.dataset_dir),
-            "SPATIALPREFS_OUTPUT_DIR": str(self.output_dir),
-            "SPATIALPREFS_CANCEL_FILE": str(self.cancel_file),
-        }
-        root = Path(settings.BASE_DIR)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        self.note("starting: " + shlex.join(argv))  # the argv only, never the environment
+        env = launcher_child_environment(
+            worker_env=os.environ,
+            run_id=self.run.pk,
+            work=self.work,
+            dataset_dir=self.dataset_dir,
+            output_dir=self.output_dir,
+            config_file=self.config_file,
+            cancel_file=self.cancel_file,
+            definition=self.definition,
+        )
         with self.log_path.open("ab") as log_file:
-            child = subprocess.Popen(  # the run's own argv, no shell
+            child = subprocess.Popen(  # the definition's argv or the trainer's, no shell
                 argv,
-                cwd=str(root),
+                cwd=str(self.work),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -280,6 +402,18 @@ class _Execution:
     def _due(self) -> bool:
         return time.monotonic() - self.last_beat >= heartbeat_seconds()
 
+    def log_redacted(self) -> Path:
+        """The log as it is stored: line by line with the hidden values replaced (they are
+        one line each)."""
+        target = self.work / "train.redacted.log"
+        with (
+            self.log_path.open(encoding="utf-8", errors="replace", newline="") as source,
+            target.open("w", encoding="utf-8", newline="") as sink,
+        ):
+            for line in source:
+                sink.write(self.redact(line))
+        return target
+
     def artifacts_store(self) -> list[dict[str, Any]]:
         prefix = training_run_prefix(run_id=self.run.pk)
         files = sorted(p for p in self.output_dir.rglob("*") if p.is_file())
@@ -289,6 +423,8 @@ class _Execution:
             name = (
                 path.name if path == self.log_path else path.relative_to(self.output_dir).as_posix()
             )
+            if path == self.log_path:
+                path = self.log_redacted()
             artifact = artifact_put_file(key=f"{prefix}/{name}", path=path)
             stored.append({"name": name, **artifact})
             self.beat()
@@ -319,6 +455,7 @@ class _Execution:
         return TrainingRun.objects.get(pk=self.run.pk)
 
     def failed(self, message: str) -> TrainingRun:
+        message = self.redact(message)
         self.note(f"failed: {message}")
         self.owned.update(
             status=TrainingRun.Status.FAILED,
@@ -334,7 +471,7 @@ class _Execution:
     def succeeded(self) -> TrainingRun:
         self.note("finished: storing the artifacts")
         artifacts = self.artifacts_store()
-        summary = _json_safe(self.summary())
+        summary = _json_safe(self.summary(), self.redact)
         with transaction.atomic():
             done = self.owned.update(
                 status=TrainingRun.Status.SUCCEEDED,
@@ -359,13 +496,15 @@ def _work_root() -> str | None:
     return root
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: Any, redact: Callable[[str], str]) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        return redact(value)
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {redact(str(k)): _json_safe(v, redact) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [_json_safe(v, redact) for v in value]
     return value
 
 
@@ -420,8 +559,8 @@ def _claim(run_id: int, worker: str) -> tuple[TrainingRun | None, uuid.UUID | No
     token = uuid.uuid4()
     with transaction.atomic():
         run = (
-            TrainingRun.objects.select_for_update()
-            .select_related("dataset_version__dataset")
+            TrainingRun.objects.select_for_update(of=("self",))
+            .select_related("dataset_version__dataset", "launcher_definition")
             .filter(pk=run_id)
             .first()
         )
@@ -454,6 +593,7 @@ def training_run_execute(*, run_id: int, worker: str = "") -> TrainingRun | None
     execution = _Execution(run, token)
     try:
         execution.note(f"run {run.pk} on {run.dataset_version} by {worker}")
+        execution.launcher_prepare()
         execution.dataset_fetch()
         code = execution.child_run()
         execution.metrics_read()

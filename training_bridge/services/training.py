@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
-import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,14 +26,21 @@ from django.db.models import Max
 from django.utils import timezone
 
 from config.errors import Conflict, NotFound, ValidationFailed
-from training_bridge.models import DatasetExport, DatasetVersion, RewardModel, TrainingRun
-from training_bridge.trainer.config import ConfigError, config_parse
+from training_bridge.models import (
+    DatasetExport,
+    DatasetVersion,
+    RewardModel,
+    TrainingLauncher,
+    TrainingRun,
+)
+from training_bridge.trainer.config import DATASET_FORMATS, ConfigError, config_parse
 
 log = logging.getLogger(__name__)
 
-LAUNCHERS = tuple(TrainingRun.Launcher.values)
-PLACEHOLDERS = ("dataset_dir", "output_dir", "run_id", "config_file")
-LAUNCHER_KEYS = frozenset({"launcher", "command", "model_name"})
+BUILTIN = TrainingRun.Launcher.BUILTIN.value
+LAUNCHER_KEYS = frozenset({"launcher", "model_name"})
+# A run of a launcher definition: these keys and nothing else (its settings go under options).
+DEFINITION_KEYS = frozenset({"launcher", "model_name", "dataset_format", "options"})
 DEFAULT_MODEL_NAME = "spatial-rm"
 ACTIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 FINISHED = (
@@ -41,8 +48,14 @@ FINISHED = (
     TrainingRun.Status.FAILED,
     TrainingRun.Status.CANCELLED,
 )
+MAX_OPTIONS = 100
+MAX_OPTION_LIST = 1000
+MAX_OPTION_TEXT = 4096
+# Option strings are data for the command's config file; these would only matter to a shell,
+# so a value holding one is a mistake or an attack either way.
+SHELL_METACHARACTERS = (";", "|", "&", "$", "`", "\n", "\r", "\x00", ">", "<")
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 # The demo's short run: the built-in model, a few epochs, small batches (minutes on CPU).
 DEMO_CONFIG = {"backbone": "builtin", "head": "gaussian", "epochs": 4, "batch_size": 32,
                "lr": 0.002, "seed": 0, "image_size": 64}  # fmt: skip
@@ -56,59 +69,170 @@ def stale_seconds() -> float:
     return float(getattr(settings, "TRAINING_HEARTBEAT_STALE_SECONDS", 120))
 
 
-def _command_check(command: Any) -> str:
-    if not isinstance(command, str) or not command.strip():
-        raise ValidationFailed(
-            "the external launcher needs a command template, e.g. "
-            "'python train.py --data {dataset_dir} --out {output_dir}'",
-            field="config.command",
-        )
-    unknown = sorted({name for name in _PLACEHOLDER.findall(command)} - set(PLACEHOLDERS))
-    if unknown:
-        raise ValidationFailed(
-            f"unknown placeholder {{{unknown[0]}}}; use "
-            + ", ".join(f"{{{name}}}" for name in PLACEHOLDERS),
-            field="config.command",
-        )
+def _option_text(value: str, field: str) -> str:
+    for char in SHELL_METACHARACTERS:
+        if char in value:
+            shown = {"\n": "a newline", "\r": "a carriage return", "\x00": "a NUL"}.get(
+                char, repr(char)
+            )
+            raise ValidationFailed(
+                f"contains {shown}, a shell metacharacter: options are data for the launcher's "
+                "config file, never a command line",
+                field=field,
+            )
     try:
-        parts = shlex.split(command)
-    except ValueError as exc:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationFailed("is not valid text (a lone surrogate)", field=field) from None
+    if len(value) > MAX_OPTION_TEXT:
+        raise ValidationFailed(f"is longer than {MAX_OPTION_TEXT} characters", field=field)
+    if value.startswith(("/", "~")):
         raise ValidationFailed(
-            f"cannot be split into arguments: {exc}", field="config.command"
-        ) from None
-    if not parts:
-        raise ValidationFailed("is empty", field="config.command")
-    return command.strip()
-
-
-def training_config_clean(*, config: Any) -> dict[str, Any]:
-    """The run config checked and normalised (every default written in); errors name the key
-    as `config.<key>`. Trainer keys are checked by the trainer's own parser."""
-    if not isinstance(config, dict):
-        raise ValidationFailed("must be a JSON object", field="config")
-    launcher = config.get("launcher", TrainingRun.Launcher.BUILTIN)
-    if launcher not in LAUNCHERS:
-        raise ValidationFailed(
-            f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}",
-            field="config.launcher",
+            f"{value!r} is an absolute path: paths in options are relative to the run's folder",
+            field=field,
         )
+    if ".." in re.split(r"[/\\]", value):
+        raise ValidationFailed(f"{value!r} leaves the run's folder ('..')", field=field)
+    return value
+
+
+def _option_scalar(value: Any, field: str) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValidationFailed("is out of the 64-bit integer range", field=field)
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationFailed("must be a finite number", field=field)
+        return value
+    if isinstance(value, str):
+        return _option_text(value, field)
+    raise ValidationFailed(
+        "must be a string, number, true/false or null (or a list of those)", field=field
+    )
+
+
+def _options_clean(options: Any) -> dict[str, Any]:
+    """A launcher's options: an object of JSON scalars or lists of them, each string free of
+    shell metacharacters and of paths that leave the run's folder."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValidationFailed("must be an object of settings", field="config.options")
+    if len(options) > MAX_OPTIONS:
+        raise ValidationFailed(f"has more than {MAX_OPTIONS} keys", field="config.options")
+    clean: dict[str, Any] = {}
+    for key, value in options.items():
+        if not _OPTION_KEY.match(key):
+            raise ValidationFailed(
+                "an option name is 1 to 64 letters, digits, '_', '.' or '-'",
+                field="config.options",
+            )
+        field = f"config.options.{key}"
+        if isinstance(value, list):
+            if len(value) > MAX_OPTION_LIST:
+                raise ValidationFailed(f"has more than {MAX_OPTION_LIST} items", field=field)
+            clean[key] = [_option_scalar(item, f"{field}[{i}]") for i, item in enumerate(value)]
+        else:
+            clean[key] = _option_scalar(value, field)
+    return dict(sorted(clean.items()))
+
+
+def _model_name(config: dict[str, Any]) -> str:
     model_name = config.get("model_name", DEFAULT_MODEL_NAME)
     if not isinstance(model_name, str) or not _SLUG.match(model_name):
         raise ValidationFailed(
             "a name of 1 to 100 letters, digits, '-' or '_' is required", field="config.model_name"
         )
+    return model_name
+
+
+def _builtin_clean(config: dict[str, Any]) -> dict[str, Any]:
+    if "options" in config:
+        raise ValidationFailed(
+            "the built-in trainer takes its settings as top-level keys", field="config.options"
+        )
+    model_name = _model_name(config)
     trainer_raw = {key: value for key, value in config.items() if key not in LAUNCHER_KEYS}
+    model_path = trainer_raw.get("model_path")
+    if isinstance(model_path, str):  # an absolute folder on the worker, but never shell
+        for char in SHELL_METACHARACTERS:
+            if char in model_path:
+                raise ValidationFailed(
+                    f"contains {char!r}, a shell metacharacter", field="config.model_path"
+                )
     try:
-        trainer = config_parse(trainer_raw, check_paths=launcher == TrainingRun.Launcher.BUILTIN)
+        trainer = config_parse(trainer_raw, check_paths=True)
     except ConfigError as exc:
         field = "config" if exc.field == "config" else f"config.{exc.field}"
         raise ValidationFailed(exc.message, field=field) from None
-    clean: dict[str, Any] = {"launcher": launcher, "model_name": model_name, **trainer.as_json()}
-    if launcher == TrainingRun.Launcher.EXTERNAL:
-        clean["command"] = _command_check(config.get("command"))
-    elif "command" in config:
-        raise ValidationFailed("only the external launcher runs a command", field="config.command")
-    return clean
+    return {"launcher": BUILTIN, "model_name": model_name, **trainer.as_json()}
+
+
+def _definition_clean(
+    config: dict[str, Any], launcher: str
+) -> tuple[dict[str, Any], TrainingLauncher]:
+    definition = TrainingLauncher.objects.filter(name=launcher, enabled=True).first()
+    if definition is None:
+        names = list(
+            TrainingLauncher.objects.filter(enabled=True).values_list("name", flat=True)[:50]
+        )
+        raise ValidationFailed(
+            f"unknown launcher {launcher!r}; choose builtin"
+            + (f" or one of {', '.join(names)}" if names else "")
+            + " (launchers are defined by an admin)",
+            field="config.launcher",
+        )
+    unknown = sorted(set(config) - DEFINITION_KEYS)
+    if unknown:
+        raise ValidationFailed(
+            f"unknown key for the {launcher} launcher; its settings go under options",
+            field=f"config.{unknown[0]}",
+        )
+    dataset_format = config.get("dataset_format", "parquet")
+    if dataset_format not in DATASET_FORMATS:
+        raise ValidationFailed(
+            f"unknown value {dataset_format!r}; choose one of {', '.join(DATASET_FORMATS)}",
+            field="config.dataset_format",
+        )
+    clean = {
+        "launcher": definition.name,
+        "model_name": _model_name(config),
+        "dataset_format": dataset_format,
+        "options": _options_clean(config.get("options")),
+    }
+    return clean, definition
+
+
+def _config_clean(config: Any) -> tuple[dict[str, Any], TrainingLauncher | None]:
+    if not isinstance(config, dict):
+        raise ValidationFailed("must be a JSON object", field="config")
+    if "command" in config:
+        raise ValidationFailed(
+            "a run config carries no command: ask an admin to define a launcher for it, then "
+            'pick it by name ({"launcher": "<name>", "options": {...}})',
+            field="config.command",
+        )
+    launcher = config.get("launcher", BUILTIN)
+    if not isinstance(launcher, str):
+        raise ValidationFailed("must be a launcher's name", field="config.launcher")
+    if launcher == BUILTIN:
+        return _builtin_clean(config), None
+    return _definition_clean(config, launcher)
+
+
+def training_config_clean(*, config: Any) -> dict[str, Any]:
+    """The run config checked and normalised (every default written in); errors name the key
+    as `config.<key>`.
+
+    `launcher` is "builtin" (the default; the trainer's keys, checked by its own parser) or
+    the name of an enabled launcher definition, whose config is `model_name`,
+    `dataset_format` and `options`: data written to the command's config file, never a
+    command line (a `command` key is refused).
+    """
+    return _config_clean(config)[0]
 
 
 def training_config_hash(*, config: dict[str, Any]) -> str:
@@ -158,7 +282,7 @@ def training_run_start(
     """
     from training_bridge.tasks import training_run_execute_task
 
-    clean = training_config_clean(config=config)
+    clean, definition = _config_clean(config)
     version = _version_trainable(version_id)
     config_hash = training_config_hash(config=clean)
     user = created_by if created_by is not None and created_by.is_authenticated else None
@@ -178,6 +302,7 @@ def training_run_start(
                     config_hash=config_hash,
                     attempt=latest.attempt + 1 if latest else 1,
                     launcher=clean["launcher"],
+                    launcher_definition=definition,
                     created_by=user,
                 )
                 _export_ensure(version, clean["dataset_format"])

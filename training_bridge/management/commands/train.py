@@ -3,13 +3,15 @@
     manage.py train start --dataset spatial --version 1 --config '{"head": "gaussian"}'
     manage.py train start --version-id 7 --config @run.json --set epochs=3 --set lr=0.0005
     manage.py train start --dataset spatial --version 1 --run-now      # train in this process
+    manage.py train start --version-id 7 --set launcher=team-vlm-lora --set options.rank=16
     manage.py train cancel 12
     manage.py train status 12 [--json]
     manage.py train sweep                                               # stale heartbeats
 
 `start` queues the run on the `training` queue (the same version and config give the existing
 run; --force makes a new attempt); with --run-now it exports the dataset if needed and trains
-in this process. Errors name the offending field (`config.backbone: ...`).
+in this process. `--set options.<name>=value` sets one option of a launcher definition.
+Errors name the offending field (`config.backbone: ...`, `config.options.data_path: ...`).
 """
 
 from __future__ import annotations
@@ -51,9 +53,16 @@ def _config(raw: str | None, sets: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise CommandError(f"--set: expected key=value, got {item!r}")
         try:
-            config[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            config[key] = value  # a bare string: --set backbone=clip
+            parsed = value  # a bare string: --set backbone=clip
+        if key.startswith("options."):
+            options = config.setdefault("options", {})
+            if not isinstance(options, dict):
+                raise CommandError("config.options: must be an object of settings")
+            options[key.removeprefix("options.")] = parsed
+        else:
+            config[key] = parsed
     return config
 
 
