@@ -174,6 +174,7 @@ class TrainingLauncherSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingLauncher
         fields = ["name", "description", "enabled", "placeholders", "updated_at"]
+        read_only_fields = fields  # written by superusers only, never through the API
 
     def get_placeholders(self, launcher: TrainingLauncher) -> list[str]:
         return argv_placeholders(launcher.argv)
