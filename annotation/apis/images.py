@@ -1,12 +1,19 @@
-"""Image views: candidate images by opaque token, and queues' example images.
+"""Image views: pair images by per-lease reference, and queues' example images.
 
-With local storage the bytes come from here (authenticated); with S3 these views redirect to
-a presigned URL valid for hours. Browsers ask for images with Accept: image/*, so content
-negotiation falls back to JSON only for the error body.
+A pair's image always comes through here, streamed from the storage (local or S3), because
+any storage URL would name the content-hash key (services/images.py). Example images (the
+same for the whole queue) come from local storage here, or as a redirect to a presigned URL
+with S3. Browsers ask for images with Accept: image/*, so content negotiation falls back to
+JSON only for the error body.
 """
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -18,24 +25,24 @@ from annotation.models import InstructionImage
 from annotation.selectors import labeling_queue_for_labeling
 from annotation.serializers import ErrorSerializer
 from annotation.services.images import (
-    IMAGE_URL_SECONDS,
-    image_source_for,
-    image_token_resolve,
+    IMAGE_REFERENCE_SECONDS,
+    image_reference_resolve,
+    image_reference_source,
     storage_presigns,
+    stored_file_chunks,
     thumbnail_ensure,
 )
 from config.errors import NotFound
 
 _IMAGE_RESPONSES = {
     (200, "image/webp"): OpenApiResponse(OpenApiTypes.BINARY, description="The image."),
-    302: OpenApiResponse(description="Redirect to a presigned URL (S3 storage)."),
     404: OpenApiResponse(ErrorSerializer, description="Unknown, foreign or expired link."),
 }
 
 
 def _serve(key: str, content_type: str) -> HttpResponseBase:
     if storage_presigns():
-        return HttpResponseRedirect(default_storage.url(key, expire=IMAGE_URL_SECONDS))
+        return HttpResponseRedirect(default_storage.url(key, expire=IMAGE_REFERENCE_SECONDS))
     response = FileResponse(default_storage.open(key, "rb"), content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"
     return response
@@ -51,10 +58,19 @@ class _ImageView(APIView):
 class ImageApi(_ImageView):
     @extend_schema(operation_id="labeling_image", responses=_IMAGE_RESPONSES)
     def get(self, request: Request, token: str) -> HttpResponseBase:
-        sha = image_token_resolve(user=request.user, token=token)
-        source = image_source_for(content_sha256=sha)
-        thumb = thumbnail_ensure(content_sha256=sha, storage_key=source.storage_key)
-        return _serve(thumb.storage_key, "image/webp")
+        reference = image_reference_resolve(user=request.user, token=token)
+        source = image_reference_source(user=request.user, reference=reference)
+        thumb = thumbnail_ensure(
+            content_sha256=source.content_sha256, storage_key=source.storage_key
+        )
+        # Nothing in the headers may be the same for one image in two pairs: no file name
+        # (it is the content hash), no ETag or Last-Modified; private, so no shared cache
+        # keeps it past the reference's life.
+        response = StreamingHttpResponse(
+            stored_file_chunks(key=thumb.storage_key), content_type="image/webp"
+        )
+        response["Cache-Control"] = f"private, max-age={IMAGE_REFERENCE_SECONDS}"
+        return response
 
 
 def example_image_url(image: InstructionImage) -> str:

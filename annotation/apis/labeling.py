@@ -51,8 +51,8 @@ def _item_data(item: LeasedItem, urls: ImageUrlMaker) -> dict[str, Any]:
             "relations": structure.get("relations") or [],
             "scene": structure.get("scene") if isinstance(structure.get("scene"), str) else None,
         },
-        "left": {"url": urls.url(item.left)},
-        "right": {"url": urls.url(item.right)},
+        "left": {"url": urls.url(pair_id=item.pair_id, side="left")},
+        "right": {"url": urls.url(pair_id=item.pair_id, side="right")},
         "lease_expires_at": item.expires_at,
     }
 

@@ -86,7 +86,7 @@ def _check_count(count: int | None) -> int | None:
 
 
 def _item_from_row(row: tuple) -> LeasedItem:
-    pair_id, expires_at, text, structure, lsha, lkey, lthumb, rsha, rkey, rthumb = row
+    pair_id, expires_at, text, structure, lsha, lkey, rsha, rkey = row
     if isinstance(structure, str):  # jsonb arrives as text on Django's connection
         structure = json.loads(structure)
     return LeasedItem(
@@ -94,8 +94,8 @@ def _item_from_row(row: tuple) -> LeasedItem:
         expires_at=expires_at,
         prompt_text=text,
         prompt_structure=structure or {},
-        left=ImageSource(content_sha256=lsha, storage_key=lkey, thumbnail_key=lthumb),
-        right=ImageSource(content_sha256=rsha, storage_key=rkey, thumbnail_key=rthumb),
+        left=ImageSource(content_sha256=lsha, storage_key=lkey),
+        right=ImageSource(content_sha256=rsha, storage_key=rkey),
     )
 
 

@@ -1,15 +1,24 @@
-"""Images as annotators see them: opaque URLs and screen-sized WebP thumbnails.
+"""Images as annotators see them: per-lease references and screen-sized WebP thumbnails.
 
-A URL names an image only by a signed token bound to the annotator (local storage: served by
-an authenticated view) or is a presigned S3 URL of the thumbnail valid for hours, far longer
-than a lease. Neither carries a model, seed, prompt lineage or intended winner: the only thing
-inside is the content hash of the image bytes. Thumbnails are made once per source image
+An annotator gets an image only through a *reference* to one side of one pair they were
+leased: `<pair>.<l|r>.<nonce>:<issued>:<signature>`, signed with a salt bound to the user
+(django.core.signing) and honoured for `IMAGE_REFERENCE_SECONDS`. It says nothing about the
+image itself: two pairs that show the same image get references that share nothing (other
+pair, random nonce, other signature), and even one side of one pair gets a new reference on
+every response, so an annotator cannot link an image across pairs from the references (the
+audit picked the intended winner of counterfactual pairs from equal URLs: the original image
+recurs across its perturbations). References are made in Python from the pair id and side
+that `next` already returns (no query per item); the view resolves them through the lease
+to the candidate, whose thumbnail it streams from the storage (local or S3 alike: a
+presigned URL would name the content-hash key). Thumbnails are made once per source image
 (keyed by its content hash) by the pair-building task, or on first view.
 """
 
 import io
 import logging
+import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -20,7 +29,7 @@ from django.db import IntegrityError
 from django.urls import reverse
 from PIL import Image, UnidentifiedImageError
 
-from annotation.models import ImageThumbnail
+from annotation.models import Assignment, ImageThumbnail
 from config.errors import NotFound
 from generation_workers.models import Candidate
 
@@ -28,19 +37,37 @@ log = logging.getLogger(__name__)
 
 THUMBNAIL_MAX_SIDE = 768
 THUMBNAIL_QUALITY = 85
-# An image URL stays valid this long after it is handed out (a lease is 10 minutes by default).
-IMAGE_URL_SECONDS = 6 * 3600
+# How long an image reference is honoured after it is handed out. The page fetches a pair's
+# images as soon as it receives the pair (and keeps the decoded images), so this only has to
+# cover that fetch; a lease is 10 minutes by default, and a reload asks `next` again, which
+# hands out fresh references for the pairs still held.
+IMAGE_REFERENCE_SECONDS = 30 * 60
+STREAM_CHUNK_BYTES = 64 * 1024
+_SIDES = {"left": "l", "right": "r"}
 
 
 @dataclass(frozen=True)
 class ImageSource:
     content_sha256: str
     storage_key: str
-    thumbnail_key: str | None
 
 
-def _signer(user_id: int) -> signing.Signer:
-    return signing.Signer(salt=f"annotation.image.{user_id}")
+@dataclass(frozen=True)
+class ImageReference:
+    pair_id: int
+    side: str  # "left" or "right", as shown to the annotator
+
+
+class _ReferenceSigner(signing.TimestampSigner):
+    """One user's reference signer; `issued_at` fixes the timestamp (one clock per response,
+    and an injectable one for tests)."""
+
+    def __init__(self, *, user_id: int, issued_at: float | None = None) -> None:
+        super().__init__(salt=f"annotation.image-reference.{user_id}")
+        self._issued = None if issued_at is None else signing.b62_encode(int(issued_at))
+
+    def timestamp(self) -> str:
+        return self._issued or super().timestamp()
 
 
 def storage_presigns() -> bool:
@@ -49,32 +76,82 @@ def storage_presigns() -> bool:
 
 
 class ImageUrlMaker:
-    """Makes the URLs of one response: the signer and the view's prefix are built once."""
+    """Makes the image URLs of one response: the signer and the view's prefix are built once."""
 
-    def __init__(self, *, user: AbstractBaseUser) -> None:
-        self._signer = _signer(user.pk)
-        self._expires = int(time.time()) + IMAGE_URL_SECONDS
+    def __init__(self, *, user: AbstractBaseUser, issued_at: float | None = None) -> None:
+        self._signer = _ReferenceSigner(
+            user_id=user.pk, issued_at=time.time() if issued_at is None else issued_at
+        )
         self._prefix = reverse("api:annotation:image", kwargs={"token": "T"})[:-2]
-        self._presign = storage_presigns()
 
-    def url(self, image: ImageSource) -> str:
-        if self._presign and image.thumbnail_key:
-            return default_storage.url(image.thumbnail_key, expire=IMAGE_URL_SECONDS)
-        token = self._signer.sign(f"{image.content_sha256}.{self._expires}")
-        return f"{self._prefix}{token}/"
+    def url(self, *, pair_id: int, side: str) -> str:
+        # The nonce makes every reference unique, even one side of one pair asked for twice
+        # in the same second; the signature makes it unforgeable.
+        value = f"{int(pair_id)}.{_SIDES[side]}.{secrets.token_urlsafe(6)}"
+        return f"{self._prefix}{self._signer.sign(value)}/"
 
 
-def image_token_resolve(*, user: AbstractBaseUser, token: str) -> str:
-    """The content hash a token of this user names; 404 for a foreign, forged or old token."""
+def image_reference_resolve(*, user: AbstractBaseUser, token: str) -> ImageReference:
+    """The (pair, side) a reference of this user names; 404 for a foreign, forged or old one."""
+    signer = _ReferenceSigner(user_id=user.pk)
     try:
-        value = _signer(user.pk).unsign(token)
-        sha, expires = value.rsplit(".", 1)
-        expired = int(expires) < time.time()
-    except (signing.BadSignature, ValueError):
+        value = signer.unsign(token, max_age=IMAGE_REFERENCE_SECONDS)
+    except signing.SignatureExpired:
+        raise NotFound(
+            "this image link has expired; ask for the pair again", field="token"
+        ) from None
+    except signing.BadSignature:
         raise NotFound("no such image", field="token") from None
-    if expired:
-        raise NotFound("this image link has expired; ask for the pair again", field="token")
-    return sha
+    try:
+        pair, side, _nonce = value.split(".")
+        return ImageReference(pair_id=int(pair), side={"l": "left", "r": "right"}[side])
+    except (ValueError, KeyError):  # signed by us, so only a changed format gets here
+        raise NotFound("no such image", field="token") from None
+
+
+def image_reference_source(*, user: AbstractBaseUser, reference: ImageReference) -> ImageSource:
+    """The stored image a reference shows: the side of the pair as this annotator's lease
+    presents it. 404 unless they hold or held a lease on the pair (any queue's pair has one
+    lease per annotator, so a reference never serves anyone else)."""
+    lease = (
+        Assignment.objects.filter(pair_id=reference.pair_id, annotator=user)
+        .values_list("left_candidate_id", "pair__candidate_a_id", "pair__candidate_b_id")
+        .first()
+    )
+    if lease is None:
+        raise NotFound("no such image", field="token")
+    left, a, b = lease
+    if reference.side == "left":
+        candidate_id = left
+    else:
+        candidate_id = b if left == a else a
+    row = (
+        Candidate.objects.filter(pk=candidate_id, status=Candidate.Status.DONE)
+        .exclude(content_sha256="")
+        .values_list("content_sha256", "storage_key")
+        .first()
+    )
+    if row is None:
+        raise NotFound("no such image", field="token")
+    return ImageSource(content_sha256=row[0], storage_key=row[1])
+
+
+def stored_file_chunks(*, key: str) -> Iterator[bytes]:
+    """The bytes stored under `key`, chunk by chunk, closing the file at the end (or when the
+    response is closed early)."""
+    try:
+        handle = default_storage.open(key, "rb")
+    except (OSError, ValueError) as exc:
+        log.error("labeling.image.unreadable key=%s error=%s", key, exc)
+        raise NotFound("this image cannot be read", field="image") from exc
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from handle.chunks(STREAM_CHUNK_BYTES)
+        finally:
+            handle.close()
+
+    return chunks()
 
 
 def thumbnail_ensure(*, content_sha256: str, storage_key: str) -> ImageThumbnail:
@@ -127,16 +204,3 @@ def thumbnails_ensure(*, candidate_ids: list[int]) -> int:
         except NotFound:
             continue  # logged; the view retries on first display
     return made
-
-
-def image_source_for(*, content_sha256: str) -> ImageSource:
-    """The stored image behind a content hash (any finished candidate with those bytes)."""
-    key = (
-        Candidate.objects.filter(content_sha256=content_sha256, status=Candidate.Status.DONE)
-        .values_list("storage_key", flat=True)
-        .first()
-    )
-    if key is None:
-        raise NotFound("no such image", field="token")
-    thumb = ImageThumbnail.objects.filter(content_sha256=content_sha256).first()
-    return ImageSource(content_sha256, key, thumb.storage_key if thumb else None)

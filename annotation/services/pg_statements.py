@@ -30,9 +30,11 @@ _ACCESS = """
 
 # What an item on screen needs: the prompt judged against and the two images in the order
 # shown. Nothing about models, seeds, lineage or the intended winner. A LATERAL block of
-# primary-key and unique-key lookups per item, so its cost never depends on table sizes.
+# primary-key lookups per item, so its cost never depends on table sizes. The API hands out
+# only references to (pair, side) (services/images.py); the images' hashes and keys are for
+# the services' callers that act on what was shown (simulated annotators in tests and bench).
 _ITEM_COLUMNS = """
-    it.text, it.structure, it.l_sha, it.l_key, it.l_thumb, it.r_sha, it.r_key, it.r_thumb
+    it.text, it.structure, it.l_sha, it.l_key, it.r_sha, it.r_key
 """
 
 
@@ -41,11 +43,7 @@ def _item_lateral(pair: str, left: str) -> str:
     LEFT JOIN LATERAL (
         SELECT pr.text, pr.structure, ip.priority, ip.judgments_count,
                cl.content_sha256 AS l_sha, cl.storage_key AS l_key,
-               (SELECT t.storage_key FROM annotation_imagethumbnail t
-                WHERE t.content_sha256 = cl.content_sha256) AS l_thumb,
-               cr.content_sha256 AS r_sha, cr.storage_key AS r_key,
-               (SELECT t.storage_key FROM annotation_imagethumbnail t
-                WHERE t.content_sha256 = cr.content_sha256) AS r_thumb
+               cr.content_sha256 AS r_sha, cr.storage_key AS r_key
         FROM annotation_pair ip
         JOIN generation_workers_prompt pr ON pr.id = ip.prompt_id
         JOIN generation_workers_candidate cl ON cl.id = {left}

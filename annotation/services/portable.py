@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from annotation.models import Assignment, ImageThumbnail, LabelingQueue, Pair
+from annotation.models import Assignment, LabelingQueue, Pair
 from annotation.selectors import labeling_queue_for_labeling
 from annotation.services.images import ImageSource
 from annotation.services.results import HeartbeatResult, LeasedItem, NextResult
@@ -28,14 +28,6 @@ def items_for(*, user: AbstractBaseUser, pair_ids: list[int]) -> list[LeasedItem
 
 
 def items_orm(leases: list[Assignment]) -> list[LeasedItem]:
-    shas = set()
-    for lease in leases:
-        shas.update({lease.pair.candidate_a.content_sha256, lease.pair.candidate_b.content_sha256})
-    thumbs = dict(
-        ImageThumbnail.objects.filter(content_sha256__in=shas).values_list(
-            "content_sha256", "storage_key"
-        )
-    )
     items = []
     for lease in leases:
         pair = lease.pair
@@ -47,12 +39,8 @@ def items_orm(leases: list[Assignment]) -> list[LeasedItem]:
                 expires_at=lease.expires_at,
                 prompt_text=pair.prompt.text,
                 prompt_structure=pair.prompt.structure or {},
-                left=ImageSource(
-                    left.content_sha256, left.storage_key, thumbs.get(left.content_sha256)
-                ),
-                right=ImageSource(
-                    right.content_sha256, right.storage_key, thumbs.get(right.content_sha256)
-                ),
+                left=ImageSource(left.content_sha256, left.storage_key),
+                right=ImageSource(right.content_sha256, right.storage_key),
             )
         )
     return items

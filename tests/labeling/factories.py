@@ -15,6 +15,12 @@ from PIL import Image, ImageDraw
 from rest_framework.test import APIClient
 
 from annotation.models import Assignment, LabelingQueue, Pair
+from annotation.services.images import (
+    ImageSource,
+    image_reference_resolve,
+    image_reference_source,
+)
+from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
 from config.roles import Role, user_create
 from generation_workers.models import Candidate
@@ -88,6 +94,44 @@ def queue_with_pairs(
             )
         )
     return queue, pairs
+
+
+def counterfactual_queue(
+    *, originals: int = 2, perturbations: int = 3, config=None, seed: int = 0, **queue_kwargs
+) -> tuple[LabelingQueue, list[Candidate]]:
+    """A queue of counterfactual pairs where each original image recurs in several pairs: each
+    original prompt has `perturbations` perturbed copies rendered with the same config and
+    seed, so its one candidate is the intended winner of `perturbations` pairs. Returns the
+    queue and the originals' candidates."""
+    campaign = CampaignFactory()
+    config = config or GeneratorConfigFactory()
+    queue = queue_for_annotators(**queue_kwargs)
+    winners = []
+    for i in range(originals):
+        original = PromptFactory(prompt_set=campaign.prompt_set)
+        winners.append(
+            candidate_with_image(campaign=campaign, prompt=original, config=config, seed=seed + i)
+        )
+        for kind in ("flip", "swap", "replace", "flip", "swap")[:perturbations]:
+            perturbed = PromptFactory(
+                prompt_set=campaign.prompt_set,
+                parent=original,
+                perturbation_type=kind,
+                num_perturbations=1,
+            )
+            candidate_with_image(campaign=campaign, prompt=perturbed, config=config, seed=seed + i)
+    pairs_build(
+        queue_id=queue.pk, campaign_id=campaign.pk, kind="counterfactual", make_thumbnails=False
+    )
+    assert Pair.objects.filter(queue=queue).count() == originals * perturbations
+    return queue, winners
+
+
+def image_shown(user, url: str) -> ImageSource:
+    """The stored image behind an image URL handed to `user` (as the image view resolves it)."""
+    token = url.rstrip("/").rsplit("/", 1)[1]
+    reference = image_reference_resolve(user=user, token=token)
+    return image_reference_source(user=user, reference=reference)
 
 
 def client_for(user) -> APIClient:

@@ -11,12 +11,13 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection
 from django.db.models import Count, F
 from django.utils import timezone
 
-from annotation.models import Assignment, Judgment, Pair
+from annotation.models import Assignment, Judgment, Pair, UndoneJudgment
 from annotation.services.assignment import leases_reclaim_expired
 from tests.labeling.factories import annotators, client_for, next_url, queue_with_pairs, submit_url
 
@@ -184,3 +185,60 @@ def test_sixteen_annotators_in_parallel_exhaust_the_queue_and_every_invariant_ho
     assert len(per_annotator) >= N_ANNOTATORS // 2
     assert sum(w.statuses["retry 200"] for w in workers) > 0
     assert saboteur.expired > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_of_one_undo_at_once_take_back_the_answer_once(engine, settings):
+    # Given an answer, and its pair locked by someone else for now
+    queue, (pair,) = queue_with_pairs(n_pairs=1)
+    (ann,) = annotators(1)
+    client = client_for(ann)
+    assert client.post(next_url(queue), {"count": 1}, format="json").status_code == 200
+    sid = str(uuid.uuid4())
+    answer = {"pair": pair.pk, "client_submission_id": sid, "choice": "left"}
+    assert client.post(submit_url(queue), answer, format="json").status_code == 201
+    db = settings.DATABASES["default"]
+    dsn = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    responses = []
+
+    def send_undo() -> None:
+        try:
+            responses.append(
+                client_for(ann).post(
+                    f"/api/labeling/queues/{queue.pk}/undo/",
+                    {"client_submission_id": sid},
+                    format="json",
+                )
+            )
+        finally:
+            connection.close()
+
+    # When the browser's undo and its retry both wait for the pair, then go on together
+    # (pg_stat_activity is read outside the blocker's transaction, which would keep one
+    # snapshot of it)
+    with psycopg.connect(dsn) as blocker, psycopg.connect(dsn, autocommit=True) as watcher:
+        blocker.execute("SELECT id FROM annotation_pair WHERE id = %s FOR UPDATE", [pair.pk])
+        threads = [threading.Thread(target=send_undo) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        waiting = 0
+        while waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+        assert waiting == 2
+        blocker.rollback()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # Then both get the pair back, and the answer was taken back once
+    assert [r.status_code for r in responses] == [200, 200], [r.content for r in responses]
+    assert [r.json()["pair"] for r in responses] == [pair.pk, pair.pk]
+    assert Judgment.objects.count() == 0
+    assert UndoneJudgment.objects.count() == 1
+    pair.refresh_from_db()
+    assert (pair.judgments_count, pair.reserved_count) == (0, 1)
+    assert Assignment.objects.get(annotator=ann).status == "active"

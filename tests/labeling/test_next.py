@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from annotation.models import Assignment, Judgment, Pair
 from annotation.services.assignment import OPEN_WINDOW
-from annotation.services.images import image_token_resolve
 from annotation.services.judgments import judgment_submit
 from annotation.services.pairs import pairs_build
 from tests.factories import CampaignFactory, GeneratorConfigFactory, PromptFactory
@@ -20,6 +19,7 @@ from tests.labeling.factories import (
     annotators,
     candidate_with_image,
     client_for,
+    image_shown,
     next_url,
     past_answers,
     queue_for_annotators,
@@ -231,10 +231,9 @@ def test_left_and_right_are_randomised_per_annotator_and_pair_and_stored():
         right = (
             pair.candidate_b if lease.left_candidate_id == pair.candidate_a_id else pair.candidate_a
         )
-        token = item["left"]["url"].rstrip("/").rsplit("/", 1)[1]
-        assert image_token_resolve(user=ann, token=token) == lease.left_candidate.content_sha256
-        token = item["right"]["url"].rstrip("/").rsplit("/", 1)[1]
-        assert image_token_resolve(user=ann, token=token) == right.content_sha256
+        shown = image_shown(ann, item["left"]["url"])
+        assert shown.content_sha256 == lease.left_candidate.content_sha256
+        assert image_shown(ann, item["right"]["url"]).content_sha256 == right.content_sha256
     assert set(Judgment.objects.values_list("left_candidate_id", flat=True)) == {
         leases[item["pair"]].left_candidate_id for item in items[:20]
     }

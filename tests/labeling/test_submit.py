@@ -8,10 +8,10 @@ from django.utils import timezone
 
 from annotation.models import Assignment, Judgment, Pair, UndoneJudgment
 from annotation.services.assignment import leases_reclaim_expired
-from annotation.services.images import image_token_resolve
 from tests.labeling.factories import (
     annotators,
     client_for,
+    image_shown,
     next_url,
     queue_with_pairs,
     submit_url,
@@ -33,7 +33,7 @@ def post_submit(user, queue, pair_id, choice="left", sid=None, **extra):
 
 
 def image_of(user, image: dict) -> str:
-    return image_token_resolve(user=user, token=image["url"].rstrip("/").rsplit("/", 1)[1])
+    return image_shown(user, image["url"]).content_sha256
 
 
 def counters(pair) -> tuple[int, int]:
@@ -355,6 +355,126 @@ def test_undo_of_a_skip_whose_slot_went_to_someone_else_is_a_409():
     assert response.json()["error"] == "pair_taken"
     assert Judgment.objects.count() == 1
     assert counters(pair) == (0, 1)
+
+
+def labeling_state() -> tuple:
+    """Every row the labeling loop writes, to show that a request wrote nothing."""
+    return (
+        list(Judgment.objects.values_list("id", "pair_id", "client_submission_id", "choice")),
+        list(
+            UndoneJudgment.objects.values_list(
+                "id", "pair_id", "client_submission_id", "choice", "undone_at"
+            )
+        ),
+        list(
+            Assignment.objects.values_list(
+                "id", "pair_id", "annotator_id", "left_candidate_id", "status", "expires_at"
+            )
+        ),
+        list(Pair.objects.values_list("id", "judgments_count", "reserved_count", "fresh")),
+    )
+
+
+def test_an_undo_sent_again_returns_the_pair_again_and_changes_nothing():
+    # Given an answer taken back, whose response the browser never got
+    queue, pairs = queue_with_pairs(n_pairs=2)
+    ann, other = annotators(2)
+    take(ann, queue, 2)
+    sid = uuid.uuid4()
+    post_submit(ann, queue, pairs[0].pk, "left", sid=sid)
+    first = undo(ann, queue, sid)
+    before = labeling_state()
+
+    # When the browser sends the same undo again (and someone else sends its id)
+    again = undo(ann, queue, sid)
+    foreign = undo(other, queue, sid)
+
+    # Then it gets the pair as the first undo returned it, and nothing changed
+    assert first.status_code == again.status_code == 200, again.content
+    assert again.json()["pair"] == first.json()["pair"] == pairs[0].pk
+    assert set(again.json()) == set(first.json())
+    assert again.json()["prompt"] == first.json()["prompt"]
+    assert again.json()["lease_expires_at"] == first.json()["lease_expires_at"]
+    for side in ("left", "right"):
+        assert image_of(ann, again.json()[side]) == image_of(ann, first.json()[side])
+        assert again.json()[side]["url"] != first.json()[side]["url"]
+    assert foreign.status_code == 404
+    assert labeling_state() == before
+    assert list(UndoneJudgment.objects.values_list("client_submission_id", flat=True)) == [sid]
+    assert counters(pairs[0]) == (0, 1)
+
+
+def test_an_undo_sent_again_after_other_requests_undoes_no_other_answer():
+    # Given an answer taken back, then another answer and a heartbeat
+    queue, pairs = queue_with_pairs(n_pairs=3)
+    (ann,) = annotators(1)
+    take(ann, queue, 3)
+    sid, later = uuid.uuid4(), uuid.uuid4()
+    post_submit(ann, queue, pairs[0].pk, "left", sid=sid)
+    assert undo(ann, queue, sid).status_code == 200
+    assert post_submit(ann, queue, pairs[1].pk, "right", sid=later).status_code == 201
+    heartbeat = client_for(ann).post(
+        f"/api/labeling/queues/{queue.pk}/heartbeat/", {"pairs": [pairs[0].pk]}, format="json"
+    )
+    assert heartbeat.status_code == 200
+    before = labeling_state()
+
+    # When the first undo arrives again
+    response = undo(ann, queue, sid)
+
+    # Then it answers for the pair it took back; the later answer stands
+    assert response.status_code == 200, response.content
+    assert response.json()["pair"] == pairs[0].pk
+    assert labeling_state() == before
+    assert list(Judgment.objects.values_list("client_submission_id", "choice")) == [
+        (later, "right")
+    ]
+    assert counters(pairs[1]) == (1, 0)
+
+
+def test_an_undo_sent_again_after_the_lease_ran_out_is_a_409_lease_expired():
+    queue, (pair,) = queue_with_pairs(n_pairs=1)
+    (ann,) = annotators(1)
+    take(ann, queue)
+    sid = uuid.uuid4()
+    post_submit(ann, queue, pair.pk, "left", sid=sid)
+    assert undo(ann, queue, sid).status_code == 200
+    _expire(ann)
+    before = labeling_state()
+
+    late = undo(ann, queue, sid)  # past its time, not yet swept
+
+    assert late.status_code == 409
+    assert late.json() == {
+        "error": "lease_expired",
+        "detail": "the lease on this pair has run out; the answer can no longer be undone",
+        "field": "client_submission_id",
+    }
+    assert labeling_state() == before
+    assert leases_reclaim_expired() == 1
+    swept = labeling_state()
+    assert undo(ann, queue, sid).json()["error"] == "lease_expired"
+    assert labeling_state() == swept
+
+
+def test_an_undo_sent_again_after_the_pair_was_answered_again_is_a_409():
+    queue, (pair,) = queue_with_pairs(n_pairs=1)
+    (ann,) = annotators(1)
+    take(ann, queue)
+    sid, again = uuid.uuid4(), uuid.uuid4()
+    post_submit(ann, queue, pair.pk, "left", sid=sid)
+    assert undo(ann, queue, sid).status_code == 200
+    assert post_submit(ann, queue, pair.pk, "right", sid=again).status_code == 201
+    before = labeling_state()
+
+    response = undo(ann, queue, sid)
+
+    assert response.status_code == 409
+    assert response.json()["error"] == "submission_undone"
+    assert labeling_state() == before
+    assert list(Judgment.objects.values_list("client_submission_id", "choice")) == [
+        (again, "right")
+    ]
 
 
 def test_progress_counts_todays_answers_and_the_pairs_left():
