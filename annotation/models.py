@@ -369,6 +369,11 @@ class PairBuild(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The run that owns the build while it runs, and the build's last sign of life (queued,
+    # claimed, each batch of pairs): a second delivery leaves a build whose owner beat within
+    # RECOVERY_STALE_SECONDS alone, and takes over a stale one.
+    run_token = models.UUIDField(null=True, blank=True, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

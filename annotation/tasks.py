@@ -1,4 +1,7 @@
-"""Celery tasks of the labeling stage (queue `cpu`): they re-load rows by id and call services."""
+"""Celery tasks of the labeling stage (queue `cpu`): they re-load rows by id and call services.
+
+`annotation.recover` is Celery beat's sweep of this stage (pair builds, annotation/services/
+pairs.py: `pair_builds_recover`)."""
 
 import logging
 
@@ -55,3 +58,21 @@ def thumbnails_task(*, candidate_ids: list[int]) -> None:
 
     made = thumbnails_ensure(candidate_ids=candidate_ids)
     log.info("labeling.thumbnails.done n=%d of=%d", made, len(candidate_ids))
+
+
+RECOVER_SOFT_LIMIT = 120
+
+
+@shared_task(
+    name="annotation.recover",
+    route_queue=Queue.CPU,
+    ignore_result=True,
+    soft_time_limit=RECOVER_SOFT_LIMIT,
+    time_limit=RECOVER_SOFT_LIMIT + 30,
+)
+def recover_task() -> None:
+    """Publish again the pair builds whose messages were lost or whose worker died; Celery
+    beat sends it every RECOVERY_SWEEP_SECONDS (config/celery.py)."""
+    from annotation.services.pairs import pair_builds_recover
+
+    pair_builds_recover()

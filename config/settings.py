@@ -233,6 +233,11 @@ REWARD_ACTIVE_LEARNING_SYNC_MAX_CANDIDATES = env.int(
 # A successful token check is remembered per process this long on the hot API paths (labeling
 # loop, scoring): a revoked token or account stops working everywhere within it (0: never).
 AUTH_REMEMBER_SECONDS = env.float("AUTH_REMEMBER_SECONDS", default=1.0)
+# Recovery of lost broker messages (config/celery.py, docs/operations.md): Celery beat runs each
+# app's sweep every RECOVERY_SWEEP_SECONDS; work still queued or running with no sign of life
+# (progress, heartbeat, lease, publish) for RECOVERY_STALE_SECONDS is published again.
+RECOVERY_SWEEP_SECONDS = env.float("RECOVERY_SWEEP_SECONDS", default=60.0)
+RECOVERY_STALE_SECONDS = env.float("RECOVERY_STALE_SECONDS", default=600.0)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker of `make demo`: messages are files in a folder, no Redis needed.
     _broker_dir = Path(env("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "broker")))

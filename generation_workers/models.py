@@ -53,6 +53,9 @@ class PromptSet(models.Model):
     prompt_count = models.PositiveIntegerField(default=0)
     # Set when the first campaign uses the set; from then on its prompts never change.
     locked_at = models.DateTimeField(null=True, blank=True)
+    # When its build task was last published (a large set is built on the cpu queue); the
+    # recovery sweep publishes it again if it is still building, unclaimed, long after.
+    build_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -216,6 +219,9 @@ class Campaign(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When its pending items were last published as batches (launch, retry, requeue, the
+    # recovery sweep): the sweep publishes them again only if nothing moved since long after.
+    dispatched_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -12,6 +12,10 @@
 
 Every worker also runs `LeaseSweeper`, a timer that requeues the items of workers that died
 (their leases ran out). torch is imported by the backends inside the pool process, never here.
+
+- `generation.recover` (queue `cpu`, sent by Celery beat every RECOVERY_SWEEP_SECONDS): publish
+  again the campaigns and prompt-set builds whose broker messages were lost
+  (services/recovery.py).
 """
 
 import logging
@@ -174,3 +178,21 @@ def prompt_set_build_task(prompt_set_id: int) -> None:
         prompt_set.status,
         prompt_set.prompt_count,
     )
+
+
+RECOVER_SOFT_LIMIT = 120
+
+
+@app.task(
+    name="generation.recover",
+    route_queue=Queue.CPU,
+    ignore_result=True,
+    soft_time_limit=RECOVER_SOFT_LIMIT,
+    time_limit=RECOVER_SOFT_LIMIT + 30,
+)
+def recover_task() -> None:
+    """Publish again the campaigns and prompt-set builds whose messages were lost."""
+    from generation_workers.services.recovery import campaigns_recover, prompt_sets_recover
+
+    campaigns_recover()
+    prompt_sets_recover()

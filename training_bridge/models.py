@@ -55,8 +55,11 @@ class DatasetVersion(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     frozen_at = models.DateTimeField(null=True, blank=True)
-    # The freeze run that owns the version while it is freezing; a redelivered task takes over.
+    # The freeze run that owns the version while it is freezing. Its last sign of life (the
+    # request, the claim, each batch of records): a second delivery leaves a version whose
+    # owner beat within RECOVERY_STALE_SECONDS alone, and takes over a stale one.
     freeze_token = models.UUIDField(null=True, blank=True, editable=False)
+    freeze_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["dataset", "-number"]
@@ -153,8 +156,11 @@ class DatasetExport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # The run that owns the export while it is running; a redelivered task takes over.
+    # The run that owns the export while it is running, and the export's last sign of life
+    # (requested, claimed, each progress report): a second delivery leaves an export whose
+    # owner beat within RECOVERY_STALE_SECONDS alone, and takes over a stale one.
     run_token = models.UUIDField(null=True, blank=True, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -66,6 +66,31 @@ def dataset_export_task(*, export_id: int) -> None:
     log.info("dataset.export.task_done export=%s status=%s", export.pk, export.status)
 
 
+# -- recovery of lost broker messages (Celery beat, queue `cpu`) -------------------------------
+RECOVER_SOFT_LIMIT = 120
+
+
+@shared_task(
+    name="training_bridge.recover",
+    route_queue=Queue.CPU,
+    ignore_result=True,
+    soft_time_limit=RECOVER_SOFT_LIMIT,
+    time_limit=RECOVER_SOFT_LIMIT + 30,
+)
+def recover_task() -> None:
+    """Publish again the freezes, exports and queued training runs whose messages were lost
+    (services/recovery.py); beat sends it every RECOVERY_SWEEP_SECONDS (config/celery.py)."""
+    from training_bridge.services.recovery import (
+        dataset_exports_recover,
+        dataset_versions_recover,
+        training_runs_recover,
+    )
+
+    dataset_versions_recover()
+    dataset_exports_recover()
+    training_runs_recover()
+
+
 # -- training runs (queue `training`) ----------------------------------------------------------
 # A run is NOT acknowledged late: a crashed worker must not start the same (hours-long) run
 # again behind the user's back. Its run is marked failed by the stale-heartbeat sweep that every

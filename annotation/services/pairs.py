@@ -9,19 +9,27 @@ its keys an earlier campaign had made, `campaign_candidates_select`).
 
 A pair is stored once per unordered pair within a queue (a < b, unique; inserts ignore
 conflicts), so building twice, or in parallel, adds nothing. Large sets stream in batches:
-the `cpu` task (annotation.tasks.pair_build_task) runs the same service.
+the `cpu` task (annotation.tasks.pair_build_task) runs the same service. A recorded build
+(PairBuild) is owned by one run at a time (`run_token`), which beats (`heartbeat_at`) with
+every batch: a second delivery leaves a build whose owner beat within RECOVERY_STALE_SECONDS
+alone and takes over a stale one; `pair_builds_recover` publishes again the builds whose
+message was lost or whose worker died.
 """
 
 import itertools
 import logging
 import random
+import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import LabelingQueue, Pair, PairBuild
@@ -110,11 +118,13 @@ def pairs_build(
     judgments_needed: int | None = None,
     seed: int = 0,
     make_thumbnails: bool = True,
+    after_batch: Callable[[], None] | None = None,
 ) -> PairBuildCounts:
     """Build pairs of `kind` from a campaign's finished candidates into a queue (synchronous).
 
     Returns how many pairs were new and how many the queue held already. Thumbnails of the
-    images involved are queued on the `cpu` queue (make_thumbnails).
+    images involved are queued on the `cpu` queue (make_thumbnails). `after_batch` is called
+    after each batch of pairs is stored (a recorded build beats there).
     """
     options = pair_build_options_check(
         kind=kind,
@@ -147,6 +157,8 @@ def pairs_build(
         existing += old
         if options["make_thumbnails"] and new:
             _thumbnails_enqueue(batch)
+        if after_batch is not None:
+            after_batch()
     log.info(
         "labeling.pairs.built queue=%s campaign=%s kind=%s created=%d existing=%d",
         queue.pk,
@@ -293,7 +305,7 @@ def _thumbnails_enqueue(keys: list[_Key]) -> None:
 
     ids = sorted({a for a, _, _, _ in keys} | {b for _, b, _, _ in keys})
     for chunk in _batched(ids, THUMBNAIL_TASK_BATCH):
-        transaction.on_commit(lambda c=chunk: thumbnails_task.delay(candidate_ids=c))
+        thumbnails_task.delay_on_commit(candidate_ids=chunk)
 
 
 def pair_build_start(
@@ -319,36 +331,104 @@ def pair_build_start(
             kind=kind,
             options=options,
             created_by=created_by,
+            heartbeat_at=timezone.now(),  # published now: the sweep counts from here
         )
         pair_build_task.delay_on_commit(pair_build_id=build.pk)
     log.info("labeling.pairs.build_queued build=%s queue=%s kind=%s", build.pk, queue_id, kind)
     return build
 
 
+class PairBuildSuperseded(Exception):
+    """Another run took the build over; this one stops without touching it."""
+
+
+def _stale_before(now: datetime) -> datetime:
+    return now - timedelta(seconds=float(settings.RECOVERY_STALE_SECONDS))
+
+
 def pair_build_run(*, pair_build_id: int) -> PairBuild:
-    """Run a recorded build (the task's body). Safe to run again: pairs are stored once."""
-    claimed = PairBuild.objects.filter(
-        pk=pair_build_id, status__in=[PairBuild.Status.QUEUED, PairBuild.Status.RUNNING]
-    ).update(status=PairBuild.Status.RUNNING, started_at=timezone.now())
+    """Run a recorded build (the task's body). Safe to run again: pairs are stored once, and a
+    build that is done, failed or owned by a live run is left alone."""
+    token = uuid.uuid4()
+    now = timezone.now()
+    unowned = Q(status=PairBuild.Status.QUEUED) | Q(run_token__isnull=True)
+    stale = Q(status=PairBuild.Status.RUNNING) & (
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before(now))
+    )
+    claimed = (
+        PairBuild.objects.filter(
+            pk=pair_build_id, status__in=[PairBuild.Status.QUEUED, PairBuild.Status.RUNNING]
+        )
+        .filter(unowned | stale)
+        .update(status=PairBuild.Status.RUNNING, run_token=token, heartbeat_at=now, started_at=now)
+    )
     build = PairBuild.objects.get(pk=pair_build_id)
     if not claimed:
-        return build  # done or failed already: a redelivered message does nothing
+        return build  # done, failed or owned by a live run: a redelivered message does nothing
+    owned = PairBuild.objects.filter(pk=build.pk, run_token=token)
+
+    def beat() -> None:
+        if not owned.update(heartbeat_at=timezone.now()):
+            raise PairBuildSuperseded(build.pk)
+
     try:
         counts = pairs_build(
-            queue_id=build.queue_id, campaign_id=build.campaign_id, kind=build.kind, **build.options
-        )
+            queue_id=build.queue_id, campaign_id=build.campaign_id, kind=build.kind,
+            after_batch=beat, **build.options,
+        )  # fmt: skip
+    except PairBuildSuperseded:
+        log.warning("labeling.pairs.build_superseded build=%s", build.pk)
     except (ValidationFailed, NotFound) as exc:
-        PairBuild.objects.filter(pk=build.pk).update(
-            status=PairBuild.Status.FAILED, error=str(exc), finished_at=timezone.now()
+        owned.update(
+            status=PairBuild.Status.FAILED,
+            error=str(exc),
+            finished_at=timezone.now(),
+            run_token=None,
         )
         log.warning("labeling.pairs.build_failed build=%s error=%s", build.pk, exc)
+    except BaseException:
+        # Let the task's retry (or the sweep) run it again from the start.
+        owned.update(status=PairBuild.Status.QUEUED, run_token=None)
+        raise
     else:
-        PairBuild.objects.filter(pk=build.pk).update(
+        owned.update(
             status=PairBuild.Status.DONE,
             pairs_created=counts.created,
             pairs_existing=counts.existing,
             error="",
             finished_at=timezone.now(),
+            run_token=None,
         )
     build.refresh_from_db()
     return build
+
+
+def pair_builds_recover(
+    *, now: datetime | None = None, stale_after: float | None = None
+) -> list[int]:
+    """Publish again the builds queued or running with no beat for `stale_after` seconds
+    (default RECOVERY_STALE_SECONDS): their message was lost, or their worker died. A stale
+    one goes back to queued without its owner (compare-and-set on its beat, so two sweeps
+    never both publish it). Returns their ids."""
+    from annotation.tasks import pair_build_task
+
+    now = now or timezone.now()
+    cutoff = _stale_before(now) if stale_after is None else now - timedelta(seconds=stale_after)
+    stale = (
+        PairBuild.objects.filter(status__in=[PairBuild.Status.QUEUED, PairBuild.Status.RUNNING])
+        .annotate(beat=Coalesce("heartbeat_at", "created_at"))
+        .filter(beat__lt=cutoff)
+        .values_list("pk", "status", "heartbeat_at")
+    )
+    recovered = []
+    for pk, status, beat in stale:
+        with transaction.atomic():
+            taken = PairBuild.objects.filter(pk=pk, status=status, heartbeat_at=beat).update(
+                status=PairBuild.Status.QUEUED, run_token=None, heartbeat_at=now
+            )
+            if taken:
+                pair_build_task.delay_on_commit(pair_build_id=pk)
+                recovered.append(pk)
+    if recovered:
+        log.warning("labeling.pairs.build_recovered builds=%s", recovered)
+    return recovered

@@ -29,7 +29,10 @@ pidfile=var/demo-worker.pid
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   kill "$(cat "$pidfile")" && sleep 2
 fi
+# -B: the worker runs Celery beat too, whose sweeps publish again the work whose messages were
+# lost (RECOVERY_SWEEP_SECONDS, RECOVERY_STALE_SECONDS; docs/operations.md).
 .venv/bin/celery -A config worker -Q gpu,cpu,training --concurrency 2 --hostname demo@%h \
+  -B --schedule var/celerybeat-schedule \
   --detach --pidfile="$pidfile" --logfile=var/log/demo-worker.log --loglevel INFO
 stop_worker() { [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; }
 trap stop_worker EXIT

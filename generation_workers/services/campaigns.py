@@ -4,7 +4,9 @@ Launching plans every generation key as a pending candidate row (campaign_plans.
 the commit, publishes the rows as batches of `config.batch_size` on the config's queue
 (dispatch.py). Workers claim and finish the rows (batches.py, leases.py); the campaign
 completes when none is pending. Cancel drops queued items and lets batches being rendered
-finish; retry queues failed items again; requeue publishes pending items again.
+finish; retry queues failed items again; requeue publishes pending items again. Each records
+when it published (`dispatched_at`): the recovery sweep (recovery.py) publishes a campaign's
+pending items again when nothing moved for RECOVERY_STALE_SECONDS after that.
 """
 
 import logging
@@ -123,12 +125,16 @@ def campaign_launch(*, campaign_id: int) -> Campaign:
         now = timezone.now()
         campaign.status = Campaign.Status.RUNNING if total else Campaign.Status.COMPLETED
         campaign.started_at = now
+        campaign.dispatched_at = now
         campaign.finished_at = None if total else now
         campaign.total_items = total
         campaign.reused_items = planned - total
         campaign.save(
-            update_fields=["status", "started_at", "finished_at", "total_items", "reused_items"]
-        )
+            update_fields=[
+                "status", "started_at", "dispatched_at", "finished_at", "total_items",
+                "reused_items",
+            ]
+        )  # fmt: skip
         transaction.on_commit(lambda: candidate_batches_publish(campaign_id=campaign.pk))
     log.info(
         "generation.campaign.launched campaign=%s planned=%d total=%d reused=%d adopted=%d",
@@ -187,14 +193,16 @@ def campaign_retry_failed(*, campaign_id: int) -> int:
         if retried:
             campaign.status = Campaign.Status.RUNNING
             campaign.finished_at = None
-            campaign.save(update_fields=["status", "finished_at"])
+            campaign.dispatched_at = timezone.now()
+            campaign.save(update_fields=["status", "finished_at", "dispatched_at"])
             transaction.on_commit(lambda: candidate_batches_publish(campaign_id=campaign.pk))
     log.info("generation.campaign.retried campaign=%s items=%d", campaign_id, retried)
     return retried
 
 
 def campaign_requeue_pending(*, campaign_id: int) -> int:
-    """Publish the running campaign's unleased pending items again (after a broker was lost).
+    """Publish the running campaign's unleased pending items again (after a broker was lost;
+    the recovery sweep does it by itself, see recovery.py).
 
     Safe at any time: a batch whose items are done or leased does nothing.
     """
@@ -207,4 +215,5 @@ def campaign_requeue_pending(*, campaign_id: int) -> int:
             "items to requeue",
             field="status",
         )
+    Campaign.objects.filter(pk=campaign_id).update(dispatched_at=timezone.now())
     return candidate_batches_publish(campaign_id=campaign_id)

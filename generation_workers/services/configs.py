@@ -144,7 +144,7 @@ def generator_config_check_request(*, config_id: int) -> GeneratorConfig:
             raise NotFound(f"no generator config {config_id}", field="config")
         config = GeneratorConfig.objects.get(pk=config_id)
         queue = config.queue or Queue.GPU
-        transaction.on_commit(lambda: tasks.config_check.apply_async(args=[config_id], queue=queue))
+        tasks.config_check.apply_async_on_commit(args=[config_id], queue=queue)
     return config
 
 

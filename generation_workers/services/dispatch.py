@@ -1,7 +1,9 @@
 """The queue side of campaigns: publishing pending items as batches, and finishing campaigns.
 
 Publishing is safe to repeat: a batch whose items are done or leased does nothing, so launch,
-retry, requeue and the lease sweep all publish through `candidate_batches_publish`.
+retry, requeue, the lease sweep and the recovery sweep (recovery.py) all publish through
+`candidate_batches_publish`. A broker that cannot be reached stops the publishing without an
+error: the items stay pending and the recovery sweep publishes them when it is back.
 """
 
 import logging
@@ -12,7 +14,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from config import db
-from config.celery import Queue
+from config.celery import BrokerUnreachable, Queue
 from generation_workers.models import Campaign, Candidate, GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -72,16 +74,26 @@ def candidate_batches_publish(
         by_config[config_id].append(pk)
     configs = GeneratorConfig.objects.in_bulk(list(by_config))
     published = batches = 0
-    with render_batch.app.producer_or_acquire() as producer:
-        for config_id, ids in by_config.items():
-            config = configs[config_id]
-            for start in range(0, len(ids), config.batch_size):
-                chunk = ids[start : start + config.batch_size]
-                render_batch.apply_async(
-                    args=[config_id, chunk], queue=config.queue or Queue.GPU, producer=producer
-                )
-                published += len(chunk)
-                batches += 1
+    try:
+        with render_batch.app.producer_or_acquire() as producer:
+            for config_id, ids in by_config.items():
+                config = configs[config_id]
+                for start in range(0, len(ids), config.batch_size):
+                    chunk = ids[start : start + config.batch_size]
+                    render_batch.apply_async(
+                        args=[config_id, chunk], queue=config.queue or Queue.GPU, producer=producer
+                    )
+                    published += len(chunk)
+                    batches += 1
+    except BrokerUnreachable as exc:
+        log.warning(
+            "generation.batches.publish_failed campaign=%s published=%d of=%d error=%s",
+            campaign_id,
+            published,
+            sum(len(ids) for ids in by_config.values()),
+            exc,
+        )
+        return published
     log.info(
         "generation.batches.published campaign=%s items=%d batches=%d",
         campaign_id,

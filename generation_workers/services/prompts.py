@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -107,19 +107,36 @@ def _with_stored_vocabulary(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def prompt_set_populate(*, prompt_set_id: int, progress: Progress | None = None) -> PromptSet:
-    """Build a queued set from its stored spec; a failure keeps no prompt and says why."""
-    prompt_set = PromptSet.objects.get(pk=prompt_set_id)
-    if prompt_set.status != PromptSet.Status.BUILDING:
-        return prompt_set  # built already: a redelivered task does nothing
+    """Build a queued set from its stored spec; a failure keeps no prompt and says why.
+
+    The build is one transaction holding the set's row: a second delivery of the task (the
+    recovery sweep publishes a set that stays building) finds it held and does nothing. A
+    database that went away leaves the set building for the sweep; any other error fails it.
+    """
     try:
         with transaction.atomic():
+            prompt_set = (
+                PromptSet.objects.select_for_update(skip_locked=True)
+                .filter(pk=prompt_set_id)
+                .first()
+            )
+            if prompt_set is None or prompt_set.status != PromptSet.Status.BUILDING:
+                # Built already, or being built by another run: a redelivered task does nothing.
+                return PromptSet.objects.get(pk=prompt_set_id)
             _populate(prompt_set, build_prompt_set(prompt_set.spec), progress=progress)
-    except PromptSpecError as exc:
-        PromptSet.objects.filter(pk=prompt_set.pk).update(
-            status=PromptSet.Status.FAILED, error=str(_spec_error(exc))
+    except (PromptSpecError, ValidationFailed) as exc:
+        message = str(_spec_error(exc) if isinstance(exc, PromptSpecError) else exc)
+        PromptSet.objects.filter(pk=prompt_set_id).update(
+            status=PromptSet.Status.FAILED, error=message
         )
-        prompt_set.refresh_from_db()
-    return prompt_set
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        PromptSet.objects.filter(pk=prompt_set_id, status=PromptSet.Status.BUILDING).update(
+            status=PromptSet.Status.FAILED, error=f"the build failed: {type(exc).__name__}: {exc}"
+        )
+        raise
+    return PromptSet.objects.get(pk=prompt_set_id)
 
 
 def prompt_set_import(

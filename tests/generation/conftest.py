@@ -145,8 +145,16 @@ def worker_start(tmp_path, s3_settings) -> Iterator[Callable[..., Worker]]:
     """Start real Celery workers (subprocesses) on the test database, the broker and moto S3."""
     started: list[Worker] = []
 
-    def start(*, queues: str, concurrency: int = 1, env: dict[str, str] | None = None) -> Worker:
+    def start(
+        *,
+        queues: str,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        beat: bool = False,
+    ) -> Worker:
+        """`beat`: the worker runs Celery beat too (-B), as `make demo`'s worker does."""
         log = tmp_path / f"worker-{len(started)}.log"
+        embedded_beat = ["-B", "--schedule", str(tmp_path / f"beat-{len(started)}")] if beat else []
         environment = {
             **os.environ,
             **s3_settings,
@@ -177,6 +185,7 @@ def worker_start(tmp_path, s3_settings) -> Iterator[Callable[..., Worker]]:
                     "--without-gossip",
                     "--without-mingle",
                     "--without-heartbeat",
+                    *embedded_beat,
                 ],  # fmt: skip
                 cwd=REPO,
                 env=environment,

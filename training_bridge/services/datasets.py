@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from config.errors import Conflict, NotFound, ValidationFailed
 from training_bridge.models import Dataset, DatasetVersion
@@ -125,7 +126,9 @@ def dataset_version_freeze_request(*, version_id: int) -> DatasetVersion:
             return version
         version.status = DatasetVersion.Status.FREEZING
         version.error = ""
-        version.save(update_fields=["status", "error"])
+        # Published now: a lost message is published again by the sweep a period from here.
+        version.freeze_heartbeat_at = timezone.now()
+        version.save(update_fields=["status", "error", "freeze_heartbeat_at"])
         dataset_version_freeze_task.delay_on_commit(version_id=version.pk)
     log.info("dataset.freeze.requested version=%s", version.pk)
     return version

@@ -6,6 +6,13 @@ queues the task once the version is frozen (at once, or when its freeze finishes
 through the format's exporter into local temp files, stores each finished file under the
 version's prefix, and reports progress on the row. The same version always exports to the
 same bytes; the JSONL export is checked against the version's content hash.
+
+One run at a time: the run that claims an export owns it (`run_token`) and beats
+(`heartbeat_at`) with every progress report. A second delivery of the task leaves an export
+whose owner beat within RECOVERY_STALE_SECONDS alone and takes over a stale one (its worker
+was killed); the older run, if it still lives, stops at its next report. An export queued or
+running with no beat for that long (its message was lost with the broker) is published again
+by `dataset_exports_recover` (services/recovery.py) or by asking for it again.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,6 +47,20 @@ PROGRESS_EVERY_SECONDS = 0.5
 
 class ExportSuperseded(Exception):
     """Another run took the export over; this one stops without touching it."""
+
+
+def stale_before(now: datetime) -> datetime:
+    """A beat older than this is stale: its run is presumed dead (or never started)."""
+    return now - timedelta(seconds=float(settings.RECOVERY_STALE_SECONDS))
+
+
+def _owner_alive(export: DatasetExport, now: datetime) -> bool:
+    return (
+        export.status == DatasetExport.Status.RUNNING
+        and export.run_token is not None
+        and export.heartbeat_at is not None
+        and export.heartbeat_at >= stale_before(now)
+    )
 
 
 def dataset_export_request(
@@ -73,15 +96,24 @@ def dataset_export_request(
         export, created = DatasetExport.objects.get_or_create(
             version=version, format=format, include_images=include_images
         )
+        now = timezone.now()
         again = not created and (force or export.status == DatasetExport.Status.FAILED)
-        if again:
+        # Asked again while queued, or running with no beat for long: its message may have been
+        # lost with the broker, so it is published again (a live run is left alone).
+        stuck = not (created or again or export.status == DatasetExport.Status.DONE)
+        stuck = stuck and not _owner_alive(export, now)
+        if created or again or stuck:
             export.status = DatasetExport.Status.QUEUED
-            export.records_done = 0
-            export.error = ""
             export.run_token = None
-            export.save(update_fields=["status", "records_done", "error", "run_token"])
-        if enqueue and (created or again) and version.status == DatasetVersion.Status.FROZEN:
-            dataset_export_task.delay_on_commit(export_id=export.pk)
+            export.heartbeat_at = now  # published now: the sweep waits a full period from here
+            if again:
+                export.records_done = 0
+                export.error = ""
+            export.save(
+                update_fields=["status", "run_token", "heartbeat_at", "records_done", "error"]
+            )
+            if enqueue and version.status == DatasetVersion.Status.FROZEN:
+                dataset_export_task.delay_on_commit(export_id=export.pk)
     if created or again:
         log.info("dataset.export.requested export=%s format=%s", export.pk, format)
     return export
@@ -104,7 +136,9 @@ def dataset_exports_request(
 
 
 def _claim(export_id: int) -> tuple[DatasetExport, uuid.UUID | None]:
+    """Own the export for this run; no token when it is done or another live run owns it."""
     token = uuid.uuid4()
+    now = timezone.now()
     with transaction.atomic():
         export = (
             DatasetExport.objects.select_for_update()
@@ -116,11 +150,15 @@ def _claim(export_id: int) -> tuple[DatasetExport, uuid.UUID | None]:
             raise NotFound(f"no dataset export {export_id}", field="export")
         if export.status == DatasetExport.Status.DONE:
             return export, None
+        if _owner_alive(export, now):
+            log.info("dataset.export.owned export=%s", export_id)
+            return export, None
         if export.version.status != DatasetVersion.Status.FROZEN:
             raise Conflict(f"{export.version} is not frozen", field="version")
         export.status = DatasetExport.Status.RUNNING
         export.run_token = token
-        export.started_at = timezone.now()
+        export.heartbeat_at = now
+        export.started_at = now
         export.finished_at = None
         export.records_total = export.version.record_count
         export.records_done = 0
@@ -162,7 +200,7 @@ def _run(export: DatasetExport, token: uuid.UUID) -> DatasetExport:
         now = time.monotonic()
         if now - last_report[0] >= PROGRESS_EVERY_SECONDS or done >= version.record_count:
             last_report[0] = now
-            if not owned.update(records_done=done):
+            if not owned.update(records_done=done, heartbeat_at=timezone.now()):
                 raise ExportSuperseded(export.pk)
 
     prefix = version_prefix(dataset_name=version.dataset.name, number=version.number)

@@ -2,8 +2,12 @@
 
 One pass over the selection (`selection_records`) writes the records in batches, each batch in
 its own short transaction, and feeds the content hash and the composition counts. The run owns
-the version through `freeze_token`: a redelivered task that claims the version makes the older
-run stop at its next batch, so two runs never mix their rows. Finalising (status frozen, hash,
+the version through `freeze_token` and beats (`freeze_heartbeat_at`) with every batch. A
+second delivery of the task leaves a version whose owner beat within RECOVERY_STALE_SECONDS
+alone, and takes over a stale one (the older run, if it still lives, stops at its next batch),
+so two runs never mix their rows. A freeze with no beat for that long (its message was lost
+with the broker, its worker was killed) is published again by `dataset_versions_recover`
+(services/recovery.py). Finalising (status frozen, hash,
 manifest) is one conditional update; from then on the services refuse changes and, on
 PostgreSQL, triggers refuse them too.
 """
@@ -18,10 +22,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.celery import task_publish
 from config.errors import DomainError, NotFound, ValidationFailed
 from training_bridge.aggregation.records import Composition, ContentHasher, canonical_line
 from training_bridge.models import DatasetExport, DatasetRecord, DatasetVersion
 from training_bridge.selectors.selection import SelectionStats, selection_records
+from training_bridge.services.exports import stale_before
 from training_bridge.services.manifests import manifest_build, manifest_write
 from training_bridge.services.specs import dataset_specs_resolve
 
@@ -35,7 +41,9 @@ class FreezeSuperseded(Exception):
 
 
 def _claim(version_id: int) -> tuple[DatasetVersion, uuid.UUID | None]:
+    """Own the version for this run; no token when it is frozen or a live run owns it."""
     token = uuid.uuid4()
+    now = timezone.now()
     with transaction.atomic():
         version = (
             DatasetVersion.objects.select_for_update()
@@ -47,10 +55,15 @@ def _claim(version_id: int) -> tuple[DatasetVersion, uuid.UUID | None]:
             raise NotFound(f"no dataset version {version_id}", field="version")
         if version.status == DatasetVersion.Status.FROZEN:
             return version, None
+        beat = version.freeze_heartbeat_at
+        if version.freeze_token is not None and beat is not None and beat >= stale_before(now):
+            log.info("dataset.freeze.owned version=%s", version_id)
+            return version, None
         version.status = DatasetVersion.Status.FREEZING
         version.freeze_token = token
+        version.freeze_heartbeat_at = now
         version.error = ""
-        version.save(update_fields=["status", "freeze_token", "error"])
+        version.save(update_fields=["status", "freeze_token", "freeze_heartbeat_at", "error"])
         # Rows of an earlier, interrupted run.
         DatasetRecord.objects.filter(version_id=version_id).delete()
     return version, token
@@ -84,6 +97,7 @@ def _write(version_id: int, token: uuid.UUID, batch: list[tuple]) -> None:
     """
     with transaction.atomic():
         _owned(version_id, token)
+        DatasetVersion.objects.filter(pk=version_id).update(freeze_heartbeat_at=timezone.now())
         if connection.vendor == "postgresql":
             table = DatasetRecord._meta.db_table
             columns = ", ".join(RECORD_COLUMNS)
@@ -188,6 +202,7 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
         version.record_count = hasher.count
         version.frozen_at = timezone.now()
         version.freeze_token = None
+        version.freeze_heartbeat_at = None
         version.manifest = manifest_build(
             version=version, specs=specs, composition=composition, stats=stats
         )
@@ -195,6 +210,8 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
         queued = list(
             version.exports.filter(status=DatasetExport.Status.QUEUED).values_list("pk", flat=True)
         )
+        # Published below: the export sweep counts its wait from now, not from the request.
+        DatasetExport.objects.filter(pk__in=queued).update(heartbeat_at=timezone.now())
         transaction.on_commit(lambda: _after_freeze(version.pk, queued))
     log.info(
         "dataset.freeze.done version=%s records=%s hash=%s seconds=%.1f",
@@ -211,4 +228,5 @@ def _after_freeze(version_id: int, queued_exports: list[int]) -> None:
 
     manifest_write(version_id=version_id)
     for export_id in queued_exports:
-        dataset_export_task.delay(export_id=export_id)
+        # A broker that cannot be reached leaves the export queued for the sweep.
+        task_publish(dataset_export_task, kwargs={"export_id": export_id})
