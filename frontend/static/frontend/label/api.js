@@ -1,13 +1,24 @@
 // Calls to the labeling API: JSON in and out, the session cookie, Django's CSRF header, a timeout.
 // Every failure is an ApiError: status 0 for a network failure or timeout (worth retrying),
-// otherwise the HTTP status with the API's {"error", "detail", "field"} body.
+// otherwise the HTTP status with the API's {"error", "detail", "field"} body and the server's
+// Retry-After. `serverStatus` says whether the server answers at all (see below).
+
+// The server (or its database) is down or cut off: 503 database_unavailable while PostgreSQL
+// cannot be reached, 502/504 from a proxy in front, 0 when nothing came back.
+const UNAVAILABLE = new Set([0, 502, 503, 504]);
 
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfterMs = null) {
     super((body && body.detail) || (status ? `HTTP ${status}` : "network unreachable"));
     this.status = status;
     this.code = (body && body.error) || (status ? `http_${status}` : "network");
     this.body = body;
+    this.retryAfterMs = retryAfterMs; // the server's Retry-After, or null
+  }
+
+  // No answer from the server itself: everything waits until it answers again.
+  get unavailable() {
+    return UNAVAILABLE.has(this.status);
   }
 
   // Worth sending again later, unchanged: the server did not decide anything about it.
@@ -24,6 +35,35 @@ export class ApiError extends Error {
   get signedOut() {
     return this.status === 401 || this.code === "not_authenticated";
   }
+}
+
+// Whether the server answers: false after a network failure or a 502/503/504, true again at
+// the next answer of any other kind (a 4xx too: the server decided something). "change" on
+// each flip; `retryAfterMs` is the wait the server last asked for.
+class ServerStatus extends EventTarget {
+  constructor() {
+    super();
+    this.available = true;
+    this.retryAfterMs = null;
+  }
+
+  set(available, retryAfterMs = null) {
+    if (!available) this.retryAfterMs = retryAfterMs;
+    if (available === this.available) return;
+    this.available = available;
+    this.dispatchEvent(new Event("change"));
+  }
+}
+
+export const serverStatus = new ServerStatus();
+
+// Retry-After in milliseconds: delay-seconds or an HTTP date; null if absent or unreadable.
+function retryAfter(response) {
+  const value = response.headers.get("Retry-After");
+  if (!value) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
 }
 
 let csrfCookieName = "csrftoken";
@@ -60,6 +100,7 @@ export async function apiCall(url, { method = "GET", body, timeoutMs = 15000 } =
       signal: controller.signal,
     });
   } catch (_networkOrTimeout) {
+    serverStatus.set(false);
     throw new ApiError(0, null);
   } finally {
     clearTimeout(timer);
@@ -70,7 +111,9 @@ export async function apiCall(url, { method = "GET", body, timeoutMs = 15000 } =
   } catch (_notJson) {
     data = null;
   }
-  if (!response.ok) throw new ApiError(response.status, data);
+  const wait = retryAfter(response);
+  serverStatus.set(!UNAVAILABLE.has(response.status), wait);
+  if (!response.ok) throw new ApiError(response.status, data, wait);
   return { status: response.status, data };
 }
 

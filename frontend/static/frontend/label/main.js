@@ -2,7 +2,7 @@
 // answers stored in the outbox (outbox.js) before the next pair shows, heartbeats for the pairs
 // held, undo of the last answer while its lease holds, progress and the outbox in the top bar.
 
-import { apiCall, configureApi, newSubmissionId } from "./api.js";
+import { apiCall, configureApi, newSubmissionId, serverStatus } from "./api.js";
 import { bindInput } from "./input.js";
 import { Outbox } from "./outbox.js";
 import { Screen, preload } from "./screen.js";
@@ -23,6 +23,9 @@ const HEARTBEAT_MS = Math.min(120000, Math.max(3000, (settings.queue.lease_secon
 const EMPTY_RECHECK_MS = 20000;
 const PAUSED_RECHECK_MS = 30000;
 const PROGRESS_EVERY_MS = 60000;
+// While the server does not answer, it is asked this often (or as its Retry-After says) even
+// when nothing else is due, so that the page sees it come back.
+const PROBE_MS = 5000;
 const MAX_DURATION_MS = 24 * 3600 * 1000;
 
 const screen = new Screen(settings);
@@ -43,6 +46,7 @@ const state = {
   nextFailures: 0,
   progress: null,
   progressTimer: null,
+  probeTimer: null,
 };
 
 // --- Display ------------------------------------------------------------------------------
@@ -85,6 +89,7 @@ function renderCounts() {
     waitingHere: outbox.pending(queueId).length,
     outboxState: outbox.state,
     durable: outbox.durable,
+    serverAvailable: serverStatus.available,
   });
 }
 
@@ -158,7 +163,8 @@ function nextFailed(error) {
   if (error.transient) {
     state.nextFailures += 1;
     if (!state.current) setMode("loading", "Connection lost: trying again…");
-    scheduleTopUp(Math.min(30000, 1000 * 2 ** Math.min(state.nextFailures, 5)));
+    const backoff = Math.min(30000, 1000 * 2 ** Math.min(state.nextFailures, 5));
+    scheduleTopUp(error.retryAfterMs === null ? backoff : Math.max(1000, error.retryAfterMs));
     return;
   }
   if (!state.current) setMode("closed", error.message);
@@ -319,12 +325,35 @@ function refreshProgressSoon() {
   }, 800);
 }
 
+// --- Server unavailable -------------------------------------------------------------------
+
+function serverChanged() {
+  renderCounts();
+  clearTimeout(state.probeTimer);
+  if (serverStatus.available) {
+    // Back: send what waits and fetch pairs now instead of at the next planned try.
+    outbox.kick({ force: true });
+    if (state.retryTimer) scheduleTopUp(0);
+    return;
+  }
+  probe();
+}
+
+function probe() {
+  state.probeTimer = setTimeout(async () => {
+    if (serverStatus.available) return;
+    await refreshProgress();
+    if (!serverStatus.available) probe();
+  }, Math.max(1000, serverStatus.retryAfterMs ?? PROBE_MS));
+}
+
 // --- Start ------------------------------------------------------------------------------
 
 function start() {
   bindInput({ settings, screen, actions: { answer, toggleTag, undo } });
   outbox.addEventListener("change", renderCounts);
   outbox.addEventListener("state", renderCounts);
+  serverStatus.addEventListener("change", serverChanged);
   outbox.addEventListener("acked", refreshProgressSoon);
   outbox.addEventListener("rejected", (event) => {
     const { entry, error } = event.detail;

@@ -6,14 +6,28 @@
 //
 // Events: "change" (entries added or removed, here or in another tab), "acked" (detail: the
 // entry and the server's answer), "rejected" (detail: entry, error: the server refused it for
-// good, e.g. the lease ran out), "state" (detail: "sending" | "retrying" | "signed_out" |
-// "paused" | "idle").
+// good, e.g. the lease ran out), "state" (detail: "sending" | "retrying" | "offline" |
+// "signed_out" | "paused" | "idle"). "offline": the server (or its database) does not answer;
+// the entries stay here and are sent again when the server asks (Retry-After) or answers again.
 
 import { ApiError, apiCall } from "./api.js";
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 15000;
 const PAUSED_RETRY_MS = 30000;
+// A Retry-After is honoured up to this long: past it the next try comes sooner.
+const RETRY_AFTER_MAX_MS = 60000;
+
+// When to send again: when the server said (Retry-After, a little later so that many pages do
+// not come back at the same instant), else after a backoff that doubles with each failure.
+function retryDelay(error, failures) {
+  if (error.retryAfterMs !== null) {
+    const wait = Math.max(RETRY_MIN_MS, Math.min(RETRY_AFTER_MAX_MS, error.retryAfterMs));
+    return wait * (1 + Math.random() * 0.2);
+  }
+  const backoff = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (failures - 1));
+  return backoff * (0.75 + Math.random() * 0.5);
+}
 
 export class Outbox extends EventTarget {
   constructor({ userId }) {
@@ -24,6 +38,10 @@ export class Outbox extends EventTarget {
     this.running = false;
     this.wake = null;
     this.failures = 0;
+    this.failedAs = "retrying"; // the state while failures > 0: "retrying" or "offline"
+    this.honourRetryAfter = false;
+    this.retryInMs = 0;
+    this.holdUntil = 0; // while the server's Retry-After runs, only a forced kick sends early
     this.state = "idle";
     this.waiters = new Map();
     window.addEventListener("storage", (event) => {
@@ -32,7 +50,7 @@ export class Outbox extends EventTarget {
         this.kick();
       }
     });
-    window.addEventListener("online", () => this.kick());
+    window.addEventListener("online", () => this.kick({ force: true }));
   }
 
   get durable() {
@@ -120,8 +138,10 @@ export class Outbox extends EventTarget {
     });
   }
 
-  kick() {
-    if (this.wake) {
+  // Send now rather than at the planned retry; within a Retry-After only when `force`d (the
+  // network or the server is back), not for every new answer.
+  kick({ force = false } = {}) {
+    if (this.wake && (force || Date.now() >= this.holdUntil)) {
       const wake = this.wake;
       this.wake = null;
       wake();
@@ -157,12 +177,14 @@ export class Outbox extends EventTarget {
           this.setState("idle");
           return;
         }
-        this.setState(this.failures ? "retrying" : "sending");
+        this.setState(this.failures ? this.failedAs : "sending");
         const outcome = await this.send(entry);
         if (outcome === "stop") return;
         if (outcome === "retry") {
-          const backoff = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1));
-          await this.sleep(backoff * (0.75 + Math.random() * 0.5));
+          this.setState(this.failedAs);
+          this.holdUntil = this.honourRetryAfter ? Date.now() + this.retryInMs : 0;
+          await this.sleep(this.retryInMs);
+          this.holdUntil = 0;
         } else if (outcome === "paused") {
           await this.sleep(PAUSED_RETRY_MS);
         }
@@ -194,6 +216,9 @@ export class Outbox extends EventTarget {
       if (!(error instanceof ApiError)) throw error;
       if (error.transient) {
         this.failures += 1;
+        this.failedAs = error.unavailable ? "offline" : "retrying";
+        this.retryInMs = retryDelay(error, this.failures);
+        this.honourRetryAfter = error.retryAfterMs !== null;
         return "retry";
       }
       if (error.signedOut) {

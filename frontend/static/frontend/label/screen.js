@@ -41,6 +41,7 @@ export class Screen {
       doneToday: el("done-today"),
       leftInQueue: el("left-in-queue"),
       outbox: el("outbox-status"),
+      offline: el("offline"),
     };
     this.noticeTimer = null;
   }
@@ -119,8 +120,9 @@ export class Screen {
     }, NOTICE_MS);
   }
 
-  // progress: the server's (or null); waitingAll / waitingHere: answers in the outbox.
-  renderCounts({ progress, waitingAll, waitingHere, outboxState, durable }) {
+  // progress: the server's (or null); waitingAll / waitingHere: answers in the outbox;
+  // serverAvailable: whether the server answered the last call (api.js serverStatus).
+  renderCounts({ progress, waitingAll, waitingHere, outboxState, durable, serverAvailable }) {
     const { doneToday, leftInQueue, outbox } = this.els;
     if (progress) {
       doneToday.textContent = String(progress.done_today + waitingHere);
@@ -133,12 +135,29 @@ export class Screen {
     let text = "All answers saved";
     if (waitingAll) {
       text = `${waitingAll} answer${waitingAll === 1 ? "" : "s"} waiting to be sent`;
-      if (outboxState === "retrying") text += " · offline, retrying";
+      if (outboxState === "retrying") text += " · retrying";
+      if (outboxState === "offline") text += " · server unavailable, retrying";
       if (outboxState === "signed_out") text += " · log in again to send";
       if (outboxState === "paused") text += " · queue paused";
     }
     if (!durable) text += " (kept in this tab only)";
     outbox.textContent = text;
+    this.renderOffline(serverAvailable, waitingAll, durable);
+  }
+
+  // The notice while the server (or its database) does not answer: labeling goes on with the
+  // pairs already here, and the answers wait in this browser until the server is back.
+  renderOffline(available, waiting, durable) {
+    const { offline } = this.els;
+    offline.hidden = available;
+    offline.dataset.waiting = String(waiting);
+    if (available) return;
+    const where = durable ? "in this browser" : "in this tab";
+    offline.textContent = waiting
+      ? `The server is unavailable right now. ${waiting} answer${waiting === 1 ? " is" : "s are"} ` +
+        `kept ${where} and will be sent when it is back.`
+      : `The server is unavailable right now. Your answers are kept ${where} and will be sent ` +
+        "when it is back.";
   }
 
   setUndoEnabled(enabled) {
