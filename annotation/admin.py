@@ -29,6 +29,7 @@ from annotation.services.queues import (
     labeling_queue_settings_check,
 )
 from config.errors import DomainError
+from config.permissions import RoleMatrixAdmin, RoleMatrixInline
 
 
 def _form_error(form: forms.Form, exc: DomainError) -> None:
@@ -37,14 +38,14 @@ def _form_error(form: forms.Form, exc: DomainError) -> None:
 
 
 @admin.register(AnnotatorProfile)
-class AnnotatorProfileAdmin(admin.ModelAdmin):
+class AnnotatorProfileAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["user", "quality_score", "daily_target", "created_at"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
     raw_id_fields = ["user"]
 
 
-class InstructionImageInline(admin.TabularInline):
+class InstructionImageInline(RoleMatrixInline, admin.TabularInline):
     model = InstructionImage
     extra = 0
     fields = ["name", "image", "caption"]
@@ -78,7 +79,7 @@ class LabelingQueueForm(forms.ModelForm):
 
 
 @admin.register(LabelingQueue)
-class LabelingQueueAdmin(admin.ModelAdmin):
+class LabelingQueueAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     form = LabelingQueueForm
     list_display = ["name", "status", "overlap", "lease_seconds", "prefetch", "created_at"]
     list_filter = ["status"]
@@ -128,7 +129,7 @@ class PairBuildForm(forms.ModelForm):
 
 
 @admin.register(PairBuild)
-class PairBuildAdmin(admin.ModelAdmin):
+class PairBuildAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     """Adding a build queues it on the `cpu` workers; a build is never edited afterwards."""
 
     form = PairBuildForm
@@ -156,12 +157,9 @@ class PairBuildAdmin(admin.ModelAdmin):
         obj._state.adding = False
         obj._state.db = build._state.db
 
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request, obj)
-
 
 @admin.register(Pair)
-class PairAdmin(admin.ModelAdmin):
+class PairAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = [
         "id", "queue", "kind", "candidate_a_id", "candidate_b_id", "priority",
         "judgments_count", "reserved_count", "judgments_needed", "is_gold",
@@ -174,7 +172,7 @@ class PairAdmin(admin.ModelAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["id", "pair_id", "annotator", "status", "leased_at", "expires_at"]
     list_filter = ["status"]
     search_fields = ["annotator__username"]
@@ -182,12 +180,9 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["pair", "annotator", "left_candidate"]
     show_full_result_count = False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Judgment)
-class JudgmentAdmin(admin.ModelAdmin):
+class JudgmentAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["id", "pair_id", "annotator", "choice", "duration_ms", "created_at"]
     list_filter = ["choice"]
     search_fields = ["annotator__username", "client_submission_id"]
@@ -195,33 +190,17 @@ class JudgmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["pair", "annotator", "left_candidate", "winner"]
     show_full_result_count = False
 
-    def has_change_permission(self, request, obj=None):
-        # A judgment is what an annotator said; nobody edits it afterwards.
-        return False
-
-    def has_add_permission(self, request):
-        return False
-
 
 @admin.register(UndoneJudgment)
-class UndoneJudgmentAdmin(admin.ModelAdmin):
+class UndoneJudgmentAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["id", "pair_id", "annotator", "choice", "judged_at", "undone_at"]
     list_select_related = ["annotator"]
     raw_id_fields = ["pair", "annotator"]
     show_full_result_count = False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False
-
 
 @admin.register(ImageThumbnail)
-class ImageThumbnailAdmin(admin.ModelAdmin):
+class ImageThumbnailAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["content_sha256", "storage_key", "width", "height", "created_at"]
     search_fields = ["content_sha256"]
     show_full_result_count = False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,4 +1,4 @@
-"""The API's shared parts: the one exception handler and the role permissions.
+"""The API's shared parts: the one exception handler (who may call what: config/permissions.py).
 
 Every error leaves as {"error": code, "detail": message} (plus "field" where one is at fault).
 """
@@ -9,14 +9,10 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.permissions import BasePermission
-from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.errors import DomainError
-from config.roles import Role, user_has_role
 
 
 def _flatten(detail: Any, prefix: str = "") -> tuple[str | None, str]:
@@ -64,27 +60,3 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response.status_code == status.HTTP_500_INTERNAL_SERVER_ERROR:
         return None
     return response
-
-
-class _RolePermission(BasePermission):
-    roles: tuple[Role, ...] = ()
-    message = "this endpoint is not available to your role"
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        return user_has_role(request.user, *self.roles)
-
-
-class IsAnnotator(_RolePermission):
-    roles = (Role.ANNOTATOR,)
-
-
-class IsLead(_RolePermission):
-    roles = (Role.LEAD,)
-
-
-class IsML(_RolePermission):
-    roles = (Role.ML,)
-
-
-class IsLeadOrML(_RolePermission):
-    roles = (Role.LEAD, Role.ML)

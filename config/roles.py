@@ -1,9 +1,9 @@
 """Roles: the groups `annotator`, `lead` and `ml`, what each may touch, and account creation.
 
 Annotators reach only the labeling UI and its API (never the admin: they are not staff).
-Leads manage prompts, generation, labeling and datasets; ML engineers manage training and
-reward models and may read the rest. Permissions are named by app label so this module needs
-none of the apps' models.
+Who may do what is the role matrix in config/permissions.py; the groups' Django permissions
+are derived from it here. Permissions are named by app label so this module needs none of the
+apps' models.
 """
 
 from enum import StrEnum
@@ -11,6 +11,7 @@ from enum import StrEnum
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
+from django.db.models import Q
 
 from config.errors import ValidationFailed
 
@@ -22,50 +23,36 @@ class Role(StrEnum):
     ADMIN = "admin"  # a superuser; not a group
 
 
-_DATASET_MODELS = ["dataset", "datasetversion", "datasetrecord", "datasetexport"]
-_TRAINING_MODELS = ["trainingrun", "trainingmetric", "rewardmodel"]
-
-# role -> list of (app_label, model or None for all, actions)
-ROLE_PERMISSIONS: dict[Role, list[tuple[str, list[str] | None, tuple[str, ...]]]] = {
-    Role.ANNOTATOR: [],
-    Role.LEAD: [
-        ("generation_workers", None, ("view", "add", "change", "delete")),
-        ("annotation", None, ("view", "add", "change", "delete")),
-        ("training_bridge", _DATASET_MODELS, ("view", "add", "change", "delete")),
-        ("training_bridge", _TRAINING_MODELS, ("view",)),
-        ("auth", ["user"], ("view",)),
-    ],
-    Role.ML: [
-        ("training_bridge", None, ("view", "add", "change", "delete")),
-        ("generation_workers", None, ("view",)),
-        ("annotation", ["labelingqueue", "pair", "annotatorprofile"], ("view",)),
-    ],
-}
-
-
 def role_groups_ensure() -> dict[Role, Group]:
-    """Create the role groups and (re)set their permissions; safe to run any number of times."""
+    """Create the role groups and (re)set their Django permissions from the role matrix's admin
+    rows (config/permissions.py); safe to run any number of times.
+
+    Our admin classes read the matrix itself; these permissions serve the admin pages we do not
+    write (users, groups, lockouts) and anything else that asks `user.has_perm`."""
+    from config.permissions import ADMIN_MODELS  # it imports Role from here
+
     groups: dict[Role, Group] = {}
-    for role, grants in ROLE_PERMISSIONS.items():
+    for role in (Role.ANNOTATOR, Role.LEAD, Role.ML):
         group, _ = Group.objects.get_or_create(name=role.value)
-        wanted: list[Permission] = []
-        for app_label, models, actions in grants:
-            perms = Permission.objects.filter(content_type__app_label=app_label)
-            if models is not None:
-                perms = perms.filter(content_type__model__in=models)
-            wanted.extend(p for p in perms if p.codename.split("_", 1)[0] in actions)
-        group.permissions.set(wanted)
+        wanted = Q(pk__in=[])
+        for label, actions in ADMIN_MODELS.items():
+            app_label, model = label.split(".")
+            codenames = [f"{action}_{model}" for action, roles in actions.items() if role in roles]
+            if codenames:
+                wanted |= Q(content_type__app_label=app_label, codename__in=codenames)
+        group.permissions.set(Permission.objects.filter(wanted))
         groups[role] = group
     return groups
 
 
 def user_has_role(user: AbstractBaseUser, *roles: Role) -> bool:
+    """Whether the user has one of the roles (a superuser has every role)."""
+    from config.permissions import ADMIN, user_roles
+
     if not user.is_authenticated:
         return False
-    if user.is_superuser:
-        return True
-    names = {r.value for r in roles}
-    return any(g.name in names for g in user.groups.all())
+    held = user_roles(user)
+    return ADMIN in held or bool(held & set(roles))
 
 
 def user_create(

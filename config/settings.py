@@ -5,6 +5,7 @@ SQLite and the local disk; SECRET_KEY has none unless DJANGO_DEBUG=1. Production
 SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL and STORAGE_BACKEND=s3 (see docs/operations.md).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -40,10 +41,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "storages",
+    "axes",  # failed-login lockout: AXES_* below
+    "accounts",  # API tokens, stored as digests
     "generation_workers",
     "annotation",
     "training_bridge",
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into accounts/lockout.py's answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -103,6 +107,24 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+# django-axes first: it refuses a locked-out (username, address) before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed logins (/accounts/login/, /admin/login/, POST /api/auth/token/) are counted per username
+# and client address; at the limit that pair is locked for the cool-off (each try meanwhile
+# starts it again), and a successful login clears the count. Behind a proxy REMOTE_ADDR is the
+# proxy's, so the lock is effectively per username (see docs/operations.md).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_SENSITIVE_PARAMETERS = ["password"]
+# API tokens (accounts/): every token expires this many days after it is issued.
+API_TOKEN_LIFETIME_DAYS = env.float("API_TOKEN_LIFETIME_DAYS", default=30.0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -151,10 +173,11 @@ STORAGES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Who may call what: the role matrix (config/permissions.py); no row, nobody.
+    "DEFAULT_PERMISSION_CLASSES": ["config.permissions.RolePermission"],
+    "DEFAULT_SCHEMA_CLASS": "config.role_schema.RoleMatrixSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,

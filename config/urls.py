@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
+from accounts import apis as accounts_apis
 from config import views
 
 admin.site.site_header = "SpatialPrefs admin"
@@ -12,7 +12,14 @@ admin.site.index_title = "Prompts, generation, labeling, datasets and training"
 api_patterns = [
     path("health/", views.HealthApi.as_view(), name="health"),
     path("me/", views.MeApi.as_view(), name="me"),
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    # Tokens (accounts/apis.py; its views read the project's default parsers, config/parsers.py).
+    path("auth/token/", accounts_apis.TokenObtainApi.as_view(), name="auth-token"),
+    path("auth/token/revoke/", accounts_apis.TokenRevokeApi.as_view(), name="auth-token-revoke"),
+    path(
+        "auth/token/revoke-all/",
+        accounts_apis.TokenRevokeAllApi.as_view(),
+        name="auth-token-revoke-all",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include("generation_workers.urls")),

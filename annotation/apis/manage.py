@@ -19,7 +19,6 @@ from annotation.services.queues import (
     labeling_queue_pause,
     labeling_queue_resume,
 )
-from config.api import IsLead
 from config.errors import NotFound, ValidationFailed
 
 _ERRORS = {
@@ -30,7 +29,6 @@ _ERRORS = {
 
 
 class LeadQueueListApi(ListAPIView):
-    permission_classes = [IsLead]
     serializer_class = s.LeadQueueSerializer
     queryset = LabelingQueue.objects.prefetch_related("allowed_groups", "allowed_users")
 
@@ -67,8 +65,6 @@ class LeadQueueListApi(ListAPIView):
 
 
 class LeadQueuePauseApi(APIView):
-    permission_classes = [IsLead]
-
     @extend_schema(
         operation_id="labeling_manage_queue_pause",
         request=None,
@@ -79,8 +75,6 @@ class LeadQueuePauseApi(APIView):
 
 
 class LeadQueueResumeApi(APIView):
-    permission_classes = [IsLead]
-
     @extend_schema(
         operation_id="labeling_manage_queue_resume",
         request=None,
@@ -91,8 +85,6 @@ class LeadQueueResumeApi(APIView):
 
 
 class LeadPairBuildStartApi(APIView):
-    permission_classes = [IsLead]
-
     @extend_schema(
         operation_id="labeling_manage_pair_build_start",
         request=s.PairBuildRequestSerializer,
@@ -113,8 +105,6 @@ class LeadPairBuildStartApi(APIView):
 
 
 class LeadPairBuildDetailApi(APIView):
-    permission_classes = [IsLead]
-
     @extend_schema(
         operation_id="labeling_manage_pair_build_detail",
         responses={200: s.PairBuildSerializer, **_ERRORS},

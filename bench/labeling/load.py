@@ -112,8 +112,8 @@ def main() -> None:
     django_setup(url)
 
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
+    from accounts.services import api_token_create
     from annotation.models import Assignment, Judgment, Pair
     from annotation.services.queues import labeling_queue_create
     from config.roles import Role, user_create
@@ -130,7 +130,8 @@ def main() -> None:
         for i in range(args.annotators)
     ]
     veteran = user_create(username="veteran", password="bench-pass-1", role=Role.ANNOTATOR)
-    tokens = {u.username: Token.objects.get_or_create(user=u)[0].key for u in [*users, veteran]}
+    # Annotators get tokens from an admin only (the API issues them to staff roles).
+    tokens = {u.username: api_token_create(user=u, name="bench").key for u in [*users, veteran]}
     queue = labeling_queue_create(name="bench", allowed_group_names=["annotator"])
     pset = PromptSet.objects.create(
         name="bench", source=PromptSet.Source.TEMPLATE, status=PromptSet.Status.READY

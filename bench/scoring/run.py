@@ -138,13 +138,12 @@ def models_register(work: Path, tag: str) -> dict[str, tuple[str, Path]]:
 
 
 def token_make() -> str:
-    from rest_framework.authtoken.models import Token
-
+    from accounts.services import api_token_create
     from config.roles import Role, user_create
 
     user = user_create(username="bench-rl", password="bench-rl-pass", role=Role.ML,
                        exist_ok=True)  # fmt: skip
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token_create(user=user, name="bench").key
 
 
 def free_port() -> int:

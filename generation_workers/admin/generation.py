@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from config.errors import DomainError
+from config.permissions import RoleMatrixAdmin
 from generation_workers.models import Campaign, Candidate, GeneratorConfig
 from generation_workers.selectors.campaigns import (
     campaign_candidates_recent,
@@ -77,7 +78,7 @@ class GeneratorConfigForm(forms.ModelForm):
 
 
 @admin.register(GeneratorConfig)
-class GeneratorConfigAdmin(admin.ModelAdmin):
+class GeneratorConfigAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     form = GeneratorConfigForm
     list_display = [
         "name",
@@ -168,7 +169,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     form = CampaignForm
     list_display = [
         "name",
@@ -300,7 +301,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(Candidate)
-class CandidateAdmin(admin.ModelAdmin):
+class CandidateAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = [
         "id",
         "thumbnail",
@@ -321,13 +322,6 @@ class CandidateAdmin(admin.ModelAdmin):
         "height", "duration_ms", "generation_params", "error", "attempts", "lease_token",
         "leased_until", "created_at", "finished_at",
     ]  # fmt: skip
-
-    def has_change_permission(self, request, obj=None):
-        # Candidates are written by workers only; the admin shows them.
-        return False
-
-    def has_add_permission(self, request):
-        return False
 
     @admin.display(description="image")
     def thumbnail(self, obj: Candidate) -> str:

@@ -11,11 +11,13 @@ from typing import Any
 import yaml
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from config.errors import DomainError
+from config.permissions import RoleMatrixAdmin
 from generation_workers.apis.prompts import MAX_IMPORT_BYTES, prompt_set_preview
 from generation_workers.models import Prompt, PromptSet, Vocabulary
 from generation_workers.selectors.prompts import prompt_set_counts, prompt_set_sample
@@ -64,13 +66,13 @@ class ImportForm(forms.Form):
 
 
 @admin.register(Vocabulary)
-class VocabularyAdmin(admin.ModelAdmin):
+class VocabularyAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
 
 
 @admin.register(PromptSet)
-class PromptSetAdmin(admin.ModelAdmin):
+class PromptSetAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = [
         "name",
         "version",
@@ -94,11 +96,8 @@ class PromptSetAdmin(admin.ModelAdmin):
     def spec_pretty(self, obj: PromptSet) -> str:
         return json.dumps(obj.spec, indent=2, sort_keys=True)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # sets are made by "Build from a spec" and "Import JSONL"
-
-    def has_change_permission(self, request: HttpRequest, obj: PromptSet | None = None) -> bool:
-        return False  # a set is never edited; a new spec makes a new version
+    # Who may add (on the build and import pages), delete or only view: the role matrix. A set is
+    # never edited: a new spec makes a new version.
 
     def has_delete_permission(self, request: HttpRequest, obj: PromptSet | None = None) -> bool:
         if obj is not None and obj.is_locked:
@@ -106,7 +105,13 @@ class PromptSetAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def _can_build(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("generation_workers.add_promptset")
+        return self.has_add_permission(request)
+
+    def add_view(self, request: HttpRequest, form_url="", extra_context=None):
+        # Sets are made by "Build from a spec" and "Import JSONL", never by a plain form.
+        if not self._can_build(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:promptset_build"))
 
     def get_urls(self):
         return [
@@ -198,7 +203,7 @@ def _built_message(prompt_set: PromptSet) -> str:
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["id", "text_short", "prompt_set", "tier", "split", "perturbation_type"]
     list_filter = ["split", "tier", "perturbation_type", "prompt_set"]
     search_fields = ["text", "group_key"]
@@ -209,9 +214,3 @@ class PromptAdmin(admin.ModelAdmin):
     @admin.display(description="text")
     def text_short(self, obj: Prompt) -> str:
         return obj.text[:100]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Prompt | None = None) -> bool:
-        return False  # prompts belong to versioned sets and never change

@@ -20,7 +20,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IsLead, IsLeadOrML
 from config.errors import NotFound, ValidationFailed
 from generation_workers.apis.configs import ERROR_RESPONSES, GenerationErrorSerializer
 from generation_workers.models import Campaign, Candidate
@@ -114,9 +113,6 @@ class CampaignListApi(ListAPIView):
             queryset=Campaign.objects.prefetch_related("configs")
         ).order_by("-created_at")
 
-    def get_permissions(self):
-        return [IsLead()] if self.request.method == "POST" else [IsLeadOrML()]
-
     @extend_schema(operation_id="generation_campaigns_list")
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
@@ -148,8 +144,6 @@ class CampaignListApi(ListAPIView):
 
 
 class CampaignDetailApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="generation_campaign", responses={200: CampaignSerializer, **ERROR_RESPONSES}
     )
@@ -164,8 +158,6 @@ class CampaignActionResultSerializer(serializers.Serializer):
 
 def _campaign_action(name: str, description: str, service):
     class CampaignActionApi(APIView):
-        permission_classes = [IsLead]
-
         @extend_schema(
             operation_id=f"generation_campaign_{name}",
             request=None,
@@ -201,7 +193,6 @@ CampaignRequeueApi = _campaign_action(
 
 
 class CampaignCandidatesApi(ListAPIView):
-    permission_classes = [IsLeadOrML]
     serializer_class = CandidateSerializer
 
     def get_queryset(self):
@@ -230,8 +221,6 @@ class CampaignCandidatesApi(ListAPIView):
 
 class CandidateImageApi(APIView):
     """The candidate's image: the bytes (local storage) or a redirect to a presigned URL (S3)."""
-
-    permission_classes = [IsLeadOrML]
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)

@@ -10,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IsLead, IsLeadOrML
 from config.errors import NotFound, ValidationFailed
 from generation_workers.models import GeneratorConfig
 from generation_workers.services.config_rules import EDITABLE_FIELDS
@@ -83,9 +82,6 @@ class ConfigListApi(ListAPIView):
     serializer_class = GeneratorConfigSerializer
     queryset = GeneratorConfig.objects.all()
 
-    def get_permissions(self):
-        return [IsLead()] if self.request.method == "POST" else [IsLeadOrML()]
-
     @extend_schema(operation_id="generation_configs_list")
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
@@ -103,9 +99,6 @@ class ConfigListApi(ListAPIView):
 
 
 class ConfigDetailApi(APIView):
-    def get_permissions(self):
-        return [IsLead()] if self.request.method == "PATCH" else [IsLeadOrML()]
-
     @extend_schema(
         operation_id="generation_config",
         responses={200: GeneratorConfigSerializer, **ERROR_RESPONSES},
@@ -126,8 +119,6 @@ class ConfigDetailApi(APIView):
 
 
 class ConfigCheckApi(APIView):
-    permission_classes = [IsLead]
-
     @extend_schema(
         operation_id="generation_config_check",
         request=None,

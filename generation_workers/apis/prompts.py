@@ -12,7 +12,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IsLead, IsLeadOrML
 from config.errors import ValidationFailed
 from generation_workers.models import Prompt, PromptSet, Split
 from generation_workers.selectors.prompts import prompt_list, prompt_set_counts
@@ -94,9 +93,6 @@ class PromptFilter(serializers.Serializer):
 
 
 class PromptSetListCreateApi(APIView):
-    def get_permissions(self):
-        return [IsLead()] if self.request.method == "POST" else [IsLeadOrML()]
-
     @extend_schema(responses=PromptSetOutput(many=True))
     def get(self, request: Request) -> Response:
         sets = PromptSet.objects.order_by("-created_at")[:200]
@@ -118,8 +114,6 @@ class PromptSetListCreateApi(APIView):
 
 
 class PromptSetPreviewApi(APIView):
-    permission_classes = [IsLead]
-
     @extend_schema(request=PromptSetPreviewInput, responses=PreviewRecordOutput(many=True))
     def post(self, request: Request) -> Response:
         data = PromptSetPreviewInput(data=request.data)
@@ -149,7 +143,6 @@ def prompt_set_preview(*, spec: Any, count: int) -> list[dict[str, Any]]:
 
 
 class PromptSetImportApi(APIView):
-    permission_classes = [IsLead]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(request=PromptSetImportInput, responses={201: PromptSetDetailOutput})
@@ -179,8 +172,6 @@ class PromptSetImportApi(APIView):
 
 
 class PromptSetDetailApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(responses=PromptSetDetailOutput)
     def get(self, request: Request, prompt_set_id: int) -> Response:
         prompt_set = get_object_or_404(PromptSet, pk=prompt_set_id)
@@ -188,8 +179,6 @@ class PromptSetDetailApi(APIView):
 
 
 class PromptListApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(parameters=[PromptFilter], responses=PromptOutput(many=True))
     def get(self, request: Request) -> Response:
         params = PromptFilter(data=request.query_params)

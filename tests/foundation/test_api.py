@@ -3,8 +3,9 @@
 import pytest
 import yaml
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from accounts.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -24,13 +25,13 @@ def test_anonymous_request_gets_a_401_in_the_error_format():
     }
 
 
-def test_token_authentication(annotator):
-    token = APIClient().post("/api/auth/token/", {"username": "ann", "password": "annotator-pass"})
+def test_token_authentication(lead):
+    token = APIClient().post("/api/auth/token/", {"username": "lead", "password": "lead-pass-123"})
     assert token.status_code == 200
-    assert token.json()["token"] == Token.objects.get(user=annotator).key
+    assert ApiToken.objects.get(user=lead).prefix == token.json()["token"][:10]
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.json()['token']}")
-    assert client.get("/api/me/").json() == {"username": "ann", "roles": ["annotator"]}
+    assert client.get("/api/me/").json() == {"username": "lead", "roles": ["lead"]}
 
 
 def test_wrong_credentials_name_the_problem():

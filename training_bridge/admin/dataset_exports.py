@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from config.errors import DomainError
+from config.permissions import RoleMatrixAdmin
 from training_bridge.apis.serializers import artifact_entries
 from training_bridge.models import DatasetExport, DatasetRecord
 from training_bridge.services.exports import dataset_export_request, export_folder
@@ -21,25 +22,16 @@ def report_error(modeladmin: admin.ModelAdmin, request: HttpRequest, exc: Domain
 
 
 @admin.register(DatasetRecord)
-class DatasetRecordAdmin(admin.ModelAdmin):
+class DatasetRecordAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["id", "version", "position", "pair_id", "split", "label", "agreement"]
     list_filter = ["split", "label"]
     list_select_related = ["version__dataset"]
     raw_id_fields = ["version", "pair", "intended_winner", "prompt"]
     show_full_result_count = False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(DatasetExport)
-class DatasetExportAdmin(admin.ModelAdmin):
+class DatasetExportAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = [
         "id", "version", "format", "include_images", "status", "progress", "finished_at",
     ]  # fmt: skip
@@ -80,12 +72,6 @@ class DatasetExportAdmin(admin.ModelAdmin):
                 ((f["download_url"], f["name"], f["size"], f["sha256"]) for f in files),
             ),
         )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def save_model(self, request, obj, form, change):
         """Every field is read-only: exports change only through the export services."""

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.errors import DomainError, ValidationFailed
+from config.permissions import RoleMatrixAdmin
 from training_bridge.admin.charts import version_charts
 from training_bridge.admin.dataset_exports import report_error
 from training_bridge.apis.serializers import artifact_entries
@@ -40,7 +41,7 @@ from training_bridge.services.specs import dataset_specs_resolve
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
     readonly_fields = ["created_by", "created_at"]
@@ -93,7 +94,7 @@ class DatasetVersionAddForm(forms.ModelForm):
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(admin.ModelAdmin):
+class DatasetVersionAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["__str__", "status", "record_count", "hash_short", "frozen_at", "created_at"]
     list_filter = ["status", "dataset"]
     search_fields = ["dataset__name", "content_hash"]

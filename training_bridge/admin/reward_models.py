@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 
 from annotation.models import LabelingQueue
 from config.errors import DomainError
+from config.permissions import RoleMatrixAdmin, api_allows
 from generation_workers.models import Campaign
 from training_bridge.models import DatasetVersion, RewardModel
 
 
 @admin.register(RewardModel)
-class RewardModelAdmin(admin.ModelAdmin):
+class RewardModelAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = [
         "name", "version", "status", "dataset_version", "run_id", "promoted_at", "created_at",
     ]  # fmt: skip
@@ -33,8 +35,11 @@ class RewardModelAdmin(admin.ModelAdmin):
     change_list_template = "admin/training_bridge/rewardmodel/change_list.html"
     change_form_template = "admin/training_bridge/rewardmodel/change_form.html"
 
-    def has_add_permission(self, request):
-        return False  # registered by runs, or by the "Register a checkpoint" page
+    def add_view(self, request, form_url="", extra_context=None):
+        # Models are registered by runs, or by the "Register a checkpoint" page.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:training_bridge_rewardmodel_register"))
 
     def get_readonly_fields(self, request, obj=None):
         # status changes only by promote/archive (one promoted per name is a database fact)
@@ -130,7 +135,7 @@ class RewardModelAdmin(admin.ModelAdmin):
     def register_view(self, request: HttpRequest):
         from training_bridge.services.registry import reward_model_register_checkpoint
 
-        if not self.has_change_permission(request):
+        if not self.has_add_permission(request):
             return HttpResponseRedirect(reverse("admin:training_bridge_rewardmodel_changelist"))
         form = RewardRegisterForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -152,11 +157,13 @@ class RewardModelAdmin(admin.ModelAdmin):
         return self._page(request, "register.html", "Register a checkpoint", form=form)
 
     def active_learning_view(self, request: HttpRequest, model_id: int):
-        from config.roles import Role, user_has_role
         from training_bridge.services.active_learning import active_learning_start
 
         model = RewardModel.objects.filter(pk=model_id).first()
-        if model is None or not user_has_role(request.user, Role.LEAD, Role.ML):
+        allowed = api_allows(
+            request.user, method="POST", view_name="api:training:reward-active-learning"
+        )
+        if model is None or not allowed:
             return HttpResponseRedirect(reverse("admin:training_bridge_rewardmodel_changelist"))
         form = RewardActiveLearningForm(request.POST or None)
         if request.method == "POST" and form.is_valid():

@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from config.errors import DomainError
+from config.permissions import RoleMatrixAdmin, admin_allows
 from training_bridge.admin.datasets import DatasetVersionAdmin
 from training_bridge.models import (
     DatasetVersion,
@@ -100,7 +101,7 @@ class TrainingRunStartForm(forms.ModelForm):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = [
         "id", "dataset_version", "launcher", "status", "progress", "attempt", "val_accuracy",
         "created_at", "finished_at",
@@ -313,7 +314,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 )
 def dataset_version_train(modeladmin, request, queryset):
     """Opens the start form of a training run with the (one) selected version chosen."""
-    if not request.user.has_perm("training_bridge.add_trainingrun"):
+    if not admin_allows(request.user, model="training_bridge.trainingrun", action="add"):
         modeladmin.message_user(
             request, "Only ML engineers start training runs.", level=messages.ERROR
         )
@@ -341,14 +342,8 @@ DatasetVersionAdmin.actions = [*DatasetVersionAdmin.actions, dataset_version_tra
 
 
 @admin.register(TrainingMetric)
-class TrainingMetricAdmin(admin.ModelAdmin):
+class TrainingMetricAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     list_display = ["run_id", "name", "step", "epoch", "value"]
     list_filter = ["name"]
     raw_id_fields = ["run"]
     show_full_result_count = False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False

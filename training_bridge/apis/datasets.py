@@ -1,4 +1,5 @@
-"""API of datasets, versions, exports, diffs and artifact downloads (leads and ML engineers).
+"""API of datasets, versions, exports, diffs and artifact downloads (leads write; ML engineers
+read and download: the role matrix, config/permissions.py).
 
 Freezing and exporting are `cpu` tasks: their endpoints answer 202 and the version or export
 row reports progress. A malformed spec or an empty selection is a 400 naming the key.
@@ -13,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IsLeadOrML
 from config.errors import NotFound
 from training_bridge.apis import serializers as s
 from training_bridge.apis.downloads import artifact_response
@@ -32,7 +32,7 @@ from training_bridge.services.exports import dataset_export_request, dataset_exp
 
 _ERRORS = {
     400: OpenApiResponse(s.DatasetErrorSerializer, description="Bad input; `field` names it."),
-    403: OpenApiResponse(s.DatasetErrorSerializer, description="Leads and ML engineers only."),
+    403: OpenApiResponse(s.DatasetErrorSerializer, description="Not for your role."),
     404: OpenApiResponse(
         s.DatasetErrorSerializer, description="Unknown dataset, version or export."
     ),
@@ -54,8 +54,6 @@ def _version(version_id: int) -> DatasetVersion:
 
 
 class DatasetListApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(operation_id="datasets_list", responses={200: s.DatasetSerializer(many=True)})
     def get(self, request: Request) -> Response:
         return Response(s.DatasetSerializer(Dataset.objects.order_by("name"), many=True).data)
@@ -73,8 +71,6 @@ class DatasetListApi(APIView):
 
 
 class DatasetVersionListApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="dataset_versions_list",
         responses={200: s.DatasetVersionSerializer(many=True), **_ERRORS},
@@ -109,8 +105,6 @@ class DatasetVersionListApi(APIView):
 
 
 class DatasetVersionDetailApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="dataset_version_detail",
         responses={200: s.DatasetVersionSerializer, **_ERRORS},
@@ -120,8 +114,6 @@ class DatasetVersionDetailApi(APIView):
 
 
 class DatasetVersionFreezeApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="dataset_version_freeze",
         request=None,
@@ -133,8 +125,6 @@ class DatasetVersionFreezeApi(APIView):
 
 
 class DatasetExportCreateApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="dataset_version_export",
         request=s.DatasetExportCreateSerializer,
@@ -161,8 +151,6 @@ class DatasetExportCreateApi(APIView):
 
 
 class DatasetExportDetailApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(operation_id="dataset_export_detail", responses={200: s.DatasetExportSerializer})
     def get(self, request: Request, export_id: int) -> Response:
         export = DatasetExport.objects.filter(pk=export_id).first()
@@ -172,8 +160,6 @@ class DatasetExportDetailApi(APIView):
 
 
 class DatasetVersionDiffApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="dataset_version_diff",
         parameters=[s.DatasetDiffQuerySerializer],
@@ -192,8 +178,6 @@ class DatasetVersionDiffApi(APIView):
 
 class DatasetArtifactApi(APIView):
     """Download one listed artifact: a redirect to a presigned URL on S3, the bytes locally."""
-
-    permission_classes = [IsLeadOrML]
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)

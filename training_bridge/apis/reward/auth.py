@@ -1,21 +1,22 @@
 """Authentication of the scoring endpoint, remembered per serving process.
 
-RL trainers call `/api/reward/score` many times a second with one token. DRF's token
-authentication and the role check cost two queries per request (several percent of a small
-model's forward pass on these machines); here their success is kept per process for
-AUTH_REMEMBER_SECONDS (1 s; config/remembered.py, as the labeling loop does), so a deleted
-token, a deactivated account or a removed role stops working everywhere within that interval.
-Failures are never remembered: they are checked again on every request.
+RL trainers call `/api/reward/score` many times a second with one token. The token check
+(accounts/authentication.py) and the role check (config/permissions.py) cost a query each per
+request (several percent of a small model's forward pass on these machines); here their
+success is kept per process for AUTH_REMEMBER_SECONDS (1 s; config/remembered.py, as the
+labeling loop does), so a revoked or expired token, a deactivated account or a removed role
+stops working everywhere within that interval. Failures are never remembered: they are checked
+again on every request.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from config.api import IsML
+from accounts.authentication import ApiTokenAuthentication
+from config.permissions import RolePermission
 from config.remembered import Remembered
 
 _tokens = Remembered()
@@ -28,20 +29,14 @@ def scoring_auth_forget() -> None:
     _roles.clear()
 
 
-class ScoringTokenAuthentication(TokenAuthentication):
-    """`Authorization: Token <key>`, as DRF checks it, remembered for the refresh interval."""
+class ScoringTokenAuthentication(ApiTokenAuthentication):
+    """`Authorization: Token <key>`, checked as everywhere, remembered for the interval."""
 
-    def authenticate_credentials(self, key: str):
-        found = _tokens.get(key)
-        if found is not None:
-            return found
-        found = super().authenticate_credentials(key)
-        _tokens.put(key, found)
-        return found
+    memory = _tokens
 
 
 class ScoringTokenScheme(OpenApiAuthenticationExtension):
-    """The schema's description of the scoring endpoint's token (the same header as DRF's)."""
+    """The schema's description of the scoring endpoint's token (the same header)."""
 
     target_class = "training_bridge.apis.reward.auth.ScoringTokenAuthentication"
     name = "scoringTokenAuth"
@@ -55,13 +50,13 @@ class ScoringTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
-class IsMLScoring(IsML):
-    """The `ml` role (or an admin), remembered per user for the refresh interval."""
+class ScoringRolePermission(RolePermission):
+    """The role matrix's row for scoring, its success remembered per user for the interval."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
         if not user.is_authenticated:
-            return False
+            return super().has_permission(request, view)
         if _roles.get(user.pk):
             return True
         allowed = super().has_permission(request, view)

@@ -14,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IsLeadOrML, IsML
 from config.errors import NotFound
 from training_bridge.models import RewardModel
 from training_bridge.selectors.reward_models import (
@@ -136,9 +135,6 @@ class RewardComparisonSerializer(serializers.Serializer):
 
 
 class RewardModelListApi(APIView):
-    def get_permissions(self):
-        return [IsML()] if self.request.method == "POST" else [IsLeadOrML()]
-
     @extend_schema(
         operation_id="reward_models_list",
         parameters=[RewardModelListQuerySerializer],
@@ -177,8 +173,6 @@ class RewardModelListApi(APIView):
 
 
 class RewardModelDetailApi(APIView):
-    permission_classes = [IsLeadOrML]
-
     @extend_schema(
         operation_id="reward_model_detail", responses={200: RewardModelSerializer, **ERRORS}
     )
@@ -188,8 +182,6 @@ class RewardModelDetailApi(APIView):
 
 class RewardModelCurrentApi(APIView):
     """The promoted model of a name: what /api/reward/score serves now."""
-
-    permission_classes = [IsLeadOrML]
 
     @extend_schema(
         operation_id="reward_model_current",
@@ -207,8 +199,6 @@ class RewardModelCurrentApi(APIView):
 
 
 class RewardModelPromoteApi(APIView):
-    permission_classes = [IsML]
-
     @extend_schema(
         operation_id="reward_model_promote",
         request=None,
@@ -219,8 +209,6 @@ class RewardModelPromoteApi(APIView):
 
 
 class RewardModelArchiveApi(APIView):
-    permission_classes = [IsML]
-
     @extend_schema(
         operation_id="reward_model_archive",
         request=None,
@@ -249,8 +237,6 @@ def comparison_data(comparison: Comparison) -> dict[str, Any]:
 class RewardModelCompareApi(APIView):
     """Two models side by side on a frozen version's test split (pairwise accuracy, Pick-a-Pic
     tie rule; overall, by relation, by number of perturbations, by config)."""
-
-    permission_classes = [IsLeadOrML]
 
     @extend_schema(
         operation_id="reward_models_compare",

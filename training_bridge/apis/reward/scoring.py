@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ValidationFailed
-from training_bridge.apis.reward.auth import IsMLScoring, ScoringTokenAuthentication
+from training_bridge.apis.reward.auth import ScoringRolePermission, ScoringTokenAuthentication
 from training_bridge.apis.reward.registry import ERRORS, RewardErrorSerializer
 from training_bridge.scoring.payloads import (
     ImageUndecodable,
@@ -333,7 +333,7 @@ class RewardScoreApi(APIView):
     """Score (prompt, image) pairs with the promoted reward model (or a pinned version)."""
 
     authentication_classes = [ScoringTokenAuthentication, SessionAuthentication]
-    permission_classes = [IsMLScoring]
+    permission_classes = [ScoringRolePermission]
     parser_classes = [JSONParser, MultiPartParser]
 
     @extend_schema(
