@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -60,3 +61,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response.status_code == status.HTTP_500_INTERNAL_SERVER_ERROR:
         return None
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 for a URL no route matches (`handler404`): under /api/ the error body every
+    API answer has (a path id that is not a number, a slug with other characters), elsewhere
+    Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not_found", "detail": "no such API endpoint"}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -27,6 +27,9 @@ api_patterns = [
     path("", include("training_bridge.urls")),
 ]
 
+# An unknown URL under /api/ answers JSON like every API error (config/api.py).
+handler404 = "config.api.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),

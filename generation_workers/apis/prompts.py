@@ -7,12 +7,13 @@ from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ValidationFailed
+from config.input_checks import BIGINT_MAX
+from config.parsers import FormParser, JSONField, JSONParser, MultiPartParser
 from generation_workers.models import Prompt, PromptSet, Split
 from generation_workers.selectors.prompts import prompt_list, prompt_set_counts
 from generation_workers.services.prompts import prompt_set_create, prompt_set_import
@@ -52,11 +53,11 @@ class PromptOutput(serializers.ModelSerializer):
 
 class PromptSetCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    spec = serializers.JSONField()
+    spec = JSONField()
 
 
 class PromptSetPreviewInput(serializers.Serializer):
-    spec = serializers.JSONField()
+    spec = JSONField()
     count = serializers.IntegerField(min_value=1, max_value=MAX_PREVIEW, default=10)
 
 
@@ -76,7 +77,7 @@ class PromptSetImportInput(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     file = serializers.FileField(required=False, help_text="JSON Lines, one prompt a line.")
     jsonl = serializers.CharField(required=False, trim_whitespace=False)
-    vocabulary = serializers.JSONField(required=False)
+    vocabulary = JSONField(required=False)
 
 
 class PromptFilter(serializers.Serializer):
@@ -89,7 +90,7 @@ class PromptFilter(serializers.Serializer):
         choices=["original", *[v for v in Prompt.Perturbation.values if v]], required=False
     )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=BIGINT_MAX, default=0)
 
 
 class PromptSetListCreateApi(APIView):

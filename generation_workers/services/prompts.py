@@ -19,6 +19,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from config.errors import Conflict, ValidationFailed
+from config.input_checks import json_check, text_check
 from generation_workers.models import Prompt, PromptSet, Vocabulary
 from generation_workers.spatial import (
     PromptSpecError,
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Sets up to this size are built inside the request; larger ones by a cpu-queue task.
 SYNC_BUILD_LIMIT = 20_000
+# A prompt's text sits under the unique index `prompt_unique_text_per_set`, whose btree rows
+# hold about 2.7 KB: longer texts (an imported 5 MB line) made PostgreSQL fail the COPY.
+PROMPT_TEXT_MAX_BYTES = 2000
 _CHUNK = 20_000
 _TIERS = {"single": 1, "multi": 2, "scene": 3}
 _COLUMNS = (
@@ -70,6 +74,7 @@ def prompt_set_create(
     _check_name(name)
     if not isinstance(spec, dict):
         raise ValidationFailed("the spec must be a JSON/YAML object", field="spec")
+    json_check(spec, field="spec")
     spec = _with_stored_vocabulary(spec)
     try:
         build = parse_build_spec(spec)
@@ -148,10 +153,14 @@ def prompt_set_import(
 ) -> PromptSet:
     """Import scene prompts from JSONL; any bad line rejects the whole file (nothing saved)."""
     _check_name(name)
+    json_check(vocabulary, field="vocabulary")
     try:
         vocab = None if vocabulary is None else _vocabulary(vocabulary)
     except PromptSpecError as exc:
         raise _spec_error(exc, prefix="vocabulary") from exc
+    lines = list(lines)
+    for number, line in enumerate(lines, start=1):
+        _import_line_check(line, field=f"lines[{number}]")
     parsed = parse_jsonl(lines, vocabulary=vocab)
     if parsed.errors:
         first = parsed.errors[0]
@@ -173,6 +182,19 @@ def prompt_set_import(
         )
         _populate(prompt_set, iter(parsed.records))
     return prompt_set
+
+
+def _import_line_check(line: str | bytes, *, field: str) -> None:
+    """A line's values as text PostgreSQL stores (no NUL, no lone surrogate, a prompt text its
+    unique index holds), named by their path (`lines[3].text`). Malformed lines are left to
+    the spatial parser, which reports every one of them."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return
+    json_check(value, field=field)
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        text_check(value["text"], field=f"{field}.text", max_bytes=PROMPT_TEXT_MAX_BYTES)
 
 
 def _vocabulary(value: str | list[str] | dict[str, Any]):
@@ -210,6 +232,14 @@ def _group(key: str) -> str:
 
 
 def _row(pk: int, set_id: int, item: dict[str, Any], base: dict[str, Any], parent: int | None):
+    if len(item["text"]) * 4 > PROMPT_TEXT_MAX_BYTES:
+        size = len(item["text"].encode("utf-8"))
+        if size > PROMPT_TEXT_MAX_BYTES:
+            raise PromptSpecError(
+                "templates",
+                base.get("template"),
+                f"renders a prompt of {size} bytes; at most {PROMPT_TEXT_MAX_BYTES} are stored",
+            )
     structure = item["structure"]
     lineage = item.get("lineage") or {}
     return (

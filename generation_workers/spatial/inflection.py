@@ -159,7 +159,7 @@ def number_word(count: int) -> str:
 def parse_number(word: str) -> int | None:
     """The count a number word or digit string stands for (1..20), else None."""
     value = _NUMBER_VALUES.get(word.lower())
-    if value is None and word.isdigit():
+    if value is None and word.isascii() and word.isdigit():  # int() refuses "²"
         value = int(word)
     if value is None or not 1 <= value <= MAX_COUNT:
         return None

@@ -102,6 +102,8 @@ def _read_line(
         data = json.loads(raw)
     except json.JSONDecodeError as error:
         return None, None, [PromptSpecError("json", raw, f"not valid JSON: {error.msg}")]
+    except RecursionError:  # brackets nested past Python's recursion limit
+        return None, None, [PromptSpecError("json", None, "not valid JSON: nested too deeply")]
     if not isinstance(data, dict):
         return None, None, [PromptSpecError("line", data, "must be a JSON object")]
     errors = [

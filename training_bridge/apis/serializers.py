@@ -4,6 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.parsers import JSONField
 from training_bridge.models import Dataset, DatasetExport, DatasetVersion
 
 
@@ -26,8 +27,8 @@ class DatasetCreateSerializer(serializers.Serializer):
 
 
 class DatasetVersionCreateSerializer(serializers.Serializer):
-    filter_spec = serializers.JSONField(help_text="Queues, time range, kinds, thresholds...")
-    split_spec = serializers.JSONField(required=False, default=dict)
+    filter_spec = JSONField(help_text="Queues, time range, kinds, thresholds...")
+    split_spec = JSONField(required=False, default=dict)
     parent = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
     freeze = serializers.BooleanField(
         default=False, help_text="Queue the freeze right away (202 instead of 201)."

@@ -106,7 +106,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             for a in run.artifacts
         ]
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))  # null until it succeeds
     def get_reward_model(self, run: TrainingRun) -> int | None:
         model = getattr(run, "reward_model", None)
         return model.pk if model is not None else None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import binascii
 import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
 from config.errors import DomainError, ValidationFailed
+from config.input_checks import json_loads, text_check
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 PICKLE_CONTENT_TYPES = frozenset(
@@ -127,12 +127,11 @@ def pickle_like(head: bytes) -> bool:
 
 
 def json_body_load(body: bytes) -> Any:
+    """The body's JSON; too deep a nesting, a NUL or a lone surrogate anywhere is a 400 naming
+    its JSON path (`model`, `items[3].prompt`), as the API's own parser does."""
     if pickle_like(body[:2]):
         raise UnsupportedPayload(_PICKLE_MESSAGE, field="body")
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationFailed(f"malformed JSON: {exc}", field="body") from None
+    return json_loads(body, field="")
 
 
 def images_count_check(count: int, limits: ScoreLimits, *, field: str) -> None:
@@ -153,7 +152,16 @@ def prompt_check(text: Any, limits: ScoreLimits, *, field: str) -> str:
             f"the prompt has {len(text)} characters; at most {limits.max_prompt_chars}",
             field=field,
         )
-    return text
+    return text_check(text, field=field)  # multipart prompts do not pass the JSON reader
+
+
+def model_name_check(name: Any, *, field: str = "model") -> str | None:
+    """A model name (looked up in the database) or None for the default."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not 0 < len(name) <= 100:
+        raise ValidationFailed("a model name of 1 to 100 characters", field=field)
+    return text_check(name, field=field)
 
 
 def image_b64_decode(value: Any, limits: ScoreLimits, *, field: str) -> bytes:

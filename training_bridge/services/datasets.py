@@ -18,6 +18,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from config.errors import Conflict, NotFound, ValidationFailed
+from config.input_checks import json_check
 from training_bridge.models import Dataset, DatasetVersion
 from training_bridge.selectors.selection import selection_first_record
 from training_bridge.services.specs import dataset_specs_resolve
@@ -75,6 +76,10 @@ def dataset_version_create(
     """
     if not Dataset.objects.filter(pk=dataset_id).exists():
         raise NotFound(f"no dataset {dataset_id}", field="dataset")
+    # Names in a spec are looked up in the database and the spec is stored as jsonb: neither
+    # takes a NUL character or a lone surrogate.
+    json_check(filter_spec, field="filter_spec")
+    json_check(split_spec, field="split_spec")
     specs = dataset_specs_resolve(filter_spec=filter_spec, split_spec=split_spec or {})
     selection_first_record(spec=specs.filter, split=specs.split)
     if parent_id is not None:

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import NotFound
+from config.parsers import JSONField
 from training_bridge.models import RewardModel
 from training_bridge.selectors.reward_models import (
     reward_model_default_name,
@@ -49,11 +50,12 @@ ERRORS = {
 class RewardModelSerializer(serializers.ModelSerializer):
     # A plain string: other apps' enums named "status" would collide in the schema.
     status = serializers.CharField(read_only=True, help_text="candidate | promoted | archived")
+    # null for a checkpoint registered without a dataset version
     dataset = serializers.CharField(
-        source="dataset_version.dataset.name", read_only=True, default=None
+        source="dataset_version.dataset.name", read_only=True, default=None, allow_null=True
     )
     dataset_version_number = serializers.IntegerField(
-        source="dataset_version.number", read_only=True, default=None
+        source="dataset_version.number", read_only=True, default=None, allow_null=True
     )
 
     class Meta:
@@ -81,7 +83,7 @@ class RewardModelRegisterSerializer(serializers.Serializer):
         "format (reward_model.json + weights).",
     )
     dataset_version = serializers.IntegerField(required=False, min_value=1)
-    metrics = serializers.JSONField(required=False)
+    metrics = JSONField(required=False)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if "run" in data:

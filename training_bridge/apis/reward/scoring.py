@@ -19,12 +19,13 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ValidationFailed
+from config.input_checks import query_integer_read
+from config.parsers import JSONParser, MultiPartParser
 from training_bridge.apis.reward.auth import ScoringRolePermission, ScoringTokenAuthentication
 from training_bridge.apis.reward.registry import ERRORS, RewardErrorSerializer
 from training_bridge.scoring.payloads import (
@@ -36,6 +37,7 @@ from training_bridge.scoring.payloads import (
     image_open,
     images_count_check,
     json_body_load,
+    model_name_check,
     prompt_check,
     request_size_check,
     score_limits,
@@ -194,10 +196,7 @@ def _json_request(
     images_count_check(_raw_count(body), limits, field=form)
     if ("items" in body) == ("groups" in body):
         raise ValidationFailed("give exactly one of `items` and `groups`", field="items")
-    name = body.get("model")
-    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 100):
-        raise ValidationFailed("a model name of 1 to 100 characters", field="model")
-    options: dict[str, Any] = {"name": name, "version": None}
+    options: dict[str, Any] = {"name": model_name_check(body.get("model")), "version": None}
     if body.get("version") is not None:
         options["version"] = _positive_int(body["version"], "version")
     if form == "items":
@@ -251,13 +250,11 @@ def _multipart_request(
         prompt = prompt_check(prompts[i if len(prompts) > 1 else 0], limits, field="prompt")
         image = image_open(upload.read(), limits, field=field)
         inputs.append(ScoreInput(field=field, prompt=prompt, image=image))
-    options: dict[str, Any] = {"name": form.get("model") or None, "version": None}
+    options: dict[str, Any] = {"name": model_name_check(form.get("model") or None), "version": None}
     for key in ("version", "top_k"):
         value = form.get(key)
         if value not in (None, ""):
-            if not value.isdigit() or int(value) < 1:
-                raise ValidationFailed("a positive integer", field=key)
-            options[key] = int(value)
+            options[key] = query_integer_read(value, field=key, minimum=1)
     if not labels:
         if options.pop("top_k", None) is not None:
             raise ValidationFailed("only with group labels", field="top_k")
