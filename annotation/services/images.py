@@ -111,29 +111,29 @@ def image_reference_resolve(*, user: AbstractBaseUser, token: str) -> ImageRefer
 
 def image_reference_source(*, user: AbstractBaseUser, reference: ImageReference) -> ImageSource:
     """The stored image a reference shows: the side of the pair as this annotator's lease
-    presents it. 404 unless they hold or held a lease on the pair (any queue's pair has one
-    lease per annotator, so a reference never serves anyone else)."""
-    lease = (
-        Assignment.objects.filter(pair_id=reference.pair_id, annotator=user)
-        .values_list("left_candidate_id", "pair__candidate_a_id", "pair__candidate_b_id")
-        .first()
-    )
-    if lease is None:
-        raise NotFound("no such image", field="token")
-    left, a, b = lease
-    if reference.side == "left":
-        candidate_id = left
-    else:
-        candidate_id = b if left == a else a
+    presents it. 404 unless they hold or held a lease on the pair (the reference was checked
+    to be signed for them: another annotator's never reaches this)."""
+    # One query: the lease, with both candidates of its pair (the side picks one).
+    fields = ("id", "status", "content_sha256", "storage_key")
     row = (
-        Candidate.objects.filter(pk=candidate_id, status=Candidate.Status.DONE)
-        .exclude(content_sha256="")
-        .values_list("content_sha256", "storage_key")
+        Assignment.objects.filter(pair_id=reference.pair_id, annotator=user)
+        .values_list(
+            "left_candidate_id",
+            *(f"pair__candidate_a__{f}" for f in fields),
+            *(f"pair__candidate_b__{f}" for f in fields),
+        )
         .first()
     )
     if row is None:
         raise NotFound("no such image", field="token")
-    return ImageSource(content_sha256=row[0], storage_key=row[1])
+    left, a, b = row[0], row[1:5], row[5:9]
+    if reference.side == "left":
+        _, status, sha, key = a if a[0] == left else b
+    else:
+        _, status, sha, key = b if a[0] == left else a
+    if status != Candidate.Status.DONE or not sha:
+        raise NotFound("no such image", field="token")
+    return ImageSource(content_sha256=sha, storage_key=key)
 
 
 def stored_file_chunks(*, key: str) -> Iterator[bytes]:
