@@ -128,6 +128,11 @@ def json_loads(raw: str | bytes, *, field: str) -> Any:
     return json_check(value, field=field)
 
 
+def is_row_id(value: object) -> bool:
+    """Whether `value` (read from JSON) is an integer a bigint primary key can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= BIGINT_MAX
+
+
 def integer_check(value: int, *, field: str, minimum: int = 0, maximum: int = BIGINT_MAX) -> int:
     if not minimum <= value <= maximum:
         raise ValidationFailed(f"must be an integer from {minimum} to {maximum}", field=field)

@@ -27,6 +27,7 @@ from annotation.services.queues import MAX_PREFETCH
 from annotation.services.results import HeartbeatResult, LeasedItem, NextResult
 from config import db
 from config.errors import ValidationFailed
+from config.input_checks import is_row_id
 from config.remembered import Remembered
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _check_known(known: object) -> list[int]:
     if (
         not isinstance(known, list)
         or len(known) > MAX_KNOWN
-        or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in known)
+        or not all(is_row_id(p) for p in known)
     ):
         raise ValidationFailed(
             f"known must be a list of at most {MAX_KNOWN} pair ids", field="known"
@@ -236,7 +237,7 @@ def leases_heartbeat(*, user: AbstractBaseUser, queue_id: int, pair_ids: object)
     if (
         not isinstance(pair_ids, list)
         or not 1 <= len(pair_ids) <= MAX_HEARTBEAT_PAIRS
-        or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pair_ids)
+        or not all(is_row_id(p) for p in pair_ids)
     ):
         raise ValidationFailed(
             f"pairs must be a list of 1 to {MAX_HEARTBEAT_PAIRS} pair ids", field="pairs"

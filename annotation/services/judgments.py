@@ -23,6 +23,7 @@ from annotation.services.assignment import engine_uses_sql
 from annotation.services.results import StoredJudgment, SubmitResult
 from config import db
 from config.errors import Conflict, NotFound, ValidationFailed
+from config.input_checks import is_row_id
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def judgment_input_check(
     duration_ms: object,
 ) -> tuple[int, uuid.UUID, str, list[str], int | None]:
     """Validate a submit's fields; a ValidationFailed names the first bad one."""
-    if isinstance(pair_id, bool) or not isinstance(pair_id, int) or pair_id < 1:
+    if not is_row_id(pair_id):
         raise ValidationFailed("pair must be a pair id", field="pair")
     if client_submission_id in (None, ""):
         raise ValidationFailed(

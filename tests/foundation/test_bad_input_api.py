@@ -374,3 +374,34 @@ def test_a_nul_in_a_labeling_queue_name_or_instructions_is_a_400(lead_client):
         response = _post_json(lead_client, "/api/labeling/manage/queues/", body)
         assert (response.status_code, response.json()["field"]) == (400, field)
     assert LabelingQueue.objects.count() == 0
+
+
+@pytest.mark.parametrize("engine", ["sql", "orm"])
+@pytest.mark.parametrize(
+    ("action", "body", "field", "detail"),
+    [
+        (
+            "submit",
+            {"pair": 2**63, "client_submission_id": "afd65af1-5d31-4272-8c64-4296fc9178b0",
+             "choice": "left"},
+            "pair",
+            "pair must be a pair id",
+        ),
+        ("heartbeat", {"pairs": [1, 2**63]}, "pairs", "pairs must be a list of 1 to 50 pair ids"),
+        ("next", {"known": [10**20]}, "known", "known must be a list of at most 100 pair ids"),
+    ],
+)  # fmt: skip
+def test_a_pair_id_past_the_database_integer_is_a_400_naming_it(
+    settings, engine, action, body, field, detail
+):
+    from annotation.models import Assignment, Judgment
+    from tests.labeling.factories import annotators, client_for, queue_with_pairs
+
+    settings.LABELING_ENGINE = engine
+    queue, _ = queue_with_pairs(n_pairs=1)
+    (annotator,) = annotators(1)
+    url = f"/api/labeling/queues/{queue.pk}/{action}/"
+    response = _post_json(client_for(annotator), url, body)
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid", "detail": detail, "field": field}
+    assert (Judgment.objects.count(), Assignment.objects.count()) == (0, 0)
