@@ -262,16 +262,43 @@ def test_a_nul_in_the_jsonl_field_itself_is_a_400_naming_it(lead_client):
     assert PromptSet.objects.count() == 0
 
 
-def test_a_vocabulary_in_a_form_field_is_read_with_the_same_checks(lead_client):
-    jsonl = _line()
-    for vocabulary, field in [
-        ('["dog", "cat\\u0000"]', "vocabulary[1]"),
-        ("[" * 5000 + "]" * 5000, "vocabulary"),
-    ]:
-        body = {"name": "bad", "jsonl": jsonl, "vocabulary": vocabulary}
-        response = _raw(lead_client).post("/api/prompt-sets/import/", body)  # multipart
-        assert (response.status_code, response.json()["field"]) == (400, field)
-    assert PromptSet.objects.count() == 0
+@pytest.mark.parametrize(
+    ("role", "url", "form", "field"),
+    [
+        ("lead", "/api/prompt-sets/", {"name": "s"}, "spec"),
+        ("lead", "/api/prompt-sets/preview/", {}, "spec"),
+        ("lead", "/api/prompt-sets/import/", {"name": "s", "jsonl": _line()}, "vocabulary"),
+        ("lead", "/api/datasets/{dataset}/versions/", {}, "filter_spec"),
+        ("ml", "/api/training-runs/", {"dataset_version": "{version}"}, "config"),
+        ("ml", "/api/reward/models/", {"name": "rm", "artifact_key": "rm/1"}, "metrics"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("json_text", "path", "detail"),
+    [
+        ("[" * 5000 + "]" * 5000, "", "nests deeper than 64 levels of objects and lists"),
+        (
+            '{"a": ["b", "c\\u0000"]}',
+            ".a[1]",
+            "contains a NUL character (\\u0000), which cannot be stored",
+        ),
+        ("NaN", "", "malformed JSON: NaN is not a JSON number"),
+    ],
+)
+def test_json_in_a_form_field_is_read_with_the_same_checks(
+    request, role, url, form, field, json_text, path, detail
+):
+    from tests.factories import DatasetVersionFactory
+
+    version = DatasetVersionFactory()
+    url = url.replace("{dataset}", str(version.dataset_id))
+    form = {k: v.replace("{version}", str(version.pk)) for k, v in form.items()}
+    client = request.getfixturevalue(f"{role}_client")
+    response = _raw(client).post(url, {**form, field: json_text})  # multipart
+    assert response.status_code == 400
+    assert response.json()["field"] == field + path
+    assert response.json()["detail"] == detail
+    assert (PromptSet.objects.count(), DatasetVersion.objects.count()) == (0, 1)
 
 
 def test_a_template_rendering_prompts_too_long_to_store_is_a_400_naming_the_templates(

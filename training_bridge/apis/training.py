@@ -23,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.parsers import JSONField
 from training_bridge.apis.downloads import artifact_response
 from training_bridge.models import TrainingLauncher, TrainingRun
 from training_bridge.selectors.training import (
@@ -117,7 +118,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 
 class TrainingRunStartSerializer(serializers.Serializer):
     dataset_version = serializers.IntegerField(min_value=1, help_text="A frozen version's id.")
-    config = serializers.JSONField(
+    config = JSONField(
         help_text='Built-in trainer, e.g. {"backbone": "builtin", "head": "gaussian", "epochs": 5, '
         '"batch_size": 32, "lr": 0.001, "seed": 0, "early_stopping": {"patience": 2}, '
         '"device": "auto"}. A launcher definition (GET /api/training-launchers/): '
