@@ -1,4 +1,5 @@
-"""How the API reads bodies: DRF's parsers, with what they return checked before any view.
+"""How JSON and forms from outside are read: DRF's parsers, with what they return checked
+before any view, and the JSON fields of API serializers and admin forms.
 
 A body of deeply nested brackets made Python's JSON reader raise RecursionError (a 500 on
 every JSON endpoint, signed in or not); a NUL character or a lone surrogate anywhere in a body
@@ -6,8 +7,8 @@ reached PostgreSQL (which refuses both) as a 500 too. Here both are a 400 naming
 (`filter_spec.queues[0]`, `body`), see `config.input_checks`. Malformed JSON (NaN and Infinity
 included) keeps DRF's `parse_error` code and names the body. Form fields (urlencoded or
 multipart) are checked for NUL characters the same way (they cannot carry a lone surrogate:
-Django decodes them with replacement), and `JSONField` reads JSON sent inside a form field
-with the same checks.
+Django decodes them with replacement), and `JSONField` (serializers) and `JSONFormField` (the
+admin's forms) read JSON text in a field with the same checks.
 
 Every DRF view reads its body through these classes (DEFAULT_PARSER_CLASSES, and the views
 that list their parsers name them); tests/foundation/test_bad_input_api.py checks that no view
@@ -19,7 +20,9 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
+from django import forms
 from django.conf import settings
+from django.forms.fields import InvalidJSONInput, JSONString
 from rest_framework import parsers, serializers
 
 from config.errors import ValidationFailed
@@ -75,3 +78,30 @@ class JSONField(serializers.JSONField):
                 data = data.decode("utf-8", errors="replace")
             return json_loads(data, field=self.field_name)
         return json_check(super().to_internal_value(data), field=self.field_name)
+
+
+class JSONFormField(forms.JSONField):
+    """Django's form JSONField, reading its text with the same checks (Django's reader recursed
+    without a bound, and let NUL and lone surrogates reach the database)."""
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or value in self.empty_values:
+            return super().to_python(value)
+        if isinstance(value, (list, dict, int, float, JSONString)):
+            return value
+        try:
+            converted = json_loads(value, field="")
+        except ValidationFailed as exc:
+            where = "" if exc.field == "body" else f"{exc.field}: "
+            raise forms.ValidationError(f"{where}{exc.detail}", code="invalid") from None
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled:
+            return initial
+        if data is None:
+            return None
+        try:
+            return json_loads(data, field="")
+        except ValidationFailed:
+            return InvalidJSONInput(data)

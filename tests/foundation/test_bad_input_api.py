@@ -20,6 +20,7 @@ from training_bridge.services.datasets import dataset_version_create
 pytestmark = pytest.mark.django_db
 
 NESTED = "[" * 50_000 + "]" * 50_000  # 100 KB
+NUL = "contains a NUL character (\\u0000), which cannot be stored"
 GOOD_LINE = {
     "text": "a dog to the right of a cat",
     "objects": [{"id": "o1", "name": "dog"}, {"id": "o2", "name": "cat"}],
@@ -432,3 +433,29 @@ def test_a_pair_id_past_the_database_integer_is_a_400_naming_it(
     assert response.status_code == 400
     assert response.json() == {"error": "invalid", "detail": detail, "field": field}
     assert (Judgment.objects.count(), Assignment.objects.count()) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("filter_spec", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "nests deeper than 64 levels of objects and lists"),
+        ('{"queues": ["q\\u0000"]}', f"queues[0]: {NUL}"),
+        ('{"queues": ["q\\udfff"]}', "queues[0]: contains a lone surrogate"),
+    ],
+)
+def test_the_admin_version_form_reads_specs_with_the_same_checks(lead, filter_spec, message):
+    from django.test import Client
+    from django.urls import reverse
+
+    from training_bridge.models import Dataset
+
+    browser = Client(raise_request_exception=False)
+    browser.force_login(lead)
+    dataset = Dataset.objects.create(name="spatial")
+    response = browser.post(
+        reverse("admin:training_bridge_datasetversion_add"),
+        {"dataset": dataset.pk, "filter_spec": filter_spec},
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert message in response.content.decode()
+    assert DatasetVersion.objects.count() == 0

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.errors import DomainError, ValidationFailed
+from config.parsers import JSONFormField
 from config.permissions import RoleMatrixAdmin
 from training_bridge.admin.charts import version_charts
 from training_bridge.admin.dataset_exports import report_error
@@ -62,12 +63,12 @@ class DatasetAdmin(RoleMatrixAdmin, admin.ModelAdmin):
 class DatasetVersionAddForm(forms.ModelForm):
     """A new version: its specs are checked (and the selection probed) before it is saved."""
 
-    filter_spec = forms.JSONField(
+    filter_spec = JSONFormField(
         initial=dict,
         help_text='e.g. {"queues": ["my-queue"], "min_judgments": 3, "min_agreement": 0.6, '
         '"keep_labels": ["winner", "tie"], "counterfactual_filter": "agree_with_intended"}',
     )
-    split_spec = forms.JSONField(
+    split_spec = JSONFormField(
         initial=dict,
         required=False,
         help_text='e.g. {"seed": 0, "ratios": {"train": 0.8, "val": 0.1, "test": 0.1}, '

@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from config.errors import DomainError
+from config.parsers import JSONFormField
 from config.permissions import RoleMatrixAdmin, admin_allows
 from training_bridge.admin.datasets import DatasetVersionAdmin
 from training_bridge.models import (
@@ -60,7 +61,7 @@ class TrainingRunStartForm(forms.ModelForm):
         help_text="Only frozen versions can be trained on.",
     )
     launcher = forms.ChoiceField(required=False, help_text=LAUNCHER_HELP)
-    config = forms.JSONField(initial=lambda: dict(DEMO_CONFIG), help_text=START_HELP)
+    config = JSONFormField(initial=lambda: dict(DEMO_CONFIG), help_text=START_HELP)
     force = forms.BooleanField(
         required=False, help_text="Start a new attempt even if this config ran on this version."
     )
