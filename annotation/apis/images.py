@@ -29,7 +29,7 @@ from annotation.services.images import (
     image_reference_resolve,
     image_reference_source,
     storage_presigns,
-    stored_file_chunks,
+    stored_file_stream,
     thumbnail_ensure,
 )
 from config.errors import NotFound
@@ -66,9 +66,9 @@ class ImageApi(_ImageView):
         # Nothing in the headers may be the same for one image in two pairs: no file name
         # (it is the content hash), no ETag or Last-Modified; private, so no shared cache
         # keeps it past the reference's life.
-        response = StreamingHttpResponse(
-            stored_file_chunks(key=thumb.storage_key), content_type="image/webp"
-        )
+        stored = stored_file_stream(key=thumb.storage_key)
+        response = StreamingHttpResponse(stored.chunks, content_type="image/webp")
+        response["Content-Length"] = stored.size
         response["Cache-Control"] = f"private, max-age={IMAGE_REFERENCE_SECONDS}"
         return response
 

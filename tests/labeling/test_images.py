@@ -67,6 +67,7 @@ def test_the_image_view_serves_a_webp_thumbnail_made_once():
     assert first["Content-Type"] == "image/webp"
     body = image_bytes(first)
     assert body == image_bytes(second)
+    assert int(first["Content-Length"]) == len(body)
     image = Image.open(io.BytesIO(body))
     assert (image.format, image.size) == ("WEBP", (64, 64))
     thumb = ImageThumbnail.objects.get()
