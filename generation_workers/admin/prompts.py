@@ -16,7 +16,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
+from config.input_checks import json_check
 from config.permissions import RoleMatrixAdmin
 from generation_workers.apis.prompts import MAX_IMPORT_BYTES, prompt_set_preview
 from generation_workers.models import Prompt, PromptSet, Vocabulary
@@ -52,8 +53,17 @@ class SpecForm(forms.Form):
             spec = yaml.safe_load(self.cleaned_data["spec"])
         except yaml.YAMLError as exc:
             raise forms.ValidationError(f"neither JSON nor YAML: {exc}") from exc
+        except RecursionError:  # PyYAML composes nested lists and mappings recursively
+            raise forms.ValidationError("neither JSON nor YAML: nested too deeply") from None
         if not isinstance(spec, dict):
             raise forms.ValidationError("the spec must be an object (key: value lines)")
+        try:
+            json_check(spec, field="spec")  # as the API's parser checks a JSON spec
+            json.dumps(spec)  # YAML's dates and sets have no JSON form to store
+        except ValidationFailed as exc:
+            raise forms.ValidationError(str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise forms.ValidationError(f"only JSON values (text, numbers, lists): {exc}") from None
         return spec
 
 

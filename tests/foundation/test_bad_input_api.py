@@ -459,3 +459,24 @@ def test_the_admin_version_form_reads_specs_with_the_same_checks(lead, filter_sp
     assert response.status_code == 200  # the form again, with the error
     assert message in response.content.decode()
     assert DatasetVersion.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "neither JSON nor YAML: nested too deeply"),
+        ('size: 10\ntemplates: ["a {A} {rel} {B}\\0"]', f"spec.templates[0]: {NUL}"),
+        ("size: 10\nseed: 3\nheld_out: {relations: [2024-01-01]}", "only JSON values"),
+    ],
+)
+def test_the_admin_prompt_builder_reads_specs_with_the_same_checks(lead, spec, message):
+    from django.test import Client
+
+    browser = Client(raise_request_exception=False)
+    browser.force_login(lead)
+    response = browser.post(
+        "/admin/generation_workers/promptset/build/", {"name": "bad", "spec": spec, "build": "1"}
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert message in response.content.decode()
+    assert PromptSet.objects.count() == 0
