@@ -480,3 +480,19 @@ def test_the_admin_prompt_builder_reads_specs_with_the_same_checks(lead, spec, m
     assert response.status_code == 200  # the form again, with the error
     assert message in response.content.decode()
     assert PromptSet.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "filter-spec: not valid JSON (nests deeper than 64 levels"),
+        ('{"queues": ["q\\u0000"]}', f"filter-spec.queues[0]: {NUL}"),
+    ],
+)
+def test_the_dataset_command_reads_specs_with_the_same_checks(spec, message):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError) as refused:
+        call_command("dataset", "freeze", "--dataset", "spatial", "--filter-spec", spec)
+    assert str(refused.value).startswith(message)
+    assert DatasetVersion.objects.count() == 0

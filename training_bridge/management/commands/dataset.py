@@ -17,7 +17,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
+from config.input_checks import json_loads
 from training_bridge.selectors.datasets import dataset_version_by_number, dataset_version_diff
 from training_bridge.services.datasets import (
     dataset_get_or_create,
@@ -42,9 +43,11 @@ def _spec(raw: str | None, name: str) -> Any:
         except OSError as exc:
             raise CommandError(f"{name}: cannot read {raw[1:]}: {exc}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{name}: not valid JSON ({exc})") from None
+        return json_loads(text, field=name)  # bounded depth, no NUL or lone surrogate
+    except ValidationFailed as exc:
+        if exc.code == "parse_error":
+            raise CommandError(f"{name}: not valid JSON ({exc.detail})") from None
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
