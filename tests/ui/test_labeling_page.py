@@ -4,6 +4,7 @@ nothing on the wire that names a model, a seed, a prompt's lineage or the intend
 
 import json
 import re
+import time
 import uuid
 
 import pytest
@@ -22,6 +23,27 @@ PASSWORD = "annotator-pass"
 LOADED_RESOURCES = (
     "() => performance.getEntriesByType('resource').filter(e => e.responseEnd > 0).map(e => e.name)"
 )
+PAIR_IMAGES = "/api/labeling/images/"
+
+
+class ImageFetches:
+    """The pair images the page has asked for and received (each reference is new, so each
+    fetch is one image shown or buffered)."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.asked: set[str] = set()
+        self.done: set[str] = set()
+        page.on("request", lambda r: PAIR_IMAGES in r.url and self.asked.add(r.url))
+        page.on("requestfinished", lambda r: PAIR_IMAGES in r.url and self.done.add(r.url))
+        page.on("requestfailed", lambda r: PAIR_IMAGES in r.url and self.done.add(r.url))
+
+    def wait_until_settled(self, *, at_least: int, timeout_s: float = 15.0) -> None:
+        """Until at least `at_least` images were asked for and every one asked for arrived."""
+        deadline = time.monotonic() + timeout_s
+        while not (len(self.asked) >= at_least and self.asked <= self.done):
+            assert time.monotonic() < deadline, (len(self.asked), len(self.done), at_least)
+            self.page.wait_for_timeout(25)
 
 
 @pytest.fixture
@@ -46,6 +68,7 @@ def test_annotator_logs_in_and_labels_ten_pairs_by_keyboard_through_a_flaky_netw
     page.click("button[type=submit]")
     # When they pick the queue and label ten pairs with the keyboard, while some submits are
     # cut off and one is stored but its answer never comes back
+    images = ImageFetches(page)
     page.click(f"a[href='/label/{queue.pk}/']")
     labeling = LabelingPage(page, live_server, queue)
     labeling.wait_for_pair()
@@ -80,6 +103,11 @@ def test_annotator_logs_in_and_labels_ten_pairs_by_keyboard_through_a_flaky_netw
             labeling.restore_submits()
             page.route(SUBMIT, store_then_drop)
         labeling.wait_for_pair()
+        # A person looks at a pair for a second or more; the page uses that time to fetch the
+        # images of the pairs it buffers (on a loaded machine a thumbnail takes a few hundred
+        # ms to make on first view). Wait, as a person would, until the images of at least one
+        # pair after this one were asked for and all that were asked for arrived; then press.
+        images.wait_until_settled(at_least=2 * (i + 1) + 2)
         fetched = set(page.evaluate(LOADED_RESOURCES))
         pair, nxt = labeling.press_and_advance(key)
         answered[pair] = expected_choice[key]
