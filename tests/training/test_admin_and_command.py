@@ -163,7 +163,7 @@ def test_the_command_starts_a_run_and_finds_it_again(frozen, capsys):
         (["--set", "backbone=resnet"], "config.backbone: unknown value 'resnet'"),
         (["--set", "backbone=clip", "--set", "model_path=/missing"],
          "config.model_path: no such folder"),
-        (["--config", "{not json"], "config: not valid JSON"),
+        (["--config", "{not json"], "config: malformed JSON"),
         (["--set", "epochs"], "--set: expected key=value"),
     ],
 )  # fmt: skip

@@ -325,6 +325,11 @@ def test_the_load_command_creates_then_leaves_unchanged_then_updates_by_name(tmp
          r"launchers\[0\]\.argv\[0\]: '\./t' must be an absolute path"),
         ("l.json", "{nope", r"file: .*l\.json is not valid JSON"),
         ("l.json", '{"launcher": []}', r"launcher: unknown key; the file holds `launchers`"),
+        ("l.json", '{"launchers": [{"name": "x", "argv": ["/t", "a\\u0000b"]}]}',
+         r"launchers\[0\]\.argv\[1\]: contains a NUL character"),
+        ("l.json", "[" * 100_000, r"file: .*l\.json is nested too deeply"),
+        ("l.yaml", "launchers:\n  - name: x\n    argv: [/t, \"\\ud800\"]\n",
+         r"launchers\[0\]\.argv\[1\]: contains a lone surrogate"),
     ],
 )  # fmt: skip
 def test_a_bad_launchers_file_is_a_command_error_naming_the_field_and_writes_nothing(
@@ -515,6 +520,9 @@ def test_a_run_of_a_launcher_records_the_definition_and_its_checked_options(ml_c
          r"config\.options\.x: contains ';'"),
         (["--config", '{"launcher": "external", "command": "id"}'],
          r"config\.command: a run config carries no command"),
+        (["--config", "[" * 100_000], r"config: nests deeper than 64 levels"),
+        (["--config", '{"launcher": "team-lora", "options": {"x": "a\\u0000"}}'],
+         r"config\.options\.x: contains a NUL character"),
     ],
 )  # fmt: skip
 def test_the_train_command_refuses_shell_and_commands_naming_the_field(frozen, args, message):

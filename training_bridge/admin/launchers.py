@@ -15,6 +15,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from config.errors import DomainError
+from config.parsers import JSONFormField
 from training_bridge.models import TrainingLauncher
 from training_bridge.services.launcher_definitions import (
     PLACEHOLDERS,
@@ -33,14 +34,14 @@ ARGV_HELP = (
 
 
 class TrainingLauncherForm(forms.ModelForm):
-    argv = forms.JSONField(help_text=ARGV_HELP)
-    environment = forms.JSONField(
+    argv = JSONFormField(help_text=ARGV_HELP)
+    environment = JSONFormField(
         required=False,
         initial=dict,
         help_text='{"NAME": "value"}: what the command gets beside PATH, LANG, HOME and the '
         "SPATIALPREFS_ variables. Never the worker's secrets (SECRET_KEY, DATABASE_URL, ...).",
     )
-    passthrough_env = forms.JSONField(
+    passthrough_env = JSONFormField(
         required=False,
         initial=list,
         help_text='["CUDA_VISIBLE_DEVICES"]: names copied from the worker\'s environment.',

@@ -22,7 +22,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
+from config.input_checks import json_loads, text_check
 from training_bridge.models import DatasetExport
 from training_bridge.selectors.datasets import dataset_version_by_number
 from training_bridge.selectors.training import training_run_get
@@ -43,9 +44,9 @@ def _config(raw: str | None, sets: list[str]) -> dict[str, Any]:
             except OSError as exc:
                 raise CommandError(f"config: cannot read {raw[1:]}: {exc}") from None
         try:
-            config = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"config: not valid JSON ({exc})") from None
+            config = json_loads(text, field="config")  # bounded depth, no NUL or lone surrogate
+        except ValidationFailed as exc:
+            raise CommandError(str(exc)) from None
         if not isinstance(config, dict):
             raise CommandError("config: must be a JSON object")
     for item in sets:
@@ -53,9 +54,16 @@ def _config(raw: str | None, sets: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise CommandError(f"--set: expected key=value, got {item!r}")
         try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
+            parsed = json_loads(value, field=f"config.{key}")
+        except ValidationFailed as exc:
+            if exc.code != "parse_error" or exc.detail.startswith("nests deeper"):
+                raise CommandError(str(exc)) from None
             parsed = value  # a bare string: --set backbone=clip
+        if isinstance(parsed, str):
+            try:
+                text_check(parsed, field=f"config.{key}")
+            except ValidationFailed as exc:
+                raise CommandError(str(exc)) from None
         if key.startswith("options."):
             options = config.setdefault("options", {})
             if not isinstance(options, dict):

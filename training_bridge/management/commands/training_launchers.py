@@ -21,7 +21,8 @@ import yaml
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
+from config.input_checks import json_check
 from training_bridge.selectors.training import training_launchers_list
 from training_bridge.services.launcher_definitions import (
     argv_placeholders,
@@ -36,9 +37,15 @@ def _read(path: str) -> Any:
         raise CommandError(f"file: cannot read {path}: {exc}") from None
     kind = "JSON" if path.endswith(".json") else "YAML"
     try:
-        return json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except RecursionError:  # both readers descend into nested lists and mappings recursively
+        raise CommandError(f"file: {path} is nested too deeply") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise CommandError(f"file: {path} is not valid {kind}: {exc}") from None
+    try:
+        return json_check(data, field="")  # no NUL or lone surrogate, bounded depth
+    except ValidationFailed as exc:
+        raise CommandError(str(exc)) from None
 
 
 class _DryRun(Exception):
