@@ -151,7 +151,8 @@ if STORAGE_BACKEND == "s3":
             "addressing_style": env("S3_ADDRESSING_STYLE", default="path"),
             "file_overwrite": False,
             "default_acl": None,
-            # Presigned image URLs outlive a labeling lease (10 minutes) by a wide margin.
+            # Presigned URLs: leads' candidate images, artifacts, queues' example images (pair
+            # images reach annotators only through the labeling image view).
             "querystring_expire": env.int("S3_URL_EXPIRE_SECONDS", default=6 * 3600),
         },
     }
