@@ -18,12 +18,14 @@ a failover) with no manual step.
 
 import logging
 import os
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from celery import Celery, signals
 from celery.contrib.django.task import DjangoTask
 from django.db import transaction
+from django.utils import timezone
 from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
@@ -83,7 +85,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = (route_by_task,)
 app.autodiscover_tasks()
 
+
 # One sweep per app, each calling its app's `<thing>s_recover` services (see the docstring).
+def stale_cutoff(*, now: datetime | None = None, stale_after: float | None = None) -> datetime:
+    """A sign of life (beat, publish, progress) older than this is stale: its work is presumed
+    lost and the sweeps publish it again, and a second delivery takes it over. `stale_after`
+    defaults to RECOVERY_STALE_SECONDS; tests pass `now` instead of sleeping."""
+    from django.conf import settings
+
+    seconds = settings.RECOVERY_STALE_SECONDS if stale_after is None else stale_after
+    return (now or timezone.now()) - timedelta(seconds=float(seconds))
+
+
 RECOVERY_TASKS = ("generation.recover", "annotation.recover", "training_bridge.recover")
 
 

@@ -23,9 +23,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -33,6 +32,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import LabelingQueue, Pair, PairBuild
+from config.celery import stale_cutoff
 from config.errors import NotFound, ValidationFailed
 from generation_workers.models import Campaign, Candidate
 from generation_workers.selectors.campaigns import campaign_candidates_select
@@ -342,10 +342,6 @@ class PairBuildSuperseded(Exception):
     """Another run took the build over; this one stops without touching it."""
 
 
-def _stale_before(now: datetime) -> datetime:
-    return now - timedelta(seconds=float(settings.RECOVERY_STALE_SECONDS))
-
-
 def pair_build_run(*, pair_build_id: int) -> PairBuild:
     """Run a recorded build (the task's body). Safe to run again: pairs are stored once, and a
     build that is done, failed or owned by a live run is left alone."""
@@ -353,7 +349,7 @@ def pair_build_run(*, pair_build_id: int) -> PairBuild:
     now = timezone.now()
     unowned = Q(status=PairBuild.Status.QUEUED) | Q(run_token__isnull=True)
     stale = Q(status=PairBuild.Status.RUNNING) & (
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before(now))
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_cutoff(now=now))
     )
     claimed = (
         PairBuild.objects.filter(
@@ -413,7 +409,7 @@ def pair_builds_recover(
     from annotation.tasks import pair_build_task
 
     now = now or timezone.now()
-    cutoff = _stale_before(now) if stale_after is None else now - timedelta(seconds=stale_after)
+    cutoff = stale_cutoff(now=now, stale_after=stale_after)
     stale = (
         PairBuild.objects.filter(status__in=[PairBuild.Status.QUEUED, PairBuild.Status.RUNNING])
         .annotate(beat=Coalesce("heartbeat_at", "created_at"))

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from config.celery import BrokerUnreachable, Queue, queue_waiting
+from config.celery import BrokerUnreachable, Queue, queue_waiting, stale_cutoff
 from generation_workers.models import Campaign, Candidate, PromptSet
 from generation_workers.services.dispatch import candidate_batches_publish
 
@@ -42,8 +41,7 @@ PENDING = Candidate.Status.PENDING
 
 def _cutoff(now: datetime | None, stale_after: float | None) -> tuple[datetime, datetime]:
     now = now or timezone.now()
-    seconds = float(settings.RECOVERY_STALE_SECONDS if stale_after is None else stale_after)
-    return now, now - timedelta(seconds=seconds)
+    return now, stale_cutoff(now=now, stale_after=stale_after)
 
 
 def campaigns_recover(*, now: datetime | None = None, stale_after: float | None = None) -> int:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.celery import stale_cutoff
 from config.errors import Conflict, DomainError, NotFound, ValidationFailed
 from training_bridge.exporters import exporter_for
 from training_bridge.models import DatasetExport, DatasetVersion
@@ -49,17 +49,12 @@ class ExportSuperseded(Exception):
     """Another run took the export over; this one stops without touching it."""
 
 
-def stale_before(now: datetime) -> datetime:
-    """A beat older than this is stale: its run is presumed dead (or never started)."""
-    return now - timedelta(seconds=float(settings.RECOVERY_STALE_SECONDS))
-
-
 def _owner_alive(export: DatasetExport, now: datetime) -> bool:
     return (
         export.status == DatasetExport.Status.RUNNING
         and export.run_token is not None
         and export.heartbeat_at is not None
-        and export.heartbeat_at >= stale_before(now)
+        and export.heartbeat_at >= stale_cutoff(now=now)
     )
 
 

@@ -22,12 +22,11 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.celery import task_publish
+from config.celery import stale_cutoff, task_publish
 from config.errors import DomainError, NotFound, ValidationFailed
 from training_bridge.aggregation.records import Composition, ContentHasher, canonical_line
 from training_bridge.models import DatasetExport, DatasetRecord, DatasetVersion
 from training_bridge.selectors.selection import SelectionStats, selection_records
-from training_bridge.services.exports import stale_before
 from training_bridge.services.manifests import manifest_build, manifest_write
 from training_bridge.services.specs import dataset_specs_resolve
 
@@ -56,7 +55,7 @@ def _claim(version_id: int) -> tuple[DatasetVersion, uuid.UUID | None]:
         if version.status == DatasetVersion.Status.FROZEN:
             return version, None
         beat = version.freeze_heartbeat_at
-        if version.freeze_token is not None and beat is not None and beat >= stale_before(now):
+        if version.freeze_token is not None and beat is not None and beat >= stale_cutoff(now=now):
             log.info("dataset.freeze.owned version=%s", version_id)
             return version, None
         version.status = DatasetVersion.Status.FREEZING

@@ -13,24 +13,21 @@ harmless: a run finds the row done, or owned by a live run, and does nothing.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from config.celery import BrokerUnreachable, Queue, queue_waiting, task_publish
+from config.celery import BrokerUnreachable, Queue, queue_waiting, stale_cutoff, task_publish
 from training_bridge.models import DatasetExport, DatasetVersion, TrainingRun
-from training_bridge.services.exports import stale_before
 
 log = logging.getLogger(__name__)
 
 
 def _cutoff(now: datetime | None, stale_after: float | None) -> tuple[datetime, datetime]:
     now = now or timezone.now()
-    if stale_after is None:
-        return now, stale_before(now)
-    return now, now - timedelta(seconds=stale_after)
+    return now, stale_cutoff(now=now, stale_after=stale_after)
 
 
 def dataset_versions_recover(
