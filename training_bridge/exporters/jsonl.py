@@ -5,7 +5,6 @@ The file's sha256 is the version's content hash (the service checks it after wri
 
 from __future__ import annotations
 
-from config.heap import heap_keep_freed
 from training_bridge.exporters.interface import ArtifactSink, ImageReader, Progress, RecordChunks
 
 FILE_NAME = "records.jsonl"
@@ -22,7 +21,6 @@ def export(
     images: ImageReader | None,
     progress: Progress,
 ) -> None:
-    heap_keep_freed()
     done = 0
     with sink.file(FILE_NAME) as path:
         with path.open("w", encoding="utf-8", newline="\n") as out:

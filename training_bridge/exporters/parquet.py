@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from config.heap import heap_keep_freed
 from training_bridge.exporters.arrow_values import int64_array, literal
 from training_bridge.exporters.canonical_parsed import fields_parsed
 from training_bridge.exporters.canonical_scan import VOTES, Scan
@@ -304,7 +303,6 @@ def export(
     images: ImageReader | None,
     progress: Progress,
 ) -> None:
-    heap_keep_freed()
     size = CHUNK_RECORDS if images is None else CHUNK_RECORDS_WITH_IMAGES
     writers = {split: _ShardedWriter(split, sink, release=images is not None) for split in SPLITS}
     done = 0

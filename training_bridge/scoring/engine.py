@@ -56,7 +56,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from config.heap import heap_keep_large_blocks
 from training_bridge.scoring.payloads import ImageUndecodable
 
 if TYPE_CHECKING:
@@ -426,8 +425,6 @@ class ScoringEngine:
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cpu":
-            heap_keep_large_blocks()  # its activations' pages are reused, pass after pass
         folder = self.fetch(ref)
         scorer = reward_model_load(folder, device=device)
         seconds = time.monotonic() - started
