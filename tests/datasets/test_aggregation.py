@@ -2,11 +2,10 @@
 
 import pytest
 
-from config.errors import ValidationFailed
 from training_bridge.aggregation.diff import diff_streams
 from training_bridge.aggregation.labels import MajorityAggregator
 from training_bridge.aggregation.records import ContentHasher, canonical_line
-from training_bridge.aggregation.specs import filter_spec_parse, split_spec_parse
+from training_bridge.aggregation.specs import SpecInvalid, filter_spec_parse, split_spec_parse
 from training_bridge.aggregation.splits import split_for_group
 
 
@@ -104,7 +103,7 @@ def test_filter_spec_times_are_read_as_utc():
     ],
 )
 def test_malformed_filter_spec_names_the_key(raw, field, message):
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(SpecInvalid) as caught:
         filter_spec_parse(raw)
     assert caught.value.field == field
     assert message in caught.value.detail
@@ -122,7 +121,7 @@ def test_malformed_filter_spec_names_the_key(raw, field, message):
     ],
 )
 def test_malformed_split_spec_names_the_key(raw, field, message):
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(SpecInvalid) as caught:
         split_spec_parse(raw)
     assert caught.value.field == field
     assert message in caught.value.detail

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from config.errors import ValidationFailed
+from training_bridge.aggregation.specs import SpecInvalid
 
 VOTE_KINDS = ("a", "b", "tie", "both_wrong", "skip")
 LABELS = ("a", "b", "tie", "both_wrong")
@@ -77,7 +77,7 @@ def aggregator_options_parse(
 ) -> tuple[str, dict[str, Any]]:
     """Check an aggregator name and its options; returns them with defaults filled in."""
     if name not in AGGREGATORS:
-        raise ValidationFailed(
+        raise SpecInvalid(
             f"unknown aggregator {name!r}; choose from {', '.join(sorted(AGGREGATORS))}",
             field=f"{prefix}.aggregator",
         )
@@ -85,16 +85,16 @@ def aggregator_options_parse(
     if raw is None:
         return name, options
     if not isinstance(raw, dict):
-        raise ValidationFailed("must be a JSON object", field=f"{prefix}.aggregator_options")
+        raise SpecInvalid("must be a JSON object", field=f"{prefix}.aggregator_options")
     for key, value in raw.items():
         allowed = _OPTIONS[name].get(key)
         if allowed is None:
-            raise ValidationFailed(
+            raise SpecInvalid(
                 f"unknown option for {name}; known: {', '.join(_OPTIONS[name])}",
                 field=f"{prefix}.aggregator_options.{key}",
             )
         if value not in allowed:
-            raise ValidationFailed(
+            raise SpecInvalid(
                 f"unknown value {value!r}; choose from {allowed}",
                 field=f"{prefix}.aggregator_options.{key}",
             )

@@ -2,9 +2,9 @@
 
 A spec arrives as JSON from the admin, the API or the command line. Parsing either returns a
 frozen dataclass whose `as_json()` is the normalised form stored on the version (sorted lists,
-every default spelled out), or raises `ValidationFailed` naming the offending key, e.g.
-`filter_spec.min_agreement`. References to rows (queue, campaign, annotator ids) are checked
-against the database by the services, not here.
+every default spelled out), or raises `SpecInvalid` naming the offending key, e.g.
+`filter_spec.min_agreement` (the services raise it again as the API's 400). References to rows
+(queue, campaign, annotator ids) are checked against the database by the services, not here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from config.errors import ValidationFailed
+
+class SpecInvalid(ValueError):
+    """A spec is invalid: `field` names the key (`filter_spec.min_agreement`), `detail` says
+    why."""
+
+    def __init__(self, detail: str, *, field: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.detail = detail
+        self.field = field
+
 
 PAIR_KINDS = ("counterfactual", "same_prompt")
 CHOICES = ("left", "right", "tie", "both_wrong", "skip")
@@ -29,8 +38,8 @@ DEFAULT_KEEP_LABELS = ("winner", "tie")
 DEFAULT_RATIOS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 
 
-def _fail(name: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, field=name)
+def _fail(name: str, message: str) -> SpecInvalid:
+    return SpecInvalid(message, field=name)
 
 
 def _check_keys(raw: dict[str, Any], known: tuple[str, ...], prefix: str) -> None:

@@ -18,6 +18,7 @@ from config.errors import ValidationFailed
 from generation_workers.models import Campaign, Prompt
 from training_bridge.aggregation.specs import (
     FilterSpec,
+    SpecInvalid,
     SplitSpec,
     filter_spec_parse,
     split_spec_parse,
@@ -50,8 +51,11 @@ def _mentioned(keys_field: str, key: str) -> bool:
 
 
 def dataset_specs_resolve(*, filter_spec: Any, split_spec: Any) -> ResolvedSpecs:
-    spec = filter_spec_parse(filter_spec)
-    split = split_spec_parse(split_spec)
+    try:
+        spec = filter_spec_parse(filter_spec)
+        split = split_spec_parse(split_spec)
+    except SpecInvalid as exc:
+        raise ValidationFailed(exc.detail, field=exc.field) from None
     queues = _resolve(
         spec.queues,
         model=LabelingQueue,
