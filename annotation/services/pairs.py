@@ -1,5 +1,9 @@
 """Building pairs from a campaign's candidates (its finished ones: those it rendered and those of
-its keys an earlier campaign had made, `campaign_candidates_select`).
+its keys an earlier campaign had made, `campaign_candidates_finished`).
+
+`campaign_pairs_form` is the one place a campaign's pairs are formed: `pairs_build` stores
+them, active learning (training_bridge) scores them and queues the ones its model is least
+sure of through `pairs_add`.
 
 - same-prompt: two candidates of one prompt; every pair, or k sampled per prompt
   (pairs across generator configs first when `prefer_across_configs`);
@@ -24,18 +28,19 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import LabelingQueue, Pair, PairBuild
 from config.celery import stale_cutoff
 from config.errors import NotFound, ValidationFailed
-from generation_workers.models import Campaign, Candidate
-from generation_workers.selectors.campaigns import campaign_candidates_select
+from generation_workers.models import Campaign
+from generation_workers.selectors.campaigns import campaign_candidates_finished
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +149,14 @@ def pairs_build(
     if not Campaign.objects.filter(pk=campaign_id).exists():
         raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")
     needed = options["judgments_needed"] or queue.overlap
-    if kind == Pair.Kind.SAME_PROMPT:
-        keys = _same_prompt_keys(campaign_id=campaign_id, options=options)
-    else:
-        keys = _counterfactual_keys(campaign_id=campaign_id, match=options["counterfactual_match"])
+    keys = campaign_pairs_form(
+        campaign_id=campaign_id,
+        kind=kind,
+        sample_per_prompt=options["sample_per_prompt"],
+        prefer_across_configs=options["prefer_across_configs"],
+        counterfactual_match=options["counterfactual_match"],
+        seed=options["seed"],
+    )
     created = existing = 0
     for batch in _batched(keys, BATCH):
         new, old = _insert(
@@ -170,21 +179,49 @@ def pairs_build(
     return PairBuildCounts(created=created, existing=existing)
 
 
-# (candidate_a, candidate_b, prompt judged against, intended winner or None)
+class PairKey(NamedTuple):
+    """A pair as the labeling engine stores it (candidate_a < candidate_b)."""
+
+    candidate_a: int
+    candidate_b: int
+    prompt_id: int  # judged against: the ORIGINAL prompt of a counterfactual pair
+    intended_winner_id: int | None
+
+
+# (candidate_a, candidate_b, prompt judged against, intended winner or None): a PairKey's fields
 _Key = tuple[int, int, int, int | None]
 
 
-def _finished(campaign_id: int) -> QuerySet[Candidate]:
-    """The campaign's finished candidates: its own and the ones of its keys that an earlier
-    campaign had already made (a launch reuses those instead of rendering them again)."""
-    campaign = Campaign.objects.get(pk=campaign_id)
-    return campaign_candidates_select(campaign=campaign).filter(status=Candidate.Status.DONE)
+def campaign_pairs_form(
+    *,
+    campaign_id: int,
+    kind: str,
+    sample_per_prompt: int | None = None,
+    prefer_across_configs: bool = True,
+    counterfactual_match: str = "config_seed",
+    seed: int = 0,
+) -> Iterator[PairKey]:
+    """The pairs of `kind` a campaign's finished candidates form, streamed (a campaign with many
+    candidates per prompt forms millions of same-prompt pairs). Options as `pairs_build`'s,
+    unchecked here; every pair is formed once."""
+    campaign_candidates_finished(campaign_id=campaign_id)  # NotFound naming the campaign
+    if kind == Pair.Kind.SAME_PROMPT:
+        return _same_prompt_keys(
+            campaign_id=campaign_id,
+            k=sample_per_prompt,
+            prefer_across_configs=prefer_across_configs,
+            seed=seed,
+        )
+    if kind == Pair.Kind.COUNTERFACTUAL:
+        return _counterfactual_keys(campaign_id=campaign_id, match=counterfactual_match)
+    raise ValidationFailed(f"kind must be one of {', '.join(Pair.Kind.values)}", field="kind")
 
 
-def _same_prompt_keys(*, campaign_id: int, options: dict) -> Iterator[_Key]:
-    k = options["sample_per_prompt"]
+def _same_prompt_keys(
+    *, campaign_id: int, k: int | None, prefer_across_configs: bool, seed: int
+) -> Iterator[PairKey]:
     rows = (
-        _finished(campaign_id)
+        campaign_candidates_finished(campaign_id=campaign_id)
         .order_by("prompt_id", "id")
         .values_list("id", "prompt_id", "config_id")
         .iterator(chunk_size=BATCH)
@@ -193,8 +230,8 @@ def _same_prompt_keys(*, campaign_id: int, options: dict) -> Iterator[_Key]:
         cands = [(cid, config) for cid, _, config in group]
         combos = list(itertools.combinations(cands, 2))
         if k is not None and len(combos) > k:
-            rng = random.Random(f"{options['seed']}:{prompt_id}")  # noqa: S311 - sampling
-            if options["prefer_across_configs"]:
+            rng = random.Random(f"{seed}:{prompt_id}")  # noqa: S311 - sampling
+            if prefer_across_configs:
                 across = [c for c in combos if c[0][1] != c[1][1]]
                 within = [c for c in combos if c[0][1] == c[1][1]]
                 rng.shuffle(across)
@@ -203,13 +240,13 @@ def _same_prompt_keys(*, campaign_id: int, options: dict) -> Iterator[_Key]:
             else:
                 combos = rng.sample(combos, k)
         for (x, _), (y, _) in combos:
-            yield (min(x, y), max(x, y), prompt_id, None)
+            yield PairKey(min(x, y), max(x, y), prompt_id, None)
 
 
-def _counterfactual_keys(*, campaign_id: int, match: str) -> Iterator[_Key]:
+def _counterfactual_keys(*, campaign_id: int, match: str) -> Iterator[PairKey]:
+    finished = campaign_candidates_finished(campaign_id=campaign_id)
     perturbed = (
-        _finished(campaign_id)
-        .filter(prompt__parent__isnull=False)
+        finished.filter(prompt__parent__isnull=False)
         .order_by("id")
         .values_list("id", "prompt__parent_id", "config_id", "seed")
         .iterator(chunk_size=BATCH)
@@ -218,8 +255,7 @@ def _counterfactual_keys(*, campaign_id: int, match: str) -> Iterator[_Key]:
         parents = {parent for _, parent, _, _ in chunk}
         originals: dict[tuple, list[int]] = defaultdict(list)
         for cid, prompt_id, config, cseed in (
-            _finished(campaign_id)
-            .filter(prompt_id__in=parents)
+            finished.filter(prompt_id__in=parents)
             .order_by("id")
             .values_list("id", "prompt_id", "config_id", "seed")
         ):
@@ -228,7 +264,7 @@ def _counterfactual_keys(*, campaign_id: int, match: str) -> Iterator[_Key]:
         for cid, parent, config, cseed in chunk:
             key = (parent, config, cseed) if match == "config_seed" else (parent, config)
             for original in originals.get(key, ()):
-                yield (min(cid, original), max(cid, original), parent, original)
+                yield PairKey(min(cid, original), max(cid, original), parent, original)
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:

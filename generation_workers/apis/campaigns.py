@@ -23,7 +23,11 @@ from rest_framework.views import APIView
 from config.errors import NotFound, ValidationFailed
 from generation_workers.apis.configs import ERROR_RESPONSES, GenerationErrorSerializer
 from generation_workers.models import Campaign, Candidate
-from generation_workers.selectors.campaigns import campaign_progress, campaigns_progress_annotate
+from generation_workers.selectors.campaigns import (
+    campaign_candidates_select,
+    campaign_progress,
+    campaigns_progress_annotate,
+)
 from generation_workers.services.campaigns import (
     campaign_cancel,
     campaign_create,
@@ -199,9 +203,11 @@ class CampaignCandidatesApi(ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular reads the model
             return Candidate.objects.none()
         campaign_id = self.kwargs["campaign_id"]
-        if not Campaign.objects.filter(pk=campaign_id).exists():
+        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        if campaign is None:
             raise NotFound(f"no campaign {campaign_id}", field="campaign")
-        queryset = Candidate.objects.filter(campaign_id=campaign_id).select_related("prompt")
+        # its own images and those of its keys an earlier campaign made (reused at launch)
+        queryset = campaign_candidates_select(campaign=campaign).select_related("prompt")
         wanted = self.request.query_params.get("status")
         if wanted:
             if wanted not in Candidate.Status.values:

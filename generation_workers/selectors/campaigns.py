@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from config.errors import ValidationFailed
+from config.errors import NotFound, ValidationFailed
 from generation_workers.models import Campaign, Candidate, Prompt, Split
 
 FILTER_KEYS = ("splits", "tiers", "relations", "objects", "templates", "prompt_ids", "limit")
@@ -180,6 +180,11 @@ def campaign_progress(*, campaign: Campaign, now: datetime | None = None) -> Cam
 def campaign_candidates_select(*, campaign: Campaign) -> QuerySet[Candidate]:
     """Every candidate of the campaign's keys: its own and those earlier campaigns had made.
 
+    The one definition of "a campaign's candidates": a launch reuses the images of its keys
+    that an earlier campaign rendered instead of rendering them again, so a campaign's own
+    rows alone would miss them. Pair building, active learning, dataset selection by
+    campaign and the campaign's candidate list all read it.
+
     Configs are fixed once used, so a key's params hash is the config's current one.
     """
     from generation_workers.services.config_rules import generator_config_params_hash
@@ -200,10 +205,18 @@ def campaign_candidates_select(*, campaign: Campaign) -> QuerySet[Candidate]:
     return Candidate.objects.filter(keys).order_by("id")
 
 
+def campaign_candidates_finished(*, campaign_id: int) -> QuerySet[Candidate]:
+    """The campaign's finished candidates (`campaign_candidates_select`), in id order."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")
+    return campaign_candidates_select(campaign=campaign).filter(status=Candidate.Status.DONE)
+
+
 def campaign_candidates_recent(*, campaign: Campaign, limit: int = 24) -> list[Candidate]:
     """The latest finished images of a campaign (for the admin's preview)."""
     return list(
-        Candidate.objects.filter(campaign=campaign, status=Candidate.Status.DONE)
+        campaign_candidates_finished(campaign_id=campaign.pk)
         .select_related("prompt", "config")
         .order_by("-finished_at", "-id")[:limit]
     )

@@ -1,5 +1,5 @@
 """Reads of the reward-model registry: models, the promoted one per name, what scoring needs,
-a version's evaluation split, and the candidates a campaign offers to active learning."""
+a version's evaluation split, and the candidates a scoring request or active learning names."""
 
 from __future__ import annotations
 
@@ -168,12 +168,6 @@ def candidates_for_scoring(*, candidate_ids: list[int]) -> dict[int, CandidateRo
     """Finished candidates by id (with their prompt's text): unknown ids are simply absent."""
     rows = Candidate.objects.filter(pk__in=candidate_ids, status=Candidate.Status.DONE)
     return {row.id: row for row in _candidate_rows(rows)}
-
-
-def campaign_candidates(*, campaign_id: int) -> list[CandidateRow]:
-    """A campaign's finished candidates, in id order."""
-    rows = Candidate.objects.filter(campaign_id=campaign_id, status=Candidate.Status.DONE)
-    return list(_candidate_rows(rows.order_by("id")))
 
 
 def _candidate_rows(rows: QuerySet) -> Iterator[CandidateRow]:

@@ -17,7 +17,8 @@ from django.db.models import Q, QuerySet
 
 from annotation.models import Judgment, Pair
 from config.errors import ValidationFailed
-from generation_workers.models import Candidate, Prompt
+from generation_workers.models import Campaign, Candidate, Prompt
+from generation_workers.selectors.campaigns import campaign_candidates_select
 from training_bridge.aggregation.labels import aggregator_build
 from training_bridge.aggregation.records import CandidateRow, PairRow, PromptRow, record_build
 from training_bridge.aggregation.specs import FilterSpec, SplitSpec
@@ -117,10 +118,12 @@ def selection_pairs(*, spec: FilterSpec) -> QuerySet[Pair]:
     if spec.queues:
         pairs = pairs.filter(queue_id__in=spec.queues)
     if spec.campaigns:
-        pairs = pairs.filter(
-            Q(candidate_a__campaign_id__in=spec.campaigns)
-            | Q(candidate_b__campaign_id__in=spec.campaigns)
-        )
+        # a campaign's candidates include the images of its keys an earlier campaign made
+        of_campaigns = Q(pk__in=[])
+        for campaign in Campaign.objects.filter(pk__in=spec.campaigns):
+            candidates = campaign_candidates_select(campaign=campaign).values("id")
+            of_campaigns |= Q(candidate_a_id__in=candidates) | Q(candidate_b_id__in=candidates)
+        pairs = pairs.filter(of_campaigns)
     if not spec.include_gold:
         pairs = pairs.filter(is_gold=False)
     return pairs

@@ -1,10 +1,10 @@
 """Active learning: the pairs the current reward model is least sure of go to the annotators.
 
-`active_learning_queue` scores a campaign's finished candidates with a reward model (the
-promoted one of a name, or one chosen by id), forms the pairs the labeling engine would build
-from them (same-prompt: two candidates of one prompt; counterfactual: a perturbed prompt's
-candidate and its original's, same config and seed, judged against the ORIGINAL prompt with
-the original's image as intended winner), ranks every pair by the model's uncertainty
+`active_learning_queue` asks the labeling engine for the pairs a campaign's finished candidates
+form (`annotation.services.pairs.campaign_pairs_form`: every same-prompt pair, and the
+counterfactual pairs of the same config and seed, judged against the ORIGINAL prompt with the
+original's image as intended winner), scores their images with a reward model (the promoted
+one of a name, or one chosen by id), ranks every pair by the model's uncertainty
 z = |mean_a - mean_b| / sqrt(std_a^2 + std_b^2) (`scoring.ranking`), and queues the `pairs`
 of smallest z into a labeling queue, the least certain first (lower ids are served first
 at equal priority). The queue is active and open to its groups (default: every annotator), so
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,14 +28,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from annotation.models import LabelingQueue, Pair
-from annotation.services.pairs import pairs_add
+from annotation.services.pairs import PairKey, campaign_pairs_form, pairs_add
 from config.errors import Conflict, NotFound, ValidationFailed
 from generation_workers.models import Campaign
+from generation_workers.selectors.campaigns import campaign_candidates_finished
 from training_bridge.models import RewardModel
 from training_bridge.scoring.ranking import least_certain, pair_uncertainty
 from training_bridge.selectors.reward_models import (
     CandidateRow,
-    campaign_candidates,
+    candidates_for_scoring,
     model_ref_of,
     reward_model_default_name,
     reward_model_get,
@@ -140,36 +140,23 @@ def active_learning_queue_resolve(
     )
 
 
-def _pairs_of(
-    rows: list[CandidateRow], kinds: list[str]
-) -> Iterator[tuple[str, int, int, int, int | None]]:
-    """(kind, candidate x, candidate y, prompt judged against, intended winner)."""
-    by_prompt: dict[int, list[CandidateRow]] = defaultdict(list)
-    originals: dict[tuple[int, int, int], list[CandidateRow]] = defaultdict(list)
-    for row in rows:
-        by_prompt[row.prompt_id].append(row)
-        originals[(row.prompt_id, row.config_id, row.seed)].append(row)
-    if Pair.Kind.SAME_PROMPT in kinds:
-        for prompt_id, group in by_prompt.items():
-            for x, y in itertools.combinations(group, 2):
-                yield Pair.Kind.SAME_PROMPT, x.id, y.id, prompt_id, None
-    if Pair.Kind.COUNTERFACTUAL in kinds:
-        for row in rows:
-            if row.parent_id is None:
-                continue
-            for original in originals.get((row.parent_id, row.config_id, row.seed), ()):
-                yield Pair.Kind.COUNTERFACTUAL, row.id, original.id, row.parent_id, original.id
+def _pairs_of(*, campaign_id: int, kinds: list[str]) -> Iterator[tuple[str, PairKey]]:
+    """The pairs the labeling engine forms from the campaign, by kind."""
+    for kind in kinds:
+        for key in campaign_pairs_form(campaign_id=campaign_id, kind=kind):
+            yield kind, key
 
 
-def _items_score(model: RewardModel, rows: list[CandidateRow], items: list[tuple[int, int]]):
-    """Scores of (candidate, prompt judged against) items, by item."""
+def _items_score(model: RewardModel, rows: dict[int, CandidateRow], items: list[tuple[int, int]]):
+    """Scores of (candidate, prompt judged against) items, by item. A pair's prompt is one of
+    its candidates' own (a counterfactual pair's original is the intended winner's)."""
     from training_bridge.services.artifacts import StorageImageReader
     from training_bridge.services.scoring import scoring_engine, scoring_model_load
 
     loaded = scoring_model_load(ref=model_ref_of(model))
     engine = scoring_engine()
-    keys = {row.id: row.storage_key for row in rows}
-    texts = {row.prompt_id: row.prompt_text for row in rows}
+    keys = {row.id: row.storage_key for row in rows.values()}
+    texts = {row.prompt_id: row.prompt_text for row in rows.values()}
     scores = {}
     reader = StorageImageReader()
     try:
@@ -185,8 +172,9 @@ def _items_score(model: RewardModel, rows: list[CandidateRow], items: list[tuple
 
 
 def _queued_elsewhere(*, campaign_id: int, queue_id: int) -> set[tuple[int, int]]:
+    candidates = campaign_candidates_finished(campaign_id=campaign_id).values("id")
     return set(
-        Pair.objects.filter(candidate_a__campaign_id=campaign_id)
+        Pair.objects.filter(candidate_a_id__in=candidates)
         .exclude(queue_id=queue_id)
         .values_list("candidate_a_id", "candidate_b_id")
         .iterator(chunk_size=5000)
@@ -226,10 +214,13 @@ def active_learning_queue(
         campaign_id=campaign_id, model=model, queue_id=queue_id, queue_name=queue_name,
         created_by=created_by,
     )  # fmt: skip
-    rows = campaign_candidates(campaign_id=campaign_id)
-    # the pairs are generated twice (items to score, then ranking) rather than held: a
+    # the pairs are formed twice (items to score, then ranking) rather than held: a
     # campaign with many candidates per prompt offers millions of same-prompt pairs
-    items = sorted({(c, p) for _, x, y, p, _ in _pairs_of(rows, kinds) for c in (x, y)})
+    items = sorted(
+        {(c, key.prompt_id) for _, key in _pairs_of(campaign_id=campaign_id, kinds=kinds)
+         for c in key[:2]}
+    )  # fmt: skip
+    rows = candidates_for_scoring(candidate_ids=sorted({c for c, _ in items}))
     scores = _items_score(model, rows, items) if items else {}
     skip = set()
     if exclude_queued:
@@ -239,9 +230,8 @@ def active_learning_queue(
 
     def ranked() -> Iterator[tuple[float, int, int, str, int, int | None]]:
         nonlocal considered
-        for kind, x, y, prompt, winner in _pairs_of(rows, kinds):
+        for kind, (a, b, prompt, winner) in _pairs_of(campaign_id=campaign_id, kinds=kinds):
             considered += 1
-            a, b = min(x, y), max(x, y)
             if (a, b) in skip:
                 continue
             sa, sb = scores[(a, prompt)], scores[(b, prompt)]
@@ -299,7 +289,6 @@ def active_learning_start(
     """What the admin action and the API call: checks everything, makes the queue, then runs
     at once for a small campaign (at most REWARD_ACTIVE_LEARNING_SYNC_MAX_CANDIDATES finished
     candidates, or `run_now`) or on the `cpu` queue."""
-    from generation_workers.models import Candidate
     from training_bridge.tasks import active_learning_task
 
     kinds = active_learning_options_check(pairs=pairs, kinds=kinds, priority=priority)
@@ -312,9 +301,7 @@ def active_learning_start(
                "pairs": pairs, "kinds": kinds, "priority": priority,
                "exclude_queued": exclude_queued}  # fmt: skip
     if run_now is None:
-        count = Candidate.objects.filter(
-            campaign_id=campaign_id, status=Candidate.Status.DONE
-        ).count()
+        count = campaign_candidates_finished(campaign_id=campaign_id).count()
         run_now = count <= sync_max_candidates()
     if run_now:
         result = active_learning_queue(**options, created_by=created_by)
