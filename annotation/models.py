@@ -206,9 +206,9 @@ class Assignment(models.Model):
             # An annotator's live leases (held pairs, heartbeats). Partial on purpose: a full
             # (annotator, ...) index let the generic plan of `next`'s "never a pair you judged"
             # probe walk the annotator's whole history instead of the unique (pair, annotator)
-            # index (7 ms per `next` at 450 judgments), and finished leases leave it instead
-            # of adding an entry per answer. Deleting a user scans the table: rare, and users
-            # with judgments are protected anyway.
+            # index, so `next` slowed down as a session went on (bench/labeling/RESULTS.md),
+            # and finished leases leave it instead of adding an entry per answer. Deleting a
+            # user scans the table: rare, and users with judgments are protected anyway.
             models.Index(
                 fields=["annotator"], name="assignment_held_idx", condition=Q(status="active")
             ),

@@ -4,7 +4,7 @@
 - pairs.py: building pairs from a campaign's candidates (and the `cpu` task's build records);
 - assignment.py: the hot path: leasing pairs (`next`), heartbeats, expiry;
 - judgments.py: submit (idempotent); undo.py: taking back the last answer;
-- portable.py: the same rules through the ORM (the SQLite demo); results.py: what they return;
-- images.py: opaque image URLs and the WebP thumbnails behind them;
-- pg_statements.py: the PostgreSQL statements of the hot path, run as prepared statements.
+- results.py: what they return; images.py: opaque image URLs and the thumbnails behind them;
+- statements.py: the hot path's SQL (next, submit, heartbeat, the expiry sweep), each request
+  one prepared statement: the only hand-written SQL of this stage.
 """

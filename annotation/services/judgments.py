@@ -4,6 +4,8 @@ Submit rules (issue 5): the same client submission id returns the stored judgmen
 second row; the side shown is mapped to the candidate through the stored presentation order;
 a submit for a full pair, or without a lease that can still be honoured, is a 409; skips are
 stored (the annotator never sees the pair again) but do not count towards the overlap.
+A submit is one statement (statements.SUBMIT_SQL); the replay of a submission id seen before
+reads it back (SUBMISSION_SQL).
 """
 
 import json
@@ -12,14 +14,12 @@ import re
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError
 from psycopg.types.json import Jsonb
 
-from annotation.models import Assignment, Judgment, Pair, UndoneJudgment
+from annotation.models import Judgment
 from annotation.selectors import labeling_queue_for_labeling
-from annotation.services import pg_statements
-from annotation.services.assignment import engine_uses_sql
+from annotation.services import statements
 from annotation.services.results import StoredJudgment, SubmitResult
 from config import db
 from config.errors import Conflict, NotFound, ValidationFailed
@@ -107,16 +107,6 @@ def judgment_submit(
         reason_tags=reason_tags,
         duration_ms=duration_ms,
     )
-    if not engine_uses_sql():
-        return _submit_orm(
-            user=user,
-            queue_id=queue_id,
-            pair_id=pair_id,
-            sid=sid,
-            choice=choice,
-            tags=tags,
-            duration_ms=duration_ms,
-        )
     params = {
         "queue": queue_id,
         "user": user.pk,
@@ -128,7 +118,7 @@ def judgment_submit(
     }
     for attempt in range(SUBMIT_ATTEMPTS):
         try:
-            row = db.statement_run(pg_statements.SUBMIT_SQL, params)[0]
+            row = db.statement_run(statements.SUBMIT_SQL, params)[0]
         except IntegrityError:
             # Undone as a whole: the submission id is in use, or the pair moved under us.
             # Looking again sees which (a replay, a 409, or a clean retry).
@@ -190,19 +180,7 @@ def _replay(
     *, user: AbstractBaseUser, pair_id: int, sid: uuid.UUID, judged_already: bool = False
 ) -> SubmitResult:
     """The stored answer of a submission id seen before (200), or why it cannot be (409)."""
-    if db.statements_available():
-        rows = db.statement_run(pg_statements.SUBMISSION_SQL, {"sid": sid})
-    else:
-        stored = Judgment.objects.filter(client_submission_id=sid).values_list(
-            "pair_id", "annotator_id", "choice", "reason_tags", "duration_ms", "created_at"
-        )
-        undone = UndoneJudgment.objects.filter(client_submission_id=sid).values_list(
-            "pair_id", "annotator_id", "choice", "judged_at"
-        )
-        rows = [(*row, False) for row in stored] + [
-            (pair, annotator, choice, None, None, judged_at, True)
-            for pair, annotator, choice, judged_at in undone
-        ]
+    rows = db.statement_run(statements.SUBMISSION_SQL, {"sid": sid})
     if not rows:
         if judged_already:
             raise Conflict("you judged this pair already", field="pair", code="already_judged")
@@ -225,70 +203,4 @@ def _replay(
     return SubmitResult(
         judgment=StoredJudgment(stored_pair, sid, choice, tags or [], duration_ms, created_at),
         replayed=True,
-    )
-
-
-def _submit_orm(
-    *,
-    user: AbstractBaseUser,
-    queue_id: int,
-    pair_id: int,
-    sid: uuid.UUID,
-    choice: str,
-    tags: list[str],
-    duration_ms: int | None,
-) -> SubmitResult:
-    if (
-        Judgment.objects.filter(client_submission_id=sid).exists()
-        or UndoneJudgment.objects.filter(client_submission_id=sid).exists()
-    ):
-        return _replay(user=user, pair_id=pair_id, sid=sid)
-    labeling_queue_for_labeling(queue_id=queue_id, user=user)
-    try:
-        with transaction.atomic():
-            pair = Pair.objects.select_for_update().filter(pk=pair_id, queue_id=queue_id).first()
-            if pair is None:
-                raise NotFound(f"pair {pair_id} is not in this queue", field="pair")
-            lease = Assignment.objects.select_for_update().filter(pair=pair, annotator=user).first()
-            status = lease.status if lease else None
-            if status == Assignment.Status.SUBMITTED:
-                return _replay(user=user, pair_id=pair_id, sid=sid, judged_already=True)
-            free = pair.judgments_count < pair.judgments_needed - pair.reserved_count
-            if status != Assignment.Status.ACTIVE and not (
-                status == Assignment.Status.EXPIRED and free
-            ):
-                raise _no_lease(
-                    lease_status=status, full=pair.judgments_count >= pair.judgments_needed
-                )
-            if choice == "left":
-                winner = lease.left_candidate_id
-            elif choice == "right":
-                winner = (
-                    pair.candidate_b_id
-                    if lease.left_candidate_id == pair.candidate_a_id
-                    else pair.candidate_a_id
-                )
-            else:
-                winner = None
-            judgment = Judgment.objects.create(
-                pair=pair,
-                annotator=user,
-                client_submission_id=sid,
-                left_candidate_id=lease.left_candidate_id,
-                choice=choice,
-                winner_id=winner,
-                reason_tags=tags,
-                duration_ms=duration_ms,
-            )
-            Assignment.objects.filter(pk=lease.pk).update(status=Assignment.Status.SUBMITTED)
-            Pair.objects.filter(pk=pair.pk).update(
-                judgments_count=F("judgments_count") + (0 if choice == "skip" else 1),
-                reserved_count=F("reserved_count")
-                - (1 if status == Assignment.Status.ACTIVE else 0),
-            )
-    except IntegrityError:
-        return _replay(user=user, pair_id=pair_id, sid=sid, judged_already=True)
-    return SubmitResult(
-        judgment=StoredJudgment(pair_id, sid, choice, tags, duration_ms, judgment.created_at),
-        replayed=False,
     )

@@ -4,9 +4,10 @@
 
 Creates (dropping it first) the database --db (default sp_bench_labeling), migrates it, then
 loads prompts, candidates (10 per prompt, 45 pairs per prompt) and pairs with COPY, makes the
-annotators (bench0..bench7 and `veteran`, API tokens in bench/out/tokens-<db>.json) and one queue
-open to the annotator group. `veteran` gets --history judgments on pairs at the FRONT of the
-serving order that stay open (1 of 3 judgments): the worst case for a history check.
+annotators (bench0..bench<N-1>, --annotators, 8 by default, 600 for farm.py, and `veteran`; API
+tokens in bench/out/tokens-<db>.json) and one queue open to the annotator group. `veteran` gets
+--history judgments on pairs at the FRONT of the serving order that stay open (1 of 3
+judgments): the worst case for a history check.
 Prints what it loaded and how long it took. `--drop` removes the database and exits.
 """
 
@@ -111,6 +112,7 @@ def main() -> None:
     t_migrate = time.monotonic() - t0
     django_setup(url)
 
+    from django.conf import settings
     from django.db import connection
 
     from accounts.services import api_token_create
@@ -125,6 +127,9 @@ def main() -> None:
         PromptSet,
     )
 
+    # Bench accounts log in with tokens only; the default hasher would spend ~0.3 s of CPU on
+    # each of a farm's hundreds of passwords.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     users = [
         user_create(username=f"bench{i}", password="bench-pass-1", role=Role.ANNOTATOR)
         for i in range(args.annotators)

@@ -46,13 +46,13 @@ def main() -> None:
     from psycopg.types.json import Jsonb
 
     from annotation.models import LabelingQueue
-    from annotation.services import pg_statements as pg
+    from annotation.services import statements as sql
     from annotation.services.assignment import OPEN_WINDOW
     from config import db
 
     user = get_user_model().objects.get(username=args.user)
     queue = LabelingQueue.objects.get(name="bench").pk
-    next_sql = pg.next_sql(count=3, window=OPEN_WINDOW)
+    next_sql = sql.next_sql(count=3, window=OPEN_WINDOW)
     pid = db.statement_run("SELECT pg_backend_pid()", {})[0][0]
     wall = {"next": [], "submit": []}
     cpu = {"next": 0.0, "submit": 0.0}
@@ -68,7 +68,7 @@ def main() -> None:
             raise SystemExit(f"nothing left in the queue for {args.user}")
         pair = held[0]
         db.statement_run(
-            pg.SUBMIT_SQL,
+            sql.SUBMIT_SQL,
             {
                 "queue": queue,
                 "user": user.pk,

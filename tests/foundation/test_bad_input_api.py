@@ -404,7 +404,6 @@ def test_a_nul_in_a_labeling_queue_name_or_instructions_is_a_400(lead_client):
     assert LabelingQueue.objects.count() == 0
 
 
-@pytest.mark.parametrize("engine", ["sql", "orm"])
 @pytest.mark.parametrize(
     ("action", "body", "field", "detail"),
     [
@@ -419,13 +418,10 @@ def test_a_nul_in_a_labeling_queue_name_or_instructions_is_a_400(lead_client):
         ("next", {"known": [10**20]}, "known", "known must be a list of at most 100 pair ids"),
     ],
 )  # fmt: skip
-def test_a_pair_id_past_the_database_integer_is_a_400_naming_it(
-    settings, engine, action, body, field, detail
-):
+def test_a_pair_id_past_the_database_integer_is_a_400_naming_it(action, body, field, detail):
     from annotation.models import Assignment, Judgment
     from tests.labeling.factories import annotators, client_for, queue_with_pairs
 
-    settings.LABELING_ENGINE = engine
     queue, _ = queue_with_pairs(n_pairs=1)
     (annotator,) = annotators(1)
     url = f"/api/labeling/queues/{queue.pk}/{action}/"

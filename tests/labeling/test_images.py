@@ -92,7 +92,7 @@ def test_a_large_image_is_resized_to_the_screen():
         assert Image.open(handle).size == (768, 768)
 
 
-def test_an_image_shared_by_several_pairs_gets_a_different_reference_in_each(engine):
+def test_an_image_shared_by_several_pairs_gets_a_different_reference_in_each():
     # Given two originals, each the intended winner of three counterfactual pairs
     queue, winners = counterfactual_queue(originals=2, perturbations=3)
     (ann,) = annotators(1)
@@ -146,7 +146,7 @@ def test_an_image_shared_by_several_pairs_gets_a_different_reference_in_each(eng
     assert len(served) == 1
 
 
-def test_a_reference_serves_only_the_annotator_whose_lease_it_came_from(engine):
+def test_a_reference_serves_only_the_annotator_whose_lease_it_came_from():
     # Given one pair leased to two annotators
     queue, (pair,) = queue_with_pairs(n_pairs=1, images=True)
     owner, other = annotators(2)
@@ -164,7 +164,7 @@ def test_a_reference_serves_only_the_annotator_whose_lease_it_came_from(engine):
     assert client_for(other).get(other_url).status_code == 200
 
 
-def test_a_tampered_expired_or_unleased_reference_is_a_404(engine):
+def test_a_tampered_expired_or_unleased_reference_is_a_404():
     queue, pairs = queue_with_pairs(n_pairs=2, images=True)
     (owner,) = annotators(1)
     item = one_item(owner, queue)
@@ -203,7 +203,7 @@ def test_a_tampered_expired_or_unleased_reference_is_a_404(engine):
     assert client_for(owner).get(url).status_code == 200
 
 
-def test_a_reference_still_serves_after_the_answer_within_its_lifetime(engine):
+def test_a_reference_still_serves_after_the_answer_within_its_lifetime():
     # The page may still be fetching the image of a pair answered at once (a held lease).
     queue, (pair,) = queue_with_pairs(n_pairs=1, images=True)
     (ann,) = annotators(1)

@@ -1,7 +1,4 @@
-"""`next` and heartbeats: who gets which pair, in which order, for how long.
-
-Every test runs on both engines of the hot path (PostgreSQL statements and the ORM path).
-"""
+"""`next` and heartbeats: who gets which pair, in which order, for how long."""
 
 import json
 import uuid
@@ -26,7 +23,7 @@ from tests.labeling.factories import (
     queue_with_pairs,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("engine")]
+pytestmark = pytest.mark.django_db
 
 
 def leased_ids(response) -> list[int]:
@@ -47,7 +44,6 @@ def submit(user, queue, pair_id, choice="left", sid=None):
 def test_next_leases_up_to_count_pairs_each_with_a_prompt_and_two_image_urls():
     queue, pairs = queue_with_pairs(n_pairs=5, images=True)
     (ann,) = annotators(1)
-    before = timezone.now()
 
     response = client_for(ann).post(next_url(queue), {"count": 2}, format="json")
 
@@ -68,8 +64,7 @@ def test_next_leases_up_to_count_pairs_each_with_a_prompt_and_two_image_urls():
         (pairs[0].pk, "active"),
         (pairs[1].pk, "active"),
     ]
-    expected_expiry = before + timedelta(seconds=600)
-    assert abs((leases[0].expires_at - expected_expiry).total_seconds()) < 5
+    assert {a.expires_at - a.leased_at for a in leases} == {timedelta(seconds=600)}
     assert list(
         Pair.objects.order_by("id").values_list("reserved_count", "fresh", "judgments_count")
     ) == [(1, False, 0), (1, False, 0), (0, True, 0), (0, True, 0), (0, True, 0)]
@@ -188,6 +183,64 @@ def test_an_expired_lease_goes_back_to_the_pool():
     assert (pair.judgments_count, pair.reserved_count) == (0, 1)
 
 
+def expire(lease_owner) -> None:
+    """Make `lease_owner`'s active leases run out (a tab closed ten minutes ago)."""
+    Assignment.objects.filter(annotator=lease_owner, status="active").update(
+        leased_at=timezone.now() - timedelta(minutes=20),
+        expires_at=timezone.now() - timedelta(minutes=10),
+    )
+
+
+def test_every_next_that_finds_a_lease_due_sweeps_it_so_the_next_caller_gets_its_slot():
+    # One-answer pairs (overlap 1) and plenty of fresh ones, so no answer comes up short.
+    queue, pairs = queue_with_pairs(n_pairs=6, overlap=1)
+    a, b, c, d, e = annotators(5)
+    taken = pairs[0]
+    assert leased_ids(client_for(a).post(next_url(queue), {"count": 1}, format="json")) == [
+        taken.pk
+    ]
+    expire(a)
+
+    # b is served a fresh pair, and its request sweeps a's lease ...
+    assert leased_ids(client_for(b).post(next_url(queue), {"count": 1}, format="json")) == [
+        pairs[1].pk
+    ]
+    assert Assignment.objects.get(annotator=a).status == "expired"
+    # ... so c, right after, gets the pair a let go: first in serving order again
+    assert leased_ids(client_for(c).post(next_url(queue), {"count": 1}, format="json")) == [
+        taken.pk
+    ]
+    # and at once again (no per-process sweep interval to wait for)
+    expire(c)
+    assert leased_ids(client_for(d).post(next_url(queue), {"count": 1}, format="json")) == [
+        pairs[2].pk
+    ]
+    assert leased_ids(client_for(e).post(next_url(queue), {"count": 1}, format="json")) == [
+        taken.pk
+    ]
+    taken.refresh_from_db()
+    assert (taken.judgments_count, taken.reserved_count) == (0, 1)
+
+
+def test_an_annotator_told_nothing_is_left_gets_a_pair_freed_anywhere_at_the_next_call():
+    # Nothing left for her: more pairs she judged than the window (still open to others) at
+    # the front of the serving order, and the others full.
+    queue, pairs = queue_with_pairs(n_pairs=OPEN_WINDOW + 10, overlap=3)
+    (annotator,) = annotators(1)
+    mine, rest = pairs[: OPEN_WINDOW + 2], pairs[OPEN_WINDOW + 2 :]
+    past_answers(annotator, mine)
+    Pair.objects.filter(pk__in=[p.pk for p in mine]).update(fresh=False, judgments_count=2)
+    Pair.objects.filter(pk__in=[p.pk for p in rest]).update(fresh=False, judgments_count=3)
+    client = client_for(annotator)
+    assert leased_ids(client.post(next_url(queue), {"count": 2}, format="json")) == []
+
+    # when a slot opens behind all of hers (someone's answer taken back)
+    Pair.objects.filter(pk=rest[5].pk).update(judgments_count=2)
+
+    # then her very next call is served it
+    assert leased_ids(client.post(next_url(queue), {"count": 2}, format="json")) == [rest[5].pk]
+
+
 def test_heartbeat_renews_held_leases_and_names_the_lost_ones():
     queue, pairs = queue_with_pairs(n_pairs=3)
     (ann,) = annotators(1)
@@ -195,6 +248,7 @@ def test_heartbeat_renews_held_leases_and_names_the_lost_ones():
     client.post(next_url(queue), {"count": 2}, format="json")
     soon = timezone.now() + timedelta(seconds=30)
     Assignment.objects.filter(annotator=ann).update(expires_at=soon)
+    before = timezone.now()
 
     response = client.post(
         f"/api/labeling/queues/{queue.pk}/heartbeat/",
@@ -208,7 +262,9 @@ def test_heartbeat_renews_held_leases_and_names_the_lost_ones():
     assert body["lost"] == [pairs[2].pk, 999999]
     renewed = Assignment.objects.get(annotator=ann, pair=pairs[0])
     untouched = Assignment.objects.get(annotator=ann, pair=pairs[1])
-    assert renewed.expires_at > timezone.now() + timedelta(seconds=590)
+    # the lease runs for the queue's lease_seconds from the heartbeat on
+    assert before + timedelta(seconds=600) <= renewed.expires_at
+    assert renewed.expires_at <= timezone.now() + timedelta(seconds=600)
     assert untouched.expires_at == soon
 
 
@@ -316,14 +372,12 @@ def test_a_counterfactual_pair_is_judged_against_the_original_prompt_and_hides_t
     }  # fmt: skip
 
 
-def test_a_lone_annotator_past_the_window_is_served_from_where_the_last_scan_found_a_pair(
-    engine,
-):
+def test_a_lone_annotator_past_the_window_is_served_in_serving_order_from_the_database_alone():
     # More judged pairs of her own than the window at the front (others still to judge them),
-    # no fresh pairs: `next` scans once, then serves from the position that scan found, in
-    # serving order across its three ranges (same run, fewer judgments, lower priority). A
-    # pair that rises ahead of that position afterwards (`early`, judged by someone else
-    # meanwhile) is served too: late on the PostgreSQL path, once the rest comes up short.
+    # no fresh pairs: every `next` comes up short in the window and scans the started pairs,
+    # so each answer is the first pair she may take in serving order, as the database has it
+    # now. A pair that rises ahead of the others meanwhile (`early`, judged by someone else)
+    # is served at the next call, whichever process answers it.
     mine_n = OPEN_WINDOW + 8
     queue, pairs = queue_with_pairs(
         n_pairs=1 + mine_n + 4, overlap=3, priority_of=lambda i: 0 if i > mine_n + 2 else 1
@@ -348,9 +402,4 @@ def test_a_lone_annotator_past_the_window_is_served_from_where_the_last_scan_fou
             Pair.objects.filter(pk=early.pk).update(judgments_count=1)  # someone else's answer
         submit(annotator, queue, taken[0])
 
-    assert served[0] == rest[0].pk
-    assert sorted(served) == sorted([early.pk, *(p.pk for p in rest)])
-    if engine == "sql":
-        assert served == [rest[0].pk, rest[1].pk, rest[2].pk, rest[3].pk, early.pk]
-    else:
-        assert served == [rest[0].pk, early.pk, rest[1].pk, rest[2].pk, rest[3].pk]
+    assert served == [rest[0].pk, early.pk, rest[1].pk, rest[2].pk, rest[3].pk]

@@ -12,13 +12,12 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from annotation.models import Assignment, Pair
-from annotation.services import assignment, pg_statements
+from annotation.services import statements
 from annotation.services.assignment import OPEN_WINDOW, pairs_next_for_client
 from tests.labeling.factories import annotators, held_pair_ids, past_answers, queue_with_pairs
 
@@ -93,7 +92,7 @@ def test_next_probes_each_pair_once_whatever_the_annotators_history(veteran_and_
     queue, pairs, annotator = veteran_and_queue
 
     touched = assignment_rows_touched(
-        pg_statements.next_sql(count=3, window=OPEN_WINDOW),
+        statements.next_sql(count=3, window=OPEN_WINDOW),
         {"queue": queue.pk, "user": annotator.pk, "known": []},
     )
 
@@ -119,7 +118,7 @@ def test_submit_finds_the_lease_with_one_probe_whatever_the_annotators_history(
     Pair.objects.filter(pk=pair.pk).update(fresh=False, reserved_count=1)
 
     touched = assignment_rows_touched(
-        pg_statements.SUBMIT_SQL,
+        statements.SUBMIT_SQL,
         {
             "queue": queue.pk,
             "user": annotator.pk,
@@ -135,86 +134,26 @@ def test_submit_finds_the_lease_with_one_probe_whatever_the_annotators_history(
     assert Assignment.objects.get(pair=pair, annotator=annotator).status == "submitted"
 
 
-def test_next_after_the_fresh_pairs_ran_out_scans_the_history_once_then_probes_a_window(
+def test_the_exact_scan_probes_each_started_pair_once_and_serves_the_first_she_may_take(
     veteran_and_queue,
 ):
     # Her HISTORY judged pairs fill the front of the serving order and nothing is fresh: the
-    # window comes up short, so the first `next` scans past all of them. It remembers where
-    # the first pair she could take was; later calls probe a window from there.
+    # window comes up short, so `next` scans the started pairs in serving order, one probe of
+    # the (pair, annotator) index each, until it has found the pairs she may take.
     queue, pairs, annotator = veteran_and_queue
     Pair.objects.filter(queue=queue).update(fresh=False)
     params = {"queue": queue.pk, "user": annotator.pk, "known": []}
 
-    exact = assignment_rows_touched(pg_statements.next_sql(count=1, window=None), params)
+    exact = assignment_rows_touched(statements.next_sql(count=1, window=None), params)
     first = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=2)
-    position = assignment._positions.get((annotator.pk, queue.pk))
-    params.update(cp=position[0], cj=position[1], ci=position[2])
-    windowed = assignment_rows_touched(
-        pg_statements.next_sql(count=4, window=OPEN_WINDOW, cursor=True), params
-    )
+    second = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=3)
 
-    assert exact >= HISTORY, exact
+    # her history walked once, not once per pair (HISTORY x HISTORY)
+    assert HISTORY <= exact <= HISTORY + 10, exact
     assert [item.pair_id for item in first.items] == [pairs[HISTORY].pk, pairs[HISTORY + 1].pk]
-    assert tuple(position) == (0, 0, pairs[HISTORY + 1].pk)
-    # a probe per pair of the front window (all hers) and a few from the position (two she
-    # holds, the two she takes), not one per pair of her history
-    assert windowed <= OPEN_WINDOW + 16 < HISTORY, windowed
-    assert held_pair_ids(annotator) == {p.pk for p in pairs[HISTORY : HISTORY + 4]}
-
-
-def test_an_exact_scan_moves_a_remembered_position_back_to_the_first_pair_she_may_take(
-    veteran_and_queue,
-):
-    # Her remembered position is at the last pair (as if the pairs before it had risen ahead
-    # of it since); nothing is fresh.
-    queue, pairs, annotator = veteran_and_queue
-    Pair.objects.filter(queue=queue).update(fresh=False)
-    last = pairs[-1]
-    assignment._positions.put((annotator.pk, queue.pk), (0, 0, last.pk))
-
-    # the window from the position serves the last pair first (later, never hidden) ...
-    first = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=1)
-    # ... and when it has nothing more, the exact scan finds the earlier ones again
-    second = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=2)
-
-    assert [item.pair_id for item in first.items] == [last.pk]
-    assert [item.pair_id for item in second.items] == [last.pk, pairs[HISTORY].pk]
-    position = assignment._positions.get((annotator.pk, queue.pk))
-    assert tuple(position) == (0, 0, pairs[HISTORY].pk)
-
-
-def test_when_nothing_is_left_the_history_is_scanned_at_most_once_per_interval(
-    veteran_and_queue, caplog
-):
-    # Nothing is left for her: her HISTORY judged pairs, and the rest full.
-    queue, pairs, annotator = veteran_and_queue
-    rest = pairs[HISTORY:]
-    Pair.objects.filter(pk__in=[p.pk for p in rest]).update(fresh=False, judgments_count=3)
-    caplog.set_level("DEBUG", logger="annotation.services.assignment")
-
-    def next_scans() -> tuple[list[int], int]:
-        caplog.clear()
-        got = pairs_next_for_client(user=annotator, queue_id=queue.pk, count=2)
-        scans = sum("labeling.next.exact_scan" in r.getMessage() for r in caplog.records)
-        return [item.pair_id for item in got.items], scans
-
-    # the first empty answer scans her history, the next ones in the interval do not
-    assert next_scans() == ([], 1)
-    assert next_scans() == ([], 0)
-    # a slot freed deep in the serving order meanwhile waits for the interval's end ...
-    Pair.objects.filter(pk=rest[5].pk).update(judgments_count=1)
-    assert next_scans() == ([], 0)
-    assignment._exhausted.clear()  # the interval ran out
-    assert next_scans() == ([rest[5].pk], 1)
-    # ... but a slot that the sweep of expired leases frees is looked for at once
-    Pair.objects.filter(pk=rest[6].pk).update(judgments_count=2, reserved_count=1)
-    other = get_user_model().objects.exclude(pk=annotator.pk).first()
-    Assignment.objects.create(
-        pair=rest[6],
-        annotator=other,
-        left_candidate_id=rest[6].candidate_a_id,
-        status=Assignment.Status.ACTIVE,
-        leased_at=timezone.now() - timedelta(minutes=20),
-        expires_at=timezone.now() - timedelta(minutes=10),
-    )
-    assert next_scans() == ([rest[5].pk, rest[6].pk], 1)
+    assert [item.pair_id for item in second.items] == [
+        pairs[HISTORY].pk,
+        pairs[HISTORY + 1].pk,
+        pairs[HISTORY + 2].pk,
+    ]
+    assert held_pair_ids(annotator) == {p.pk for p in pairs[HISTORY : HISTORY + 3]}

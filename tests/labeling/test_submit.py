@@ -1,4 +1,4 @@
-"""Submit, undo and progress through the API, on both engines of the hot path."""
+"""Submit, undo and progress through the API."""
 
 import uuid
 from datetime import timedelta
@@ -17,7 +17,7 @@ from tests.labeling.factories import (
     submit_url,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("engine")]
+pytestmark = pytest.mark.django_db
 
 
 def take(user, queue, count=1) -> list[int]:

@@ -12,8 +12,6 @@ from django.conf import settings as django_settings
 from django.test import Client
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from annotation.services import assignment
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -32,15 +30,6 @@ TIMEOUT_MS = 15_000
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_caches():
-    """The hot path caches a queue's prefetch per process; every test starts without it."""
-    assignment._prefetch_cache.clear()
-    assignment._last_reclaim = 0.0
-    yield
-    assignment._prefetch_cache.clear()
 
 
 @pytest.fixture(scope="session")

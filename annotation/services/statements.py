@@ -1,21 +1,35 @@
-"""The PostgreSQL statements of the labeling hot path.
+"""The labeling hot path's statements: the only hand-written SQL of the labeling stage.
 
-Each request of the loop (next, submit, heartbeat) is ONE statement: the access check, the
-reads, the row locks and the writes are CTEs of a single statement, so it runs as its own
-transaction in autocommit (no BEGIN/COMMIT round trips) and is prepared once per connection
-(psycopg `prepare=True`), so PostgreSQL plans it once instead of on every request: they run
-through config.db.statement_run, and end in `FROM (SELECT 1) AS one` (config.db.ONE) so that a
-non-durable run turns synchronous_commit off inside the statement.
+Why SQL here and the ORM elsewhere: each request of the annotator's loop (`next`, `submit`,
+`heartbeat`) is ONE statement. The access check, the reads, the row locks and the writes are
+CTEs of a single statement, so it is its own transaction in autocommit (no BEGIN/COMMIT round
+trips, no lock held across a round trip) and is prepared once per connection with a generic
+plan (config/db.py `statement_run`), so PostgreSQL plans it once, not on every request. The
+ORM would need a transaction and four to six round trips per request; bench/labeling/
+RESULTS.md has what that buys at the farm's pace. Undo, queue management and the leads' paths
+are rare and use the ORM.
 
-Lock order, everywhere: the pair row first, then assignment rows. `next` and the expiry sweep
-take pair rows with SKIP LOCKED (they never wait for a pair); submit and undo wait for their
-one pair; heartbeats take assignment rows with SKIP LOCKED. No cycle can form.
+Every statement that may run non-durably ends in `FROM (SELECT 1) AS one` (config.db.ONE), so
+that `durable=False` can turn synchronous_commit off inside the statement.
 
-The partial-index predicates in these statements are written exactly as Django writes the
-indexes' conditions (annotation/models.py), so the planner can prove they apply.
+Lock order, everywhere: the pair row first, then assignment rows. NEXT and RECLAIM take pair
+rows with SKIP LOCKED (they never wait for a pair); SUBMIT waits for its one pair; HEARTBEAT
+takes assignment rows with SKIP LOCKED. No cycle can form.
+
+The partial-index predicates are written exactly as Django writes the indexes' conditions
+(annotation/models.py), so the planner can prove they apply.
+
+The statements:
+- NEXT (`next_sql`): lease up to `count` pairs to an annotator, held ones first.
+- RECLAIM (`reclaim_sql`): give the slots of leases past their expiry back to the pool.
+- SUBMIT_SQL: store an answer once per client submission id, against a lease that holds.
+- SUBMISSION_SQL: a submission id seen before (reads only).
+- HEARTBEAT_SQL: push the expiry of the annotator's leases on the pairs on screen.
+- ITEMS_SQL: the items of leases held (reads only; undo returns the pair as NEXT shows it,
+  through the same item columns, so what an item shows is written once).
 """
 
-# The access check shared by every statement: the queue is active and the user is listed in
+# The access check shared by the statements: the queue is active and the user is listed in
 # it, directly or through a group. Yields one row when the user may label the queue now.
 _ACCESS = """
     SELECT q.id, q.lease_seconds, q.prefetch
@@ -55,58 +69,36 @@ def _item_lateral(pair: str, left: str) -> str:
 """
 
 
-# Started pairs with a free slot, the first `limit` in serving order (pair_open_order_idx),
-# from the front or from the position %(cp)s, %(cj)s, %(ci)s onwards. The index runs
-# priority DESC, judgments DESC, id ASC, which a row comparison cannot follow, so "from the
-# position" is three index ranges: the rest of its (priority, judgments) run, the lower
-# judgments of its priority, the lower priorities; each stops after `limit` rows.
+# Started pairs with a free slot (pair_open_order_idx): only pairs someone was leased, so the
+# annotator's history must be checked against them.
 _OPEN = """annotation_pair w
             WHERE w.queue_id = %(queue)s AND NOT w.fresh
               AND w.judgments_count < (w.judgments_needed - w.reserved_count)"""
 
 
-def _started_from(position: str | None, limit: int) -> str:
-    if position is None:
-        return f"""
-            SELECT w.id FROM {_OPEN}
-            ORDER BY w.priority DESC, w.judgments_count DESC, w.id LIMIT {limit}"""
-    return f"""
-            SELECT r.id FROM (
-                (SELECT w.id, w.priority, w.judgments_count FROM {_OPEN}
-                   AND w.priority = %(cp)s AND w.judgments_count = %(cj)s AND w.id >= %(ci)s
-                 ORDER BY w.id LIMIT {limit})
-                UNION ALL
-                (SELECT w.id, w.priority, w.judgments_count FROM {_OPEN}
-                   AND w.priority = %(cp)s AND w.judgments_count < %(cj)s
-                 ORDER BY w.judgments_count DESC, w.id LIMIT {limit})
-                UNION ALL
-                (SELECT w.id, w.priority, w.judgments_count FROM {_OPEN}
-                   AND w.priority < %(cp)s
-                 ORDER BY w.priority DESC, w.judgments_count DESC, w.id LIMIT {limit})
-            ) r
-            ORDER BY r.priority DESC, r.judgments_count DESC, r.id LIMIT {limit}"""
+def next_sql(*, count: int, window: int | None) -> str:
+    """NEXT: lease up to `count` pairs (counting the ones already held) to an annotator.
 
-
-def next_sql(*, count: int, window: int | None, cursor: bool = False) -> str:
-    """Lease up to `count` pairs (counting the ones already held) to an annotator.
-
-    Two index ranges in serving order (priority, then most judgments, then oldest):
+    Reads two index ranges in serving order (priority, then most judgments, then oldest):
     - started pairs with a free slot (pair_open_order_idx), only the first `window` of them,
       minus the ones this annotator judged, skipped or holds: a probe of the unique
       (pair, annotator) index per row, so the cost does not depend on the history's length;
+      `window=None` scans every started pair in serving order until `count` are found (the
+      exact answer, for when the window came up short);
     - fresh pairs (pair_fresh_order_idx): nobody was ever leased them, so no history check.
-    Both lock with SKIP LOCKED, so concurrent annotators never wait for each other and never
-    take the same slot; the locked rows' quals are re-checked on their newest version.
-    Their limits are literals (the number still wanted is applied when choosing): with a
-    limit the planner cannot see it assumes a tenth of the table, and at a million pairs the
-    cost estimate crosses PostgreSQL's JIT threshold (50 ms of compiling per call).
-    With `cursor`, the started pairs also include the first `window` ones from a position in
-    serving order (%(cp)s, %(cj)s, %(ci)s: priority, judgments, pair id) where an earlier scan
-    found the first pair this annotator could take (assignment.py explains when it is used).
-    `window=None` scans every started pair (the exact fallback when the window came up short).
+    Locks: the chosen pair rows, FOR UPDATE SKIP LOCKED (concurrent annotators never wait for
+    each other and never take the same slot; PostgreSQL re-checks the quals on a locked row's
+    newest version), then inserts or revives the lease rows and bumps the pairs' reservations.
+    One statement, so the check, the pick and the writes see one snapshot and hold the pair
+    locks only while it runs.
+    The limits are literals (the number still wanted is applied when choosing): with a limit
+    the planner cannot see it assumes a tenth of the table, and at a million pairs the cost
+    estimate crosses PostgreSQL's JIT threshold, so every call would compile the plan.
     Held pairs listed in `known` (the client shows them already) come back as ids only.
-    The fourth column is the serving-order position of the first started pair this statement
-    could take (priority, judgments, id), or NULL when there was none.
+    Columns: queue_ok, holding (held + newly leased), known_held, lease_due (some lease in any
+    queue is past its expiry: one probe of assignment_expiry_idx, so the caller sweeps only
+    when there is something to sweep), then one row per item: is_new, pair id, expiry and the
+    item columns.
     """
     count = int(count)
     if window is None:
@@ -114,10 +106,9 @@ def next_sql(*, count: int, window: int | None, cursor: bool = False) -> str:
         started = "p.queue_id = %(queue)s"
     else:
         # The first `window` started pairs in serving order: a fixed number of probes.
-        started = f"p.id = ANY (ARRAY({_started_from(None, int(window))})"
-        if cursor:
-            started += f" || ARRAY({_started_from('cursor', int(window))})"
-        started += ")"
+        started = f"""p.id = ANY (ARRAY(
+            SELECT w.id FROM {_OPEN}
+            ORDER BY w.priority DESC, w.judgments_count DESC, w.id LIMIT {int(window)}))"""
     return f"""
 WITH q AS ({_ACCESS}),
 held AS (
@@ -177,8 +168,8 @@ SELECT (SELECT count(*) FROM q) AS queue_ok,
        (SELECT count(*) FROM held) + (SELECT count(*) FROM leased) AS holding,
        (SELECT array_agg(h.pair_id ORDER BY h.leased_at, h.pair_id) FROM held h
         WHERE h.pair_id = ANY(%(known)s)) AS known_held,
-       (SELECT ARRAY[o.priority, o.judgments_count, o.id] FROM open_pick o
-        ORDER BY o.priority DESC, o.judgments_count DESC, o.id LIMIT 1) AS first_open,
+       EXISTS (SELECT 1 FROM annotation_assignment d
+               WHERE d.status = 'active' AND d.expires_at < statement_timestamp()) AS lease_due,
        x.is_new, x.pair_id, x.expires_at,
        {_ITEM_COLUMNS}
 FROM (SELECT 1) AS one
@@ -193,10 +184,15 @@ ORDER BY x.is_new, x.leased_at, it.priority DESC, it.judgments_count DESC, x.pai
 """
 
 
-# Leases whose time ran out go back to the pool: their pairs are locked first (SKIP LOCKED,
-# so a pair being submitted is left for the next sweep), then the leases are marked expired
-# and the pairs' reservations released. The expiry index makes an empty sweep one probe.
 def reclaim_sql(*, limit: int) -> str:
+    """RECLAIM: up to `limit` leases past their expiry (any queue) go back to the pool.
+
+    Locks: their pair rows first, FOR UPDATE SKIP LOCKED (a pair being submitted or leased is
+    left for the next sweep), then the leases, marked expired, and the pairs' reservations
+    released. One statement, so a lease is never marked expired without its slot coming back.
+    The expiry index (assignment_expiry_idx) makes an empty sweep one probe.
+    Columns: leases expired, pairs freed.
+    """
     return RECLAIM_SQL.replace("LIMIT_LITERAL", str(int(limit)))
 
 
@@ -229,7 +225,10 @@ FROM (SELECT 1) AS one
 """
 
 
-# Submit: idempotent by client submission id; the lease must still be honourable.
+# SUBMIT_SQL: store an answer, idempotent by client submission id, against a lease that can
+# still be honoured. Locks: the pair row (FOR UPDATE: concurrent submits of one pair queue up
+# there), then this annotator's lease row. One statement, so the pair's counters, the judgment
+# and the lease's status change together or not at all, with no lock held across a round trip.
 # - `prev`: a judgment (or an undone one) with this submission id: nothing is written.
 # - `p`: the pair, locked (concurrent submits of one pair queue up here), with the queue's
 #   state and whether the user may label it.
@@ -320,7 +319,8 @@ SELECT (SELECT count(*) FROM prev) AS replay,
        (SELECT min(judgments_needed) FROM p) AS judgments_needed
 """
 
-# A submission id seen before: the stored judgment (or the undone one).
+# SUBMISSION_SQL: a submission id seen before: the stored judgment (or the undone one). Reads
+# only; the replay path of a retried submit.
 SUBMISSION_SQL = """
 SELECT j.pair_id, j.annotator_id, j.choice, j.reason_tags, j.duration_ms, j.created_at, false
 FROM annotation_judgment j WHERE j.client_submission_id = %(sid)s
@@ -329,9 +329,9 @@ SELECT u.pair_id, u.annotator_id, u.choice, NULL, NULL, u.judged_at, true
 FROM annotation_undonejudgment u WHERE u.client_submission_id = %(sid)s
 """
 
-# Heartbeat: push the expiry of this annotator's active leases on the listed pairs. A lease
-# locked by a concurrent sweep or submit is left alone (SKIP LOCKED) and reported as neither
-# renewed nor lost.
+# HEARTBEAT_SQL: push the expiry of this annotator's active leases on the listed pairs. Locks:
+# those lease rows, FOR UPDATE SKIP LOCKED: a lease locked by a concurrent sweep or submit is
+# left alone and reported as neither renewed nor lost. One statement with the access check.
 HEARTBEAT_SQL = f"""
 WITH q AS ({_ACCESS}),
 mine AS (
@@ -357,7 +357,8 @@ LEFT JOIN mine m ON true
 LEFT JOIN renewed r ON r.pair_id = m.pair_id
 """
 
-# The items (as `next` returns them) of leases this annotator holds on the given pairs.
+# ITEMS_SQL: the items (as NEXT returns them) of leases this annotator holds on the given
+# pairs. Reads only; undo returns its pair through it, so an item is defined once.
 ITEMS_SQL = f"""
 SELECT x.pair_id, x.expires_at, {_ITEM_COLUMNS}
 FROM annotation_assignment x
