@@ -224,13 +224,6 @@ def _keys(values: Iterable[str]) -> str:
     return f"|{'|'.join(distinct)}|" if distinct else ""
 
 
-def _group(key: str) -> str:
-    # Scene prompts name up to 16 objects; long keys are hashed to fit the column.
-    return (
-        key if len(key) <= 64 else "h:" + hashlib.blake2b(key.encode(), digest_size=31).hexdigest()
-    )
-
-
 def _row(pk: int, set_id: int, item: dict[str, Any], base: dict[str, Any], parent: int | None):
     if len(item["text"]) * 4 > PROMPT_TEXT_MAX_BYTES:
         size = len(item["text"].encode("utf-8"))
@@ -252,7 +245,7 @@ def _row(pk: int, set_id: int, item: dict[str, Any], base: dict[str, Any], paren
         (base.get("template") or "")[:64],
         _keys(r["relation"] for r in structure["relations"])[:512],
         _keys(o["name"] for o in structure["objects"])[:1024],
-        _group(base["group_key"]),
+        base["group_key"],  # fitted to the column by the spatial engine (group_key_fit)
         base["split"],
         parent,
         lineage.get("type", "") if parent else "",

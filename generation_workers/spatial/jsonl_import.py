@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import PromptSpecError
 from .parsing import tokenize
-from .splits import SplitPolicy, group_key_for
+from .splits import SplitPolicy, group_key_fit, group_key_for
 from .structure import StructuredPrompt
 from .templates import normalize_text
 from .vocabulary import Vocabulary, object_entry
@@ -161,7 +161,7 @@ def parse_jsonl(
             result.errors.extend(LineError(number, e.field, e.message) for e in errors)
             continue
         names = [obj.name for obj in prompt.objects]
-        group = data.get("group") or group_key_for(names)
+        group = group_key_fit(data["group"]) if data.get("group") else group_key_for(names)
         relations = {relation.relation for relation in prompt.relations}
         result.records.append(
             {

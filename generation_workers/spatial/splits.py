@@ -4,6 +4,10 @@ A prompt and its perturbations share one group key, so they always land in the s
 The hash is blake2b of ``"<seed>:<group key>"``, never Python's salted ``hash()``: the same key
 and seed give the same split on every machine, process and release.
 
+``group_split`` is the one rule: a prompt's stored split (prompt set builds) and a dataset
+version's split of its pairs (training_bridge.aggregation) both call it, so the same group,
+seed and ratios land in the same split in both.
+
 Held-out objects and relations (compositional generalisation): ``SplitPolicy`` sends every
 prompt that mentions one of them to the held-out split (``"test"``), whatever its hash says.
 """
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -54,10 +58,13 @@ def assign_split(
 ) -> str:
     """The split of a group: ratios are laid out on [0, 1) in their given order."""
     shares = check_ratios(ratios)
-    return _split_at(split_point(group_key, seed=seed), tuple(shares.items()))
+    return group_split(group_key, shares=tuple(shares.items()), seed=seed)
 
 
-def _split_at(point: float, shares: tuple[tuple[str, float], ...]) -> str:
+def group_split(group_key: str, *, shares: Sequence[tuple[str, float]], seed: int | str = 0) -> str:
+    """The split of a group for checked (name, share) pairs laid out on [0, 1) in their order;
+    a share of 0 never receives a group."""
+    point = split_point(group_key, seed=seed)
     cumulative = 0.0
     chosen = shares[0][0]
     for name, share in shares:
@@ -101,7 +108,7 @@ class SplitPolicy:
             return self.held_out_split
         if self.held_out_relations and not self.held_out_relations.isdisjoint(relations):
             return self.held_out_split
-        return _split_at(split_point(group_key, seed=self.seed), tuple(self.ratios.items()))
+        return group_split(group_key, shares=tuple(self.ratios.items()), seed=self.seed)
 
 
 HELD_OUT_KEYS: tuple[str, ...] = ("ratios", "seed", "objects", "relations", "split")
@@ -139,11 +146,23 @@ def split_policy_from_spec(section: Mapping[str, Any], *, vocabulary: Vocabulary
     )
 
 
+GROUP_KEY_MAX = 64  # characters: the prompt table's group_key column
+
+
+def group_key_fit(key: str) -> str:
+    """The group key as stored and split on: a key longer than GROUP_KEY_MAX (a scene prompt
+    names up to 16 objects; an imported group is free text) becomes "h:" and a digest of it,
+    so the split drawn at build time is the one a dataset draws later from the stored key."""
+    if len(key) <= GROUP_KEY_MAX:
+        return key
+    return "h:" + hashlib.blake2b(key.encode(), digest_size=(GROUP_KEY_MAX - 2) // 2).hexdigest()
+
+
 def group_key_for(object_names: Iterable[str]) -> str:
-    """The default group: the sorted distinct object names ("cat+dog").
+    """The default group: the sorted distinct object names ("cat+dog"), fitted (group_key_fit).
 
     Every prompt about the same set of objects (any relations, attributes, counts, template)
     shares a split, so "a cat left of a dog" and its swap "a dog left of a cat" never straddle
     train and test.
     """
-    return "+".join(sorted(set(object_names)))
+    return group_key_fit("+".join(sorted(set(object_names))))

@@ -10,6 +10,8 @@ from generation_workers.models import Prompt, PromptSet
 from generation_workers.selectors.prompts import prompt_set_counts
 from generation_workers.services.prompts import prompt_set_create, prompt_set_import
 from generation_workers.spatial import StructuredPrompt, contradicts
+from training_bridge.aggregation.specs import split_spec_parse
+from training_bridge.aggregation.splits import split_for_group
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +76,22 @@ def test_held_out_relation_goes_to_test_only():
     behind = Prompt.objects.filter(prompt_set=prompt_set, relation_keys__contains="|behind|")
     assert behind.exists()
     assert set(behind.values_list("split", flat=True)) == {"test"}
+
+
+def test_a_dataset_with_the_sets_split_seed_and_ratios_puts_each_prompt_in_its_stored_split():
+    # given a prompt set split with its own seed and ratios
+    ratios = {"train": 0.6, "val": 0.2, "test": 0.2}
+    prompt_set = prompt_set_create(
+        name="split-once", spec={**SPEC, "held_out": {"seed": 5, "ratios": ratios}}
+    )
+    stored = list(Prompt.objects.filter(prompt_set=prompt_set).values_list("group_key", "split"))
+    assert {split for _, split in stored} == {"train", "val", "test"}
+    # when a dataset version splits the prompts' groups with the same seed and ratios
+    dataset_split = split_spec_parse({"seed": 5, "ratios": ratios})
+    # then every prompt's pairs land in the prompt's own split (one hash for both)
+    assert [split_for_group(group_key=group, spec=dataset_split) for group, _ in stored] == [
+        split for _, split in stored
+    ]
 
 
 def test_same_spec_builds_the_same_prompts_in_a_new_version():

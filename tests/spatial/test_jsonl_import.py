@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -7,6 +8,7 @@ from generation_workers.spatial import (
     LineError,
     PromptImportError,
     SplitPolicy,
+    assign_split,
     parse_jsonl,
 )
 
@@ -45,6 +47,16 @@ def test_good_lines_become_records():
     )
     assert first["split"] == "train"
     assert result.records[1]["group_key"] == "g7"
+
+
+def test_a_group_longer_than_the_column_is_stored_and_split_as_its_digest():
+    long_group = "kitchen-" + "x" * 100
+
+    record = parse_jsonl([_line(group=long_group)]).records[0]
+
+    digest = hashlib.blake2b(long_group.encode(), digest_size=31).hexdigest()
+    assert record["group_key"] == f"h:{digest}"
+    assert record["split"] == assign_split(record["group_key"])
 
 
 def test_every_bad_line_is_reported_with_its_number_and_field():
