@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
@@ -21,9 +20,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
-from config import db
 from generation_workers.backends.base import (
     BACKEND_ERRORS,
     ConfigUnusable,
@@ -194,65 +191,22 @@ def _store_all(
     ]
 
 
-# PostgreSQL: the batch's results in one prepared statement (config/db.py), its own
-# transaction in autocommit, instead of BEGIN, an UPDATE per item and COMMIT.
-_RECORD_SQL = """
-UPDATE generation_workers_candidate c
-SET status = v.status, storage_key = v.storage_key, content_sha256 = v.content_sha256,
-    width = v.width, height = v.height, duration_ms = v.duration_ms,
-    generation_params = COALESCE(v.generation_params, c.generation_params), error = v.error,
-    lease_token = '', leased_until = NULL, finished_at = %(now)s
-FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(keys)s::text[], %(shas)s::text[],
-            %(widths)s::integer[], %(heights)s::integer[], %(durations)s::float8[],
-            %(params)s::jsonb[], %(errors)s::text[])
-     AS v(id, status, storage_key, content_sha256, width, height, duration_ms,
-          generation_params, error)
-WHERE c.id = v.id AND c.status = %(pending)s AND c.lease_token = %(token)s
-RETURNING c.id, c.status
-"""
-
-
 def _record(token: str, rows: list[tuple[int, dict[str, Any]]]) -> tuple[int, int]:
     """Finish the items this token still holds (an expired, re-claimed item is not ours to
     finish), atomically. Returns (done, failed)."""
     now = timezone.now()
-    if db.statements_available():
-        finished = dict(db.statement_run(_RECORD_SQL, _record_params(token, now, rows)))
-    else:
-        finished = {}
-        with transaction.atomic():
-            for pk, values in rows:
-                if Candidate.objects.filter(pk=pk, status=PENDING, lease_token=token).update(
-                    lease_token="", leased_until=None, finished_at=now, **values
-                ):
-                    finished[pk] = values["status"]
+    finished = {}
+    with transaction.atomic():
+        for pk, values in rows:
+            if Candidate.objects.filter(pk=pk, status=PENDING, lease_token=token).update(
+                lease_token="", leased_until=None, finished_at=now, **values
+            ):
+                finished[pk] = values["status"]
     for pk, _ in rows:
         if pk not in finished:
             log.warning("generation.item.lease_lost candidate=%s", pk)
     done = sum(1 for status in finished.values() if status == Candidate.Status.DONE)
     return done, len(finished) - done
-
-
-def _record_params(
-    token: str, now: datetime, rows: list[tuple[int, dict[str, Any]]]
-) -> dict[str, Any]:
-    def column(name: str, default: Any = None, wrap: Callable[[Any], Any] = lambda v: v) -> list:
-        return [wrap(values[name]) if name in values else default for _, values in rows]
-
-    return {
-        "ids": [pk for pk, _ in rows],
-        "statuses": column("status"),
-        "keys": column("storage_key", ""),
-        "shas": column("content_sha256", ""),
-        "widths": column("width"),
-        "heights": column("height"),
-        "durations": column("duration_ms"),
-        "params": column("generation_params", wrap=Jsonb),
-        "errors": column("error", ""),
-        "now": now,
-        "pending": PENDING,
-        "token": token,
-    }
 
 
 def _failure_values(message: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from config import db
 from config.celery import BrokerUnreachable, Queue
 from generation_workers.models import Campaign, Candidate, GeneratorConfig
 
@@ -22,22 +21,9 @@ log = logging.getLogger(__name__)
 PENDING = Candidate.Status.PENDING
 
 
-_ANY_PENDING_SQL = """
-SELECT EXISTS (SELECT 1 FROM generation_workers_candidate
-               WHERE campaign_id = %(campaign)s AND status = %(pending)s)
-"""
-
-
-def _any_pending(campaign_id: int) -> bool:
-    if db.statements_available():  # after every batch: one prepared statement on PostgreSQL
-        params = {"campaign": campaign_id, "pending": PENDING}
-        return db.statement_run(_ANY_PENDING_SQL, params)[0][0]
-    return Candidate.objects.filter(campaign_id=campaign_id, status=PENDING).exists()
-
-
 def campaign_finish_if_done(*, campaign_id: int) -> bool:
     """Mark a running campaign completed (failed when nothing succeeded) once none is pending."""
-    if _any_pending(campaign_id):
+    if Candidate.objects.filter(campaign_id=campaign_id, status=PENDING).exists():
         return False  # the common case, in one indexed query; the UPDATE below re-checks
     pending = Candidate.objects.filter(campaign_id=OuterRef("pk"), status=PENDING)
     done = Candidate.objects.filter(campaign_id=OuterRef("pk"), status=Candidate.Status.DONE)

@@ -1,14 +1,13 @@
 """Leases: a worker renders an item only while it holds it, and dead workers' items return.
 
-Claiming is one UPDATE over the rows a SKIP LOCKED subquery picks (pending, campaign running,
-no live lease): it sets a fresh token and expiry, so two deliveries of one batch never both
-take an item. A thread renews the lease while the batch renders. When a worker dies (kill -9,
-out of memory, hard time limit) its leases run out; `candidate_leases_sweep`, run by every
-worker's timer (tasks.LeaseSweeper), queues those items again, up to MAX_ATTEMPTS claims,
-after which they fail with a message instead of crash-looping a worker.
+Claiming locks the free rows with SKIP LOCKED (pending, campaign running, no live lease) and
+gives them a fresh token and expiry in the same transaction, so two deliveries of one batch
+never both take an item. A thread renews the lease while the batch renders. When a worker dies
+(kill -9, out of memory, hard time limit) its leases run out; `candidate_leases_sweep`, run by
+every worker's timer (tasks.LeaseSweeper), queues those items again, up to MAX_ATTEMPTS
+claims, after which they fail with a message instead of crash-looping a worker.
 """
 
-import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -21,7 +20,6 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config import db
 from generation_workers.models import Campaign, Candidate
 from generation_workers.services.dispatch import (
     campaign_finish_if_done,
@@ -59,77 +57,35 @@ class ClaimedItem:
     structure: dict[str, Any]
 
 
-# PostgreSQL: the claim and the read-back in one prepared statement (config/db.py), its own
-# transaction in autocommit: one round trip per batch instead of five.
-_CLAIM_SQL = f"""
-WITH free AS (
-    SELECT c.id FROM generation_workers_candidate c
-    JOIN generation_workers_campaign k ON k.id = c.campaign_id
-    WHERE c.id = ANY(%(ids)s) AND c.status = %(pending)s AND k.status = %(running)s
-      AND (c.leased_until IS NULL OR (c.leased_until < %(now)s AND c.attempts < %(max_attempts)s))
-    FOR UPDATE OF c SKIP LOCKED
-), claimed AS (
-    UPDATE generation_workers_candidate c
-    SET lease_token = %(token)s, leased_until = %(until)s, attempts = c.attempts + 1
-    FROM free WHERE c.id = free.id
-    RETURNING c.id, c.campaign_id, c.seed, c.params_hash, c.prompt_id
-)
-SELECT claimed.id, claimed.campaign_id, claimed.seed, claimed.params_hash, p.text,
-       p.structure::text
-FROM {db.ONE}
-JOIN claimed ON true
-JOIN generation_workers_prompt p ON p.id = claimed.prompt_id
-ORDER BY claimed.id
-"""
-
-
 def candidates_claim(*, candidate_ids: Sequence[int], token: str) -> list[ClaimedItem]:
     """Lease the items that are free to render (pending, running campaign, no live lease).
 
-    One UPDATE over the rows a SKIP LOCKED subquery picks, so two deliveries of the same batch
-    never both take an item; the claimed items come back with their prompts. The lease is not
-    flushed to disk before it is used: a database crash that forgets it only lets the item be
-    claimed again, and finishing it needs the token (batches._record).
+    The free rows are locked with SKIP LOCKED and leased in one transaction, so two deliveries
+    of the same batch never both take an item; they come back with their prompts. Finishing
+    an item needs the token (batches._record): an item whose lease ran out and was claimed
+    again is no longer this worker's to finish.
     """
     now = timezone.now()
-    until = now + timedelta(seconds=lease_seconds())
-    if db.statements_available():
-        params = {
-            "ids": list(candidate_ids),
-            "pending": PENDING,
-            "running": Campaign.Status.RUNNING,
-            "now": now,
-            "max_attempts": MAX_ATTEMPTS,
-            "token": token,
-            "until": until,
-        }
-        rows = db.statement_run(_CLAIM_SQL, params, durable=False)
-        # Django's connection reads jsonb as text (its JSONField decodes it): so do we.
-        return [ClaimedItem(*row[:5], structure=json.loads(row[5])) for row in rows]
-    free = (
-        Candidate.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(pk__in=candidate_ids, status=PENDING, campaign__status=Campaign.Status.RUNNING)
-        .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now, attempts__lt=MAX_ATTEMPTS))
-    )
     with transaction.atomic():
-        claimed = Candidate.objects.filter(pk__in=free.values("pk")).update(
-            lease_token=token, leased_until=until, attempts=F("attempts") + 1
-        )
-    if not claimed:
-        return []
-    return [
-        ClaimedItem(
-            candidate_id=c.pk,
-            campaign_id=c.campaign_id,
-            seed=c.seed,
-            params_hash=c.params_hash,
-            text=c.prompt.text,
-            structure=c.prompt.structure,
-        )
-        for c in Candidate.objects.filter(pk__in=candidate_ids, lease_token=token)
-        .select_related("prompt")
-        .order_by("id")
-    ]
+        free = [
+            ClaimedItem(*row)
+            for row in Candidate.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=candidate_ids, status=PENDING, campaign__status=Campaign.Status.RUNNING)
+            .filter(
+                Q(leased_until__isnull=True) | Q(leased_until__lt=now, attempts__lt=MAX_ATTEMPTS)
+            )
+            .order_by("pk")
+            .values_list(
+                "pk", "campaign_id", "seed", "params_hash", "prompt__text", "prompt__structure"
+            )
+        ]
+        if free:
+            Candidate.objects.filter(pk__in=[item.candidate_id for item in free]).update(
+                lease_token=token,
+                leased_until=now + timedelta(seconds=lease_seconds()),
+                attempts=F("attempts") + 1,
+            )
+    return free
 
 
 def candidate_leases_release(*, token: str) -> int:

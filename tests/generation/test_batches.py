@@ -1,12 +1,13 @@
 """Batches in the worker's code path (in process, procedural backend): render, store, record,
 skip what is done or held, fail clearly, requeue what a dead worker held."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
-from config import db
 from generation_workers.backends.base import (
     OutOfMemory,
     RenderedItem,
@@ -21,21 +22,16 @@ from generation_workers.services.batches import (
 )
 from generation_workers.services.campaigns import campaign_create, campaign_launch
 from generation_workers.services.configs import generator_config_create
-from generation_workers.services.leases import MAX_ATTEMPTS, candidate_leases_sweep
+from generation_workers.services.leases import (
+    MAX_ATTEMPTS,
+    candidate_leases_sweep,
+    candidates_claim,
+)
 from tests.conftest import s3_client
 from tests.generation.conftest import prompt_set_make, queue_purge
 from tests.generation.test_campaigns import queued
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True, params=["sql", "orm"])
-def engine(request, monkeypatch):
-    """The worker's one-statement claim and record on PostgreSQL, and the ORM path the SQLite
-    demo runs (forced here on PostgreSQL)."""
-    if request.param == "orm":
-        monkeypatch.setattr(db, "statements_available", lambda: False)
-    return request.param
 
 
 def storage_unreachable(settings) -> None:
@@ -157,6 +153,41 @@ def test_items_done_or_held_by_another_worker_are_skipped(s3_settings):
     # and a batch of a cancelled campaign renders nothing
     Campaign.objects.filter(pk=campaign.pk).update(status="cancelled")
     assert batch_render(config_id=config.pk, candidate_ids=[held]).claimed == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_skips_rows_another_worker_has_locked_and_never_takes_a_leased_item():
+    campaign = running([procedural()], originals=2)
+    queue_purge("q-proc")  # published on the launch's commit: this test claims by itself
+    locked, *rest = ids_of(campaign)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_worker_claiming() -> None:  # holds the row lock of `locked` until released
+        try:
+            with transaction.atomic():
+                list(Candidate.objects.select_for_update().filter(pk=locked))
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_worker_claiming)
+    thread.start()
+    assert holding.wait(timeout=30)
+    try:
+        first = candidates_claim(candidate_ids=[locked, *rest], token="first")
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    second = candidates_claim(candidate_ids=[locked, *rest], token="second")
+
+    assert [item.candidate_id for item in first] == rest
+    assert [item.candidate_id for item in second] == [locked]
+    tokens = dict(Candidate.objects.filter(campaign=campaign).values_list("pk", "lease_token"))
+    assert tokens == {locked: "second", **{pk: "first" for pk in rest}}
+    assert set(Candidate.objects.filter(campaign=campaign).values_list("attempts", flat=True)) == {
+        1
+    }
 
 
 def test_identical_images_share_one_key_and_one_stored_object(s3_settings, moto_endpoint):
