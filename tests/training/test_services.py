@@ -16,8 +16,8 @@ from training_bridge.services.launcher_definitions import (
     training_launcher_clean,
     training_launcher_save,
 )
+from training_bridge.services.registry import reward_model_register_run
 from training_bridge.services.training import (
-    reward_model_register,
     training_config_clean,
     training_run_cancel,
     training_run_start,
@@ -214,21 +214,27 @@ def test_a_succeeded_run_registers_one_candidate_reward_model_numbered_per_name(
         for _ in range(2)
     ]
 
-    first = reward_model_register(run_id=runs[0].pk)
-    second = reward_model_register(run_id=runs[1].pk)
+    first = reward_model_register_run(run_id=runs[0].pk)
+    second = reward_model_register_run(run_id=runs[1].pk)
 
+    assert (first.created, second.created) == (True, True)
+    first, second = first.model, second.model
     assert (first.name, first.version, first.status) == ("spatial-rm", 1, "candidate")
     assert second.version == 2
     assert first.artifact_key == f"training/runs/{runs[0].pk}/checkpoint"
     assert first.metrics == {"val/accuracy": 0.9}
     assert first.dataset_version_id == runs[0].dataset_version_id
-    assert reward_model_register(run_id=runs[0].pk) == first
+    again = reward_model_register_run(run_id=runs[0].pk)
+    assert (again.model, again.created) == (first, False)
     assert RewardModel.objects.count() == 2
 
 
 def test_a_run_that_did_not_succeed_registers_no_reward_model():
     run = TrainingRunFactory(status="failed", finished_at=timezone.now())
 
-    with pytest.raises(Conflict):
-        reward_model_register(run_id=run.pk)
+    with pytest.raises(Conflict) as refused:
+        reward_model_register_run(run_id=run.pk)
+    with pytest.raises(NotFound) as unknown:
+        reward_model_register_run(run_id=run.pk + 1000)
+    assert (refused.value.field, unknown.value.field) == ("run", "run")
     assert RewardModel.objects.count() == 0

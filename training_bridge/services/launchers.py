@@ -60,11 +60,8 @@ from training_bridge.services.launcher_definitions import (
     secret_env_names,
     training_launcher_check,
 )
-from training_bridge.services.training import (
-    heartbeat_seconds,
-    reward_model_register,
-    training_run_prefix,
-)
+from training_bridge.services.registry import reward_model_register_run
+from training_bridge.services.training import heartbeat_seconds, training_run_prefix
 
 log = logging.getLogger(__name__)
 
@@ -484,7 +481,7 @@ class _Execution:
             )
             if not done:
                 raise RunLost(self.run.pk)
-            reward_model_register(run_id=self.run.pk)
+            reward_model_register_run(run_id=self.run.pk)
         log.info("training.run.succeeded run=%s summary=%s", self.run.pk, summary)
         return TrainingRun.objects.get(pk=self.run.pk)
 

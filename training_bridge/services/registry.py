@@ -1,10 +1,11 @@
 """The reward-model registry: register, evaluate on a version's test split, compare, promote.
 
-- Register: a succeeded training run registers its model itself (`training.
-  reward_model_register`); `reward_model_register_run` does it again for a run by id (it is
-  idempotent), `reward_model_register_checkpoint` registers a checkpoint folder an external
-  trainer wrote into the default storage. Versions count per name (the unique constraint
-  `rewardmodel_unique_version` settles races: a taken number is retried).
+- Register: `reward_model_register_run` registers a succeeded run's model, once per run: the
+  launcher calls it in the transaction that marks the run succeeded, the API and tests call
+  it again by id (it returns the model registered already); `reward_model_register_checkpoint`
+  registers a checkpoint folder an external trainer wrote into the default storage. Versions
+  count per name (the unique constraint `rewardmodel_unique_version` settles races: a taken
+  number is retried).
 - Evaluate: a model's pairwise accuracy (Pick-a-Pic tie rule, `trainer.metrics`) on a frozen
   version's test split, by relation, by number of perturbations and by generator config,
   stored in the model's `metrics["evaluations"][<version id>]` with the version's content hash
@@ -69,14 +70,46 @@ class Registered:
 
 
 def reward_model_register_run(*, run_id: int) -> Registered:
-    """The reward model of a succeeded run (registered once; a second call returns it)."""
-    from training_bridge.services.training import reward_model_register
+    """The reward model of a succeeded run, as the next version of the run's model name
+    (registered once per run; a second call returns it with created=False)."""
+    from training_bridge.services.training import DEFAULT_MODEL_NAME, training_run_prefix
 
-    if not TrainingRun.objects.filter(pk=run_id).exists():
+    run = TrainingRun.objects.select_related("dataset_version").filter(pk=run_id).first()
+    if run is None:
         raise NotFound(f"no training run {run_id}", field="run")
-    existed = RewardModel.objects.filter(run_id=run_id).exists()
-    model = reward_model_register(run_id=run_id)
-    return Registered(model=reward_model_get(model_id=model.pk), created=not existed)
+    existing = RewardModel.objects.filter(run=run).first()
+    if existing is not None:
+        return Registered(model=reward_model_get(model_id=existing.pk), created=False)
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise Conflict(f"run {run.pk} is {run.status}, not succeeded", field="run")
+    name = run.config.get("model_name", DEFAULT_MODEL_NAME)
+    prefix = training_run_prefix(run_id=run.pk)
+    names = [artifact["name"] for artifact in run.artifacts]
+    # the trainer writes its checkpoint into checkpoint/; an external trainer may use the root
+    artifact_key = (
+        f"{prefix}/checkpoint" if any(n.startswith("checkpoint/") for n in names) else prefix
+    )
+    for _ in range(RETRIES):
+        latest = RewardModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
+        try:
+            with transaction.atomic():
+                model = RewardModel.objects.create(
+                    name=name,
+                    version=latest + 1,
+                    run=run,
+                    dataset_version=run.dataset_version,
+                    artifact_key=artifact_key,
+                    metrics=run.summary,
+                )
+        except IntegrityError:
+            found = RewardModel.objects.filter(run=run).first()
+            if found is not None:  # a concurrent call registered this run
+                return Registered(model=reward_model_get(model_id=found.pk), created=False)
+            continue  # another registration took this number: count again
+        log.info("reward.model.registered model=%s name=%s v=%s run=%s", model.pk, name,
+                 model.version, run.pk)  # fmt: skip
+        return Registered(model=reward_model_get(model_id=model.pk), created=True)
+    raise Conflict(f"could not number a new version of {name!r}; try again", field="model_name")
 
 
 def reward_model_register_checkpoint(

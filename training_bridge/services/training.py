@@ -22,14 +22,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from config.errors import Conflict, NotFound, ValidationFailed
 from training_bridge.models import (
     DatasetExport,
     DatasetVersion,
-    RewardModel,
     TrainingLauncher,
     TrainingRun,
 )
@@ -364,43 +362,6 @@ def training_runs_sweep(*, now: datetime | None = None, stale_after: float | Non
             swept += 1
             log.warning("training.run.swept run=%s worker=%s last=%s", run.pk, run.worker, last)
     return swept
-
-
-def reward_model_register(*, run_id: int) -> RewardModel:
-    """The candidate reward model of a succeeded run (once per run; versions count per name)."""
-    run = TrainingRun.objects.select_related("dataset_version").get(pk=run_id)
-    existing = RewardModel.objects.filter(run=run).first()
-    if existing is not None:
-        return existing
-    if run.status != TrainingRun.Status.SUCCEEDED:
-        raise Conflict(f"run {run.pk} is {run.status}, not succeeded", field="run")
-    name = run.config.get("model_name", DEFAULT_MODEL_NAME)
-    keys = {artifact["name"]: artifact["key"] for artifact in run.artifacts}
-    prefix = training_run_prefix(run_id=run.pk)
-    artifact_key = (
-        f"{prefix}/checkpoint" if any(n.startswith("checkpoint/") for n in keys) else prefix
-    )
-    for _ in range(5):
-        latest = RewardModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
-        try:
-            with transaction.atomic():
-                model = RewardModel.objects.create(
-                    name=name,
-                    version=latest + 1,
-                    run=run,
-                    dataset_version=run.dataset_version,
-                    artifact_key=artifact_key,
-                    metrics=run.summary,
-                )
-        except IntegrityError:
-            found = RewardModel.objects.filter(run=run).first()
-            if found is not None:
-                return found
-            continue
-        log.info("training.reward_model.registered model=%s name=%s v=%s", model.pk, name,
-                 model.version)  # fmt: skip
-        return model
-    raise Conflict(f"could not number a new version of {name!r}; try again", field="model_name")
 
 
 def training_run_prefix(*, run_id: int) -> str:
