@@ -2,10 +2,15 @@
 
 On PostgreSQL the lookup is one prepared statement joining the token to its user (config/db.py:
 the ORM's query building was the largest single cost of a labeling request); elsewhere the
-ORM. The user comes back with only the fields a request reads; others load on access. The hot
-paths (labeling loop, scoring) subclass with a `memory` (config/remembered.py): a success is
-kept per process for AUTH_REMEMBER_SECONDS, so a revoked token, a deactivated account or an
-expiry takes effect everywhere within that interval; failures are never remembered.
+ORM. The user comes back with only the fields a request reads; others load on access.
+
+`ApiTokenAuthentication` is the one token authentication of the API: the REST framework's
+default, so the labeling loop, the scoring API and every other operation use it. A success is
+kept per process for AUTH_REMEMBER_SECONDS (config/remembered.py), so a client's many requests
+mostly skip the round trip, and a revoked token, a deactivated account or an expiry takes
+effect everywhere within that interval; failures are never remembered. The role check
+(config/permissions.py) keeps a token user's roles on the remembered token, so they are read
+again when the token is.
 
 A token's last use is written at most once a minute per process (a write per request would
 cost the hot paths a round trip).
@@ -100,11 +105,13 @@ def token_credentials_check(key: str):
     return user, token
 
 
+_remembered = Remembered()  # key -> (user, token)
+
+
 class ApiTokenAuthentication(BaseAuthentication):
-    """The REST framework's default token authentication here (`Token <key>`, as before)."""
+    """`Authorization: Token <key>`, its success remembered for AUTH_REMEMBER_SECONDS."""
 
     keyword = "Token"
-    memory: Remembered | None = None  # the hot paths' subclasses set one each
 
     def authenticate(self, request):
         auth = get_authorization_header(request).split()
@@ -125,14 +132,11 @@ class ApiTokenAuthentication(BaseAuthentication):
         return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key: str):
-        memory = self.memory
-        if memory is None:
-            return token_credentials_check(key)
-        found = memory.get(key)
+        found = _remembered.get(key)
         if found is not None and found[1].expires_at > timezone.now():
             return found
         found = token_credentials_check(key)
-        memory.put(key, found)
+        _remembered.put(key, found)
         return found
 
     def authenticate_header(self, request) -> str:

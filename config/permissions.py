@@ -204,9 +204,11 @@ ADMIN_MODELS: dict[str, dict[str, frozenset[str]]] = {
 def user_roles(user: Any, *, memo: Any = None) -> frozenset[str]:
     """The caller's roles: {anonymous}, {admin} for a superuser, else their role groups.
 
-    `memo`: an object that lives no longer than the answer may (an admin page's request, which
-    asks a dozen times) to keep it on. Never the user: a remembered token's user outlives
-    requests, and a removed role must count at the next check."""
+    `memo`: an object that lives no longer than the answer may, to keep it on: an admin page's
+    request (which asks a dozen times), or the API's token as its check is remembered
+    (accounts/authentication.py: a removed role then counts within AUTH_REMEMBER_SECONDS, as a
+    revoked token does). Never the user: a session's user is loaded per request, but nothing
+    says how long another caller keeps it."""
     if user is None or not user.is_authenticated:
         return frozenset({ANONYMOUS})
     kept = getattr(memo, "_role_matrix_roles", None)
@@ -277,7 +279,8 @@ class RolePermission(BasePermission):
         if roles is None:
             log.error("permissions.no_row method=%s view=%s", method, view_name)
             return False
-        return roles_allow(request.user, roles)
+        # Roles kept on a token live as long as its remembered check; a session has no token.
+        return roles_allow(request.user, roles, memo=request.auth)
 
 
 # -- the admin -----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from annotation.apis.auth import LABELING_AUTHENTICATION
 from annotation.models import InstructionImage
 from annotation.selectors import labeling_queue_for_labeling
 from annotation.serializers import ErrorSerializer
@@ -49,8 +48,6 @@ def _serve(key: str, content_type: str) -> HttpResponseBase:
 
 
 class _ImageView(APIView):
-    authentication_classes = LABELING_AUTHENTICATION
-
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)
 

@@ -14,7 +14,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import serializers as s
-from annotation.apis.auth import LABELING_AUTHENTICATION
 from annotation.apis.images import example_image_url
 from annotation.models import LabelingQueue
 from annotation.selectors import (
@@ -67,7 +66,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 class _LabelingApi(APIView):
-    authentication_classes = LABELING_AUTHENTICATION
+    """The labeling loop: a session (the browser) or an API token, the API's defaults."""
 
 
 def _queue_data(queue: LabelingQueue) -> dict[str, Any]:

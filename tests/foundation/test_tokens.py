@@ -12,7 +12,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
-from accounts.services import api_token_create
+from accounts.services import api_token_create, api_tokens_revoke_all
+from config.remembered import Remembered
 from tests.labeling.factories import next_url, queue_for_annotators
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +94,41 @@ def test_revoking_the_current_token_through_the_api(ml_engineer, settings):
     assert refused.json() == token_client(key).post("/api/reward/score", {}).json()
 
 
-def test_revoke_all_ends_every_token_of_the_account(ml_engineer, lead):
+def test_every_operation_remembers_a_token_check_for_the_interval_and_no_longer(lead, settings):
+    # given a lead's token, its check remembered for a minute after a first request
+    settings.AUTH_REMEMBER_SECONDS = 60
+    client = token_client(api_token_create(user=lead).key)
+    assert client.get("/api/me/").status_code == 200
+
+    # when every token of the account is revoked
+    api_tokens_revoke_all(user=lead)
+
+    # then the remembered check still answers within the interval, and once it is older than
+    # the interval (an interval of 0: any check is) the token is refused
+    assert client.get("/api/me/").status_code == 200
+    settings.AUTH_REMEMBER_SECONDS = 0
+    refused = client.get("/api/me/")
+    assert refused.status_code == 403  # the session is the first authenticator: no 401
+    assert refused.json() == {"error": "authentication_failed", "detail": "Token revoked."}
+
+
+def test_a_remembered_success_lasts_exactly_the_interval_by_its_clock(settings):
+    settings.AUTH_REMEMBER_SECONDS = 1
+    now = [100.0]
+    memory = Remembered(clock=lambda: now[0])
+    memory.put("key", "user")
+
+    now[0] = 100.999
+    assert memory.get("key") == "user"
+    now[0] = 101.0
+    assert memory.get("key") is None
+    settings.AUTH_REMEMBER_SECONDS = 0
+    memory.put("other", "user")
+    assert memory.get("other") is None  # nothing is remembered with an interval of 0
+
+
+def test_revoke_all_ends_every_token_of_the_account(ml_engineer, lead, settings):
+    settings.AUTH_REMEMBER_SECONDS = 0
     keys = [obtain("mle", "mle-pass-123").json()["token"] for _ in range(3)]
     lead_key = obtain("lead", "lead-pass-123").json()["token"]
 

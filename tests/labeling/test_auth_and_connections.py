@@ -1,7 +1,6 @@
 """The labeling API with real credentials (tokens, sessions), and a database connection that
 dies under it."""
 
-import time
 import uuid
 
 import psycopg
@@ -51,20 +50,22 @@ def test_a_wrong_or_inactive_token_is_refused_and_nothing_is_leased():
     inactive = client.post(next_url(queue), {}, format="json")
     wrong = stranger.post(next_url(queue), {}, format="json")
 
-    assert inactive.status_code in (401, 403)
+    assert inactive.status_code == 403  # the session is the first authenticator: no 401
     assert inactive.json() == {
         "error": "authentication_failed",
         "detail": "User inactive or deleted.",
     }
-    assert wrong.status_code in (401, 403)
+    assert wrong.status_code == 403
     assert wrong.json() == {"error": "authentication_failed", "detail": "Invalid token."}
     assert Assignment.objects.count() == 0
 
 
 @pytest.mark.django_db
-def test_a_revoked_token_stops_working_once_its_remembered_check_runs_out(settings):
-    # given a token that has just been used (its check is remembered for a moment)
-    settings.AUTH_REMEMBER_SECONDS = 0.3
+def test_a_revoked_token_stops_working_once_its_remembered_check_is_older_than_the_interval(
+    settings,
+):
+    # given a token that has just been used (its check is remembered for a minute)
+    settings.AUTH_REMEMBER_SECONDS = 60
     queue, _ = queue_with_pairs(n_pairs=3)
     (ann,) = annotators(1)
     client = token_client(ann)
@@ -73,11 +74,12 @@ def test_a_revoked_token_stops_working_once_its_remembered_check_runs_out(settin
     # when it is revoked
     api_tokens_revoke_all(user=ann)
 
-    # then it still works within the interval, and is refused after it
+    # then it still works within the interval, and is refused once the remembered check is
+    # older than the interval (an interval of 0: any check is)
     assert client.post(next_url(queue), {"count": 1}, format="json").status_code == 200
-    time.sleep(0.35)
+    settings.AUTH_REMEMBER_SECONDS = 0
     refused = client.post(next_url(queue), {"count": 1}, format="json")
-    assert refused.status_code in (401, 403)
+    assert refused.status_code == 403  # the session is the first authenticator: no 401
     assert refused.json() == {"error": "authentication_failed", "detail": "Token revoked."}
 
 
@@ -104,7 +106,6 @@ def test_the_browser_session_labels_too_and_needs_its_csrf_token():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_dead_database_connection_is_replaced_without_failing_the_request(settings):
-    settings.LABELING_ENGINE = "sql"
     queue, pairs = queue_with_pairs(n_pairs=2)
     (ann,) = annotators(1)
     client = token_client(ann)

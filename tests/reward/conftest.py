@@ -16,22 +16,13 @@ from tests.reward.checkpoints import (
 )
 from training_bridge.models import RewardModel
 
-REFRESH_SECONDS = 0.3
-
 
 @pytest.fixture(autouse=True)
 def _reward_cache(settings, tmp_path) -> None:
-    """Each test fetches checkpoints into its own cache folder and starts with no remembered
-    lookup of the promoted model, token or role (which a serving process keeps for
-    REFRESH_SECONDS)."""
-    from training_bridge.apis.reward.auth import scoring_auth_forget
-    from training_bridge.services.scoring import scoring_refs_forget
-
+    """Each test fetches checkpoints into its own cache folder, and looks the promoted model up
+    on every request (a test of the refresh interval sets its own)."""
     settings.REWARD_MODEL_CACHE_DIR = str(tmp_path / "reward-cache")
-    settings.REWARD_SCORING_REFRESH_SECONDS = REFRESH_SECONDS
-    settings.AUTH_REMEMBER_SECONDS = REFRESH_SECONDS
-    scoring_refs_forget()
-    scoring_auth_forget()
+    settings.REWARD_SCORING_REFRESH_SECONDS = 0
 
 
 @pytest.fixture(scope="session")

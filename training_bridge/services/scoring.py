@@ -72,31 +72,25 @@ def _engine_reset() -> None:
     _refs_lock = threading.Lock()
 
 
-_refs: dict[tuple[str | None, int | None], tuple[float, ModelRef]] = {}
+_refs: dict[tuple[str | None, int | None], tuple[float, ModelRef]] = {}  # -> (looked up at, ref)
 _refs_lock = threading.Lock()
 
 
 def scoring_ref(*, name: str | None = None, version: int | None = None) -> ModelRef:
-    """The model to serve (`reward_model_ref`), reused for REWARD_SCORING_REFRESH_SECONDS:
-    the lookup is one query per interval and process instead of one per request."""
+    """The model to serve (`reward_model_ref`), reused while the lookup is younger than
+    REWARD_SCORING_REFRESH_SECONDS (read at each call): one query per interval and process
+    instead of one per request."""
     ttl = float(getattr(settings, "REWARD_SCORING_REFRESH_SECONDS", 1.0))
     key = (name, version)
     now = time.monotonic()
     with _refs_lock:
         found = _refs.get(key)
-    if found is not None and found[0] > now:
+    if found is not None and now - found[0] < ttl:
         return found[1]
     ref = reward_model_ref(name=name, version=version)
-    if ttl > 0:
-        with _refs_lock:
-            _refs[key] = (now + ttl, ref)
-    return ref
-
-
-def scoring_refs_forget() -> None:
-    """Forget this process's lookups (the next request reads the database again)."""
     with _refs_lock:
-        _refs.clear()
+        _refs[key] = (now, ref)
+    return ref
 
 
 os.register_at_fork(after_in_child=_engine_reset)

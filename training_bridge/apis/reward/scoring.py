@@ -1,5 +1,5 @@
 """`POST /api/reward/score`: what RL trainers call (token auth: `Authorization: Token <key>`,
-ML role, both remembered per process for a second: `auth.py`; annotators get a 403).
+ML role, both remembered per process for AUTH_REMEMBER_SECONDS; annotators get a 403).
 
 Request forms: JSON `{"items": [{"prompt", "image" (base64) | "candidate" (id)}]}` or the group
 form `{"groups": [{"prompt", "items": [...]}], "top_k": 6}` (optional `model` name, `version`
@@ -23,10 +23,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import ApiTokenAuthentication
 from config.errors import ValidationFailed
 from config.input_checks import query_integer_read
 from config.parsers import JSONParser, MultiPartParser
-from training_bridge.apis.reward.auth import ScoringRolePermission, ScoringTokenAuthentication
 from training_bridge.apis.reward.registry import ERRORS, RewardErrorSerializer
 from training_bridge.scoring.payloads import (
     ImageUndecodable,
@@ -329,8 +329,8 @@ SCORE_ERRORS = {
 class RewardScoreApi(APIView):
     """Score (prompt, image) pairs with the promoted reward model (or a pinned version)."""
 
-    authentication_classes = [ScoringTokenAuthentication, SessionAuthentication]
-    permission_classes = [ScoringRolePermission]
+    # The token first: a request without credentials gets a 401 asking for one.
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
     parser_classes = [JSONParser, MultiPartParser]
 
     @extend_schema(
