@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.models import Assignment, LabelingQueue, Pair
+from annotation.services.annotators import user_create
 from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import judgment_submit
 from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
 from config.errors import DomainError
-from config.roles import Role, user_create
+from config.roles import Role
 from generation_workers.models import Campaign, PromptSet
 from generation_workers.services.campaigns import campaign_ensure_launched
 from generation_workers.services.configs import generator_config_procedural_ensure

@@ -16,7 +16,8 @@ from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
 from config.remembered import remembered_forget_all
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 
 VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
 

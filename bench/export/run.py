@@ -53,8 +53,9 @@ def _load(args: argparse.Namespace) -> dict[str, float]:
     from django.core.management import call_command
 
     from annotation.models import AnnotatorProfile
+    from annotation.services.annotators import user_create
     from bench.export.load import load
-    from config.roles import Role, user_create
+    from config.roles import Role
 
     call_command("migrate", "--noinput", verbosity=0)
     annotators = []

@@ -117,8 +117,9 @@ def main() -> None:
 
     from accounts.services import api_token_create
     from annotation.models import Assignment, Judgment, Pair
+    from annotation.services.annotators import user_create
     from annotation.services.queues import labeling_queue_create
-    from config.roles import Role, user_create
+    from config.roles import Role
     from generation_workers.models import (
         Campaign,
         Candidate,

@@ -131,9 +131,10 @@ def stage_images(args: argparse.Namespace, prompt_set):
 
 
 def stage_pairs(args: argparse.Namespace, campaign):
+    from annotation.services.annotators import user_create
     from annotation.services.pairs import pairs_build
     from annotation.services.queues import labeling_queue_create
-    from config.roles import Role, user_create
+    from config.roles import Role
 
     raters = [
         user_create(username=f"loop-rater-{i}", password="loop-rater-1", role=Role.ANNOTATOR,

@@ -139,7 +139,8 @@ def models_register(work: Path, tag: str) -> dict[str, tuple[str, Path]]:
 
 def token_make() -> str:
     from accounts.services import api_token_create
-    from config.roles import Role, user_create
+    from annotation.services.annotators import user_create
+    from config.roles import Role
 
     user = user_create(username="bench-rl", password="bench-rl-pass", role=Role.ML,
                        exist_ok=True)  # fmt: skip

@@ -75,7 +75,8 @@ def build(prefetches: list[int], pairs: int) -> dict[int, int]:
     django.setup()
     from django.core.management import call_command
 
-    from config.roles import Role, user_create
+    from annotation.services.annotators import user_create
+    from config.roles import Role
     from tests.ui.factories import ui_queue
 
     call_command("migrate", verbosity=0)

@@ -30,6 +30,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from annotation.models import PairBuild
+from annotation.services.annotators import user_create
 from config.permissions import (
     ADMIN,
     ADMIN_MODELS,
@@ -39,7 +40,7 @@ from config.permissions import (
     LEAD,
     ML,
 )
-from config.roles import Role, user_create
+from config.roles import Role
 from tests.factories import (
     CampaignFactory,
     DatasetVersionFactory,

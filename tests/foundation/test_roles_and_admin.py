@@ -9,7 +9,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 from tests.factories import (
     CandidateFactory,
     DatasetVersionFactory,

@@ -44,9 +44,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from annotation.models import PairBuild
+from annotation.services.annotators import user_create
 from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
-from config.roles import Role, user_create
+from config.roles import Role
 from generation_workers.models import Campaign
 from tests.factories import RewardModelFactory, TrainingRunFactory
 from tests.training.worlds import procedural_version

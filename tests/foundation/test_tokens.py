@@ -246,6 +246,7 @@ def test_the_create_token_command_names_what_is_wrong(annotator):
 
 
 def _superuser():
-    from config.roles import Role, user_create
+    from annotation.services.annotators import user_create
+    from config.roles import Role
 
     return user_create(username="root", password="root-pass-123", role=Role.ADMIN)

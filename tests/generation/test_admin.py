@@ -5,7 +5,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 from generation_workers.models import Campaign, Candidate, GeneratorConfig
 from generation_workers.services.configs import generator_config_create
 from tests.generation.conftest import prompt_set_make

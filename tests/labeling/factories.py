@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from rest_framework.test import APIClient
 
 from annotation.models import Assignment, LabelingQueue, Pair
+from annotation.services.annotators import user_create
 from annotation.services.images import (
     ImageSource,
     image_reference_resolve,
@@ -22,7 +23,7 @@ from annotation.services.images import (
 )
 from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
-from config.roles import Role, user_create
+from config.roles import Role
 from generation_workers.models import Candidate
 from tests.factories import CampaignFactory, CandidateFactory, GeneratorConfigFactory, PromptFactory
 

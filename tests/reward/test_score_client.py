@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 from tests.reward.test_scoring_api import PROMPT, png
 from training_bridge.trainer.checkpoint import reward_model_load
 

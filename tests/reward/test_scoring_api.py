@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 from rest_framework.test import APIClient
 
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 from tests.factories import CampaignFactory, CandidateFactory
 from training_bridge.models import RewardModel
 from training_bridge.trainer.checkpoint import reward_model_load

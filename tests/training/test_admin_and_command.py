@@ -11,7 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 from tests.factories import DatasetVersionFactory, TrainingRunFactory
 from training_bridge.models import DatasetExport, TrainingRun
 

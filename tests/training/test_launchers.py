@@ -17,8 +17,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from annotation.services.annotators import user_create
 from config.errors import ValidationFailed
-from config.roles import Role, user_create
+from config.roles import Role
 from tests.factories import DatasetVersionFactory, TrainingRunFactory
 from tests.training.worlds import procedural_version
 from training_bridge.models import TrainingLauncher, TrainingRun

@@ -14,11 +14,12 @@ import uuid
 
 from django.utils import timezone
 
+from annotation.services.annotators import user_create
 from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import judgment_submit
 from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
-from config.roles import Role, user_create
+from config.roles import Role
 from generation_workers.backends.procedural import render
 from generation_workers.models import Campaign, Candidate, Prompt, PromptSet
 from generation_workers.services.configs import generator_config_procedural_ensure

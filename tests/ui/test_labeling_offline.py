@@ -10,7 +10,8 @@ import time
 import pytest
 
 from annotation.models import Judgment
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 from tests.ui.conftest import sign_in
 from tests.ui.factories import ui_queue
 from tests.ui.labeling_page import LabelingPage

@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import Assignment, Judgment, UndoneJudgment
-from config.roles import Role, user_create
+from annotation.services.annotators import user_create
+from config.roles import Role
 from generation_workers.models import Candidate
 from tests.ui.conftest import sign_in
 from tests.ui.factories import MODEL_NAMES, ui_queue

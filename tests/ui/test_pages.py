@@ -9,10 +9,11 @@ import pytest
 from django.test import Client
 
 from annotation.models import Assignment, Judgment, LabelingQueue
+from annotation.services.annotators import user_create
 from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import REASON_TAG_KINDS, judgment_submit
 from annotation.services.queues import labeling_queue_pause
-from config.roles import Role, user_create
+from config.roles import Role
 from frontend.instructions import instructions_render
 from frontend.views import CHOICE_KEYS, REASON_TAG_KEYS
 from tests.ui.factories import MODEL_NAMES, ui_queue

@@ -4,8 +4,9 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotation.services.annotators import user_create
 from config.errors import DomainError
-from config.roles import Role, user_create
+from config.roles import Role
 
 
 class Command(BaseCommand):
