@@ -15,8 +15,8 @@ from botocore.config import Config
 from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
-from config.remembered import remembered_forget_all
 from annotation.services.annotators import user_create
+from config.remembered import remembered_forget_all
 from config.roles import Role
 
 VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
