@@ -2,12 +2,14 @@
 
 Leads manage queues here: create them (instructions in markdown with example images, overlap,
 lease, prefetch, who may label), pause and resume them, and build pairs into them (a build
-runs on the `cpu` workers). Forms validate through the same services as the API. Lists never
-count a whole table (show_full_result_count off, no per-row counts).
+runs on the `cpu` workers). Forms validate and save through the same services as the API
+(a queue nobody may label is refused on its `allowed_groups` field). Lists never count a
+whole table (show_full_result_count off, no per-row counts).
 """
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -24,9 +26,13 @@ from annotation.models import (
 )
 from annotation.services.pairs import pair_build_options_check, pair_build_start
 from annotation.services.queues import (
+    EVERY_ANNOTATOR,
+    labeling_queue_audience_check,
+    labeling_queue_create,
     labeling_queue_pause,
     labeling_queue_resume,
     labeling_queue_settings_check,
+    labeling_queue_update,
 )
 from config.errors import DomainError
 from config.permissions import RoleMatrixAdmin, RoleMatrixInline
@@ -65,6 +71,14 @@ class LabelingQueueForm(forms.ModelForm):
             "allowed_users",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None and "allowed_groups" in self.fields:
+            # as the service and the API: a new queue is open to every annotator unless told
+            self.initial.setdefault(
+                "allowed_groups", list(Group.objects.filter(name__in=EVERY_ANNOTATOR))
+            )
+
     def clean(self):
         cleaned = super().clean()
         try:
@@ -75,6 +89,14 @@ class LabelingQueueForm(forms.ModelForm):
             )
         except DomainError as exc:
             _form_error(self, exc)
+        if "allowed_groups" in cleaned and "allowed_users" in cleaned:
+            try:
+                labeling_queue_audience_check(
+                    allowed_users=cleaned["allowed_users"],
+                    allowed_group_names=[group.name for group in cleaned["allowed_groups"]],
+                )
+            except DomainError as exc:
+                _form_error(self, exc)
         return cleaned
 
 
@@ -90,9 +112,37 @@ class LabelingQueueAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     actions = ["pause", "resume"]
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        """Through the services, as the API: create or change, then pause or resume."""
+        data = form.cleaned_data
+        fields = {
+            "name": data["name"],
+            "instructions": data["instructions"],
+            "overlap": data["overlap"],
+            "lease_seconds": data["lease_seconds"],
+            "prefetch": data["prefetch"],
+            "allowed_users": list(data["allowed_users"]),
+            "allowed_group_names": [group.name for group in data["allowed_groups"]],
+        }
+        if change:
+            queue = labeling_queue_update(queue_id=obj.pk, **fields)
+        else:
+            queue = labeling_queue_create(**fields, created_by=request.user)
+        if data["status"] != queue.status:
+            set_status = (
+                labeling_queue_pause
+                if data["status"] == LabelingQueue.Status.PAUSED
+                else labeling_queue_resume
+            )
+            set_status(queue_id=queue.pk)
+        # the admin goes on with this object (its inlines, the log entry, the redirect)
+        obj.pk = queue.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        # who may label the queue was set by the service; only the example images are left
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.action(description="Pause the selected queues", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from annotation.models import Judgment, LabelingQueue, Pair, PairBuild
 from annotation.services.judgments import MAX_DURATION_MS, MAX_REASON_TAGS
 from annotation.services.queues import (
+    EVERY_ANNOTATOR,
     MAX_LEASE_SECONDS,
     MAX_OVERLAP,
     MAX_PREFETCH,
@@ -192,7 +193,11 @@ class LeadQueueCreateSerializer(serializers.Serializer):
     )
     prefetch = serializers.IntegerField(min_value=1, max_value=MAX_PREFETCH, default=3)
     allowed_groups = serializers.ListField(
-        child=serializers.CharField(max_length=150), required=False, default=list
+        child=serializers.CharField(max_length=150),
+        required=False,
+        default=lambda: list(EVERY_ANNOTATOR),
+        help_text="Groups by name (default: annotator). With no group and no user the queue "
+        "would be invisible to everyone: refused with a 400 naming allowed_groups.",
     )
     allowed_usernames = serializers.ListField(
         child=serializers.CharField(max_length=150), required=False, default=list

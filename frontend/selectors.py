@@ -59,8 +59,21 @@ class AnnotatorRow:
 
 
 @dataclass(frozen=True)
+class Audience:
+    """Who may label a queue: its groups and users by name (both empty: nobody sees it)."""
+
+    groups: list[str]
+    users: list[str]
+
+    @property
+    def nobody(self) -> bool:
+        return not self.groups and not self.users
+
+
+@dataclass(frozen=True)
 class QueueDashboard:
     queue: LabelingQueue
+    visible_to: Audience
     pairs: PairCounts
     hours: list[HourCount]  # the last HOURS_SHOWN hours, oldest first, empty hours included
     last_hour: int
@@ -97,6 +110,10 @@ def queue_dashboard(*, user: AbstractBaseUser, queue_id: int) -> QueueDashboard:
     counterfactual = judgments.filter(pair__kind=Pair.Kind.COUNTERFACTUAL)
     return QueueDashboard(
         queue=queue,
+        visible_to=Audience(
+            groups=list(queue.allowed_groups.order_by("name").values_list("name", flat=True)),
+            users=list(queue.allowed_users.order_by("username").values_list("username", flat=True)),
+        ),
         pairs=pairs,
         hours=hours,
         last_hour=last_hour,

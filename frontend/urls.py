@@ -7,6 +7,7 @@ app_name = "frontend"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("label/", views.label_start, name="label-start"),
     path("label/<int:queue_id>/", views.label, name="label"),
     path("leads/queues/<int:queue_id>/", views.queue_dashboard_page, name="queue-dashboard"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

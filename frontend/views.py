@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
@@ -77,6 +77,16 @@ def home(request: HttpRequest) -> HttpResponse:
         "is_staff_role": user_has_role(request.user, Role.LEAD, Role.ML),
     }
     return render(request, "frontend/home.html", context)
+
+
+@login_required
+def label_start(request: HttpRequest) -> HttpResponse:
+    """`/label/`: straight to the annotator's queue when they have exactly one to label, else
+    to the list of their queues (the home page), which also says when there is none."""
+    queue_ids = list(queues_for_annotator(user=request.user).values_list("pk", flat=True)[:2])
+    if len(queue_ids) == 1:
+        return redirect("frontend:label", queue_id=queue_ids[0])
+    return redirect("frontend:home")
 
 
 @login_required

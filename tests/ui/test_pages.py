@@ -12,7 +12,7 @@ from annotation.models import Assignment, Judgment, LabelingQueue
 from annotation.services.annotators import user_create
 from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import REASON_TAG_KINDS, judgment_submit
-from annotation.services.queues import labeling_queue_pause
+from annotation.services.queues import labeling_queue_create, labeling_queue_pause
 from config.roles import Role
 from frontend.instructions import instructions_render
 from frontend.views import CHOICE_KEYS, REASON_TAG_KEYS
@@ -60,7 +60,7 @@ def other(side: str) -> str:
 
 def test_pages_send_anonymous_visitors_to_the_login_page(client):
     queue, _, _ = ui_queue(n_pairs=1)
-    for url in ("/", f"/label/{queue.pk}/", f"/leads/queues/{queue.pk}/"):
+    for url in ("/", "/label/", f"/label/{queue.pk}/", f"/leads/queues/{queue.pk}/"):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"] == f"/accounts/login/?next={url}"
@@ -93,6 +93,27 @@ def test_home_lists_an_annotators_queues_and_a_leads_dashboards(annotator, lead)
     lead_home = client_of(lead).get("/").content.decode()
     assert f'href="/leads/queues/{queue.pk}/"' in lead_home
     assert "not-for-annotators" in lead_home
+
+
+def test_label_goes_to_the_annotators_one_queue_else_to_the_list_of_their_queues(annotator):
+    client = client_of(annotator)
+    # with no queue open to them: the list, which says so
+    assert client.get("/label/")["Location"] == "/"
+    # with exactly one: straight to it
+    queue = labeling_queue_create(name="only", allowed_group_names=["annotator"])
+    LabelingQueue.objects.create(name="not-theirs")
+    one = client.get("/label/")
+    assert (one.status_code, one["Location"]) == (302, f"/label/{queue.pk}/")
+    assert client.get(one["Location"]).status_code == 200
+    # with two: the list to choose from
+    labeling_queue_create(name="second", allowed_users=[annotator], allowed_group_names=[])
+    two = client.get("/label/")
+    assert (two.status_code, two["Location"]) == (302, "/")
+    # a paused queue is not one they can label now
+    labeling_queue_pause(queue_id=queue.pk)
+    assert client.get("/label/")["Location"] == (
+        f"/label/{LabelingQueue.objects.get(name='second').pk}/"
+    )
 
 
 def test_labeling_page_refuses_a_foreign_paused_or_unknown_queue(annotator):
