@@ -12,7 +12,6 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
-from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
 from annotation.services.annotators import user_create
@@ -96,7 +95,8 @@ def s3_settings(moto_endpoint: str, settings) -> Iterator[dict[str, str]]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
-    storages._storages.pop("default", None)
+    # the settings fixture puts STORAGES back afterwards, and Django's setting_changed handler
+    # then drops the storages built from it: nothing to reset by hand
 
 
 @pytest.fixture

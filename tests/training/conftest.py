@@ -172,9 +172,8 @@ def s3_bucket(moto_endpoint) -> dict[str, str]:
 
 @pytest.fixture
 def on_s3(s3_bucket, settings) -> Iterator[dict[str, str]]:
-    """This test's default storage is the module's moto bucket (as the worker's is)."""
-    from django.core.files.storage import storages
-
+    """This test's default storage is the module's moto bucket (as the worker's is); the
+    settings fixture puts it back afterwards (Django then drops the storages it built)."""
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
@@ -193,7 +192,6 @@ def on_s3(s3_bucket, settings) -> Iterator[dict[str, str]]:
         },
     }
     yield s3_bucket
-    storages._storages.pop("default", None)
 
 
 @pytest.fixture(scope="module")
