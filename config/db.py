@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 ONE = "(SELECT 1) AS one"
 _ONE_ASYNC = "(SELECT set_config('synchronous_commit', 'off', true)) AS one"
 
-_generic_plan_connections: set[int] = set()
+# psycopg prepares a statement after this many runs, or at once with prepare=True.
+_EXPLICIT_ONLY = 2**31 - 1
 
 
 def statement_run(sql: str, params: dict[str, Any], *, durable: bool = True) -> list[tuple]:
@@ -53,12 +54,16 @@ def _run(sql: str, params: dict[str, Any]) -> list[tuple]:
     connection.ensure_connection()
     raw = connection.connection
     with connection.wrap_database_errors:
-        if id(raw) not in _generic_plan_connections:
+        if raw.prepare_threshold != _EXPLICIT_ONLY:  # a connection not set up yet
             # The statements' parameters are ids, tokens and times, so one generic plan serves
             # every call; without this PostgreSQL plans the first five calls on each connection
             # in full. It concerns prepared statements only, which Django itself does not use.
             raw.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
-            _generic_plan_connections.add(id(raw))
+            # Django opens its connections with prepare_threshold=None, which makes psycopg
+            # ignore `prepare=True`: every call would be parsed and planned again. A threshold
+            # no query reaches prepares exactly the statements run here; Django's own cursors
+            # (client-side binding) never prepare, so its queries are untouched.
+            raw.prepare_threshold = _EXPLICIT_ONLY
         with psycopg.Cursor(raw) as cursor:
             cursor.execute(sql, params, prepare=True)
             return cursor.fetchall() if cursor.description else []

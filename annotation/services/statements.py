@@ -96,9 +96,10 @@ def next_sql(*, count: int, window: int | None) -> str:
     estimate crosses PostgreSQL's JIT threshold, so every call would compile the plan.
     Held pairs listed in `known` (the client shows them already) come back as ids only.
     Columns: queue_ok, holding (held + newly leased), known_held, lease_due (some lease in any
-    queue is past its expiry: one probe of assignment_expiry_idx, so the caller sweeps only
-    when there is something to sweep), then one row per item: is_new, pair id, expiry and the
-    item columns.
+    queue is past its expiry: the first entry of assignment_expiry_idx, so the caller sweeps
+    only when there is something to sweep; written as ORDER BY ... LIMIT 1 because an EXISTS
+    let the generic plan filter every live lease through the annotator index instead), then
+    one row per item: is_new, pair id, expiry and the item columns.
     """
     count = int(count)
     if window is None:
@@ -168,8 +169,8 @@ SELECT (SELECT count(*) FROM q) AS queue_ok,
        (SELECT count(*) FROM held) + (SELECT count(*) FROM leased) AS holding,
        (SELECT array_agg(h.pair_id ORDER BY h.leased_at, h.pair_id) FROM held h
         WHERE h.pair_id = ANY(%(known)s)) AS known_held,
-       EXISTS (SELECT 1 FROM annotation_assignment d
-               WHERE d.status = 'active' AND d.expires_at < statement_timestamp()) AS lease_due,
+       COALESCE((SELECT d.expires_at < statement_timestamp() FROM annotation_assignment d
+                 WHERE d.status = 'active' ORDER BY d.expires_at LIMIT 1), false) AS lease_due,
        x.is_new, x.pair_id, x.expires_at,
        {_ITEM_COLUMNS}
 FROM (SELECT 1) AS one

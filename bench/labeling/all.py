@@ -7,8 +7,10 @@ For each size: load.py (COPY), then run.py for one annotator; eight annotators a
 after every answer (top-up), when one pair is left, or when none is; and the `veteran` (5,000
 open judgments of their own at the front of the queue). Before those, statements.py (the SQL
 alone, PostgreSQL CPU per call) for a fresh annotator and the veteran. Below 100,000 pairs
-each run but the lone annotator's starts on a new load (they would use the queue up).
-Prints one table of all runs (also in bench/out/labeling-*.json) and the machine's load.
+each run but the lone annotator's starts on a new load (they would use the queue up). From
+100,000 pairs on, last, the farm (farm.py: 600 annotators at human pace; the load then makes
+600 annotators). Prints one table of all runs (also in bench/out/labeling-*.json) and the
+machine's load.
 """
 
 import argparse
@@ -35,6 +37,7 @@ SCENARIOS = [
     ("8-batch", ["--annotators", "8", "--refill", "empty"]),
 ]
 RELOAD_BELOW = 100_000
+FARM_ANNOTATORS = 600
 
 
 def main() -> None:
@@ -44,20 +47,31 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--db-prefix", default="sp_bench_labeling")
+    parser.add_argument(
+        "--only", nargs="+", help="scenarios to run (veteran, 1, 8-topup, 8-low, 8-batch, farm)"
+    )
+    parser.add_argument("--no-statements", dest="statements", action="store_false")
+    parser.add_argument("--farm-annotators", type=int, default=FARM_ANNOTATORS)
     args = parser.parse_args()
     labels = []
     for size in args.sizes:
-        db = f"sp_bench_labeling_{size}"
+        db = f"{args.db_prefix}_{size}"
+        farm = size >= RELOAD_BELOW and (not args.only or "farm" in args.only)
         load = [PY, "bench/labeling/load.py", "--pairs", str(size), "--db", db]
+        if farm:
+            load += ["--annotators", str(args.farm_annotators)]
         subprocess.run(load, cwd=ROOT, check=True)
         try:
-            for user in ("bench7", "veteran"):
+            for user in ("bench7", "veteran") if args.statements else ():
                 subprocess.run(
                     [PY, "bench/labeling/statements.py", "--db", db, "--user", user],
                     cwd=ROOT,
                     check=True,
                 )
             for name, extra in SCENARIOS:
+                if args.only and name not in args.only:
+                    continue
                 label = f"{size}-{name}"
                 if size < RELOAD_BELOW and name != "1":
                     subprocess.run(load, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -80,6 +94,12 @@ def main() -> None:
                     cwd=ROOT,
                     check=True,
                 )
+                labels.append(label)
+            if farm:
+                label = f"{size}-farm"
+                farm_cmd = [PY, "bench/labeling/farm.py", "--db", db, "--label", label]
+                farm_cmd += ["--annotators", str(args.farm_annotators)]
+                subprocess.run(farm_cmd, cwd=ROOT, check=True)
                 labels.append(label)
         finally:
             if not args.keep:

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db
 
 VETERAN_HISTORY = 3000  # past leases of one annotator when the statistics were taken
 HISTORY = 60  # this annotator's, on the pairs at the front of the serving order
+LIVE_LEASES = 150  # other annotators' leases, none of them due
 
 
 def assignment_rows_touched(sql: str, params: dict) -> int:
@@ -102,6 +103,36 @@ def test_next_probes_each_pair_once_whatever_the_annotators_history(veteran_and_
     assert held_pair_ids(annotator) == {p.pk for p in pairs[HISTORY : HISTORY + 3]}
 
 
+def test_next_reads_one_lease_to_know_whether_any_is_due_whatever_the_live_leases(
+    veteran_and_queue,
+):
+    # Many annotators hold leases (none due): whether a sweep is needed is the first entry
+    # of the expiry index, not a walk through every live lease.
+    queue, pairs, annotator = veteran_and_queue
+    others = annotators(LIVE_LEASES, prefix="busy")
+    now = timezone.now()
+    Assignment.objects.bulk_create(
+        Assignment(
+            pair=pairs[HISTORY + 5 + i % 5],
+            annotator=other,
+            left_candidate_id=pairs[0].candidate_a_id,
+            status=Assignment.Status.ACTIVE,
+            leased_at=now,
+            expires_at=now + timedelta(minutes=10),
+        )
+        for i, other in enumerate(others)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_assignment")
+
+    touched = assignment_rows_touched(
+        statements.next_sql(count=3, window=OPEN_WINDOW),
+        {"queue": queue.pk, "user": annotator.pk, "known": []},
+    )
+
+    assert touched <= OPEN_WINDOW + 10 < LIVE_LEASES, touched
+
+
 def test_submit_finds_the_lease_with_one_probe_whatever_the_annotators_history(
     veteran_and_queue,
 ):
@@ -157,3 +188,30 @@ def test_the_exact_scan_probes_each_started_pair_once_and_serves_the_first_she_m
         pairs[HISTORY + 2].pk,
     ]
     assert held_pair_ids(annotator) == {p.pk for p in pairs[HISTORY : HISTORY + 3]}
+
+
+def prepared_next_statements() -> int:
+    """How many `next` statements this connection's backend holds prepared."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%fresh_pick%"],
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_next_is_prepared_once_per_connection_and_again_on_a_new_one():
+    queue, pairs = queue_with_pairs(n_pairs=4)
+    (annotator,) = annotators(1)
+
+    for _ in range(3):
+        pairs_next_for_client(user=annotator, queue_id=queue.pk, count=1)
+    on_first = prepared_next_statements()
+    connection.close()
+    pairs_next_for_client(user=annotator, queue_id=queue.pk, count=2)
+    on_second = prepared_next_statements()
+
+    # one prepared statement, reused, not parsed and planned on every call
+    assert (on_first, on_second) == (1, 1)
+    assert held_pair_ids(annotator) == {pairs[0].pk, pairs[1].pk}
