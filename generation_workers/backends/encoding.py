@@ -9,7 +9,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 CONTENT_TYPES = {"png": "image/png", "webp": "image/webp"}
-# zlib level 1: within a few percent of the size at level 6 for rendered images, ~4x faster.
+# zlib level 1: most of level 6's size for much less CPU on a model's images (figures:
+# bench/generation/RESULTS.md, "Encoder settings").
 PNG_COMPRESS_LEVEL = 1
 WEBP_METHOD = 0  # lossless WebP at its fastest method: exact pixels, still smaller than PNG
 

@@ -2,8 +2,8 @@
 
 ``build_prompt_set(spec)`` checks the spec eagerly (``PromptSpecError`` before any record) and
 returns an iterator of exactly ``spec["size"]`` records. Memory stays flat apart from one
-small digest per prompt for deduplication (about 120 MB peak for a million prompts), so a
-prompt set streams into a database writer without being held in memory.
+small digest per prompt for deduplication (peak figures for a million prompts: bench/RESULTS.md),
+so a prompt set streams into a database writer without being held in memory.
 
 Tiers, interleaved in proportion to their weights:
 

@@ -16,9 +16,10 @@ from .palette import FLOOR_AT, RGB, is_light, scene_tint, shade
 from .shapes import shape_draw
 
 FORMATS = ("png", "webp")
-# Measured on these images (one core, 512x512): the time goes to PNG's row filters, not zlib,
-# so level 1 costs what level 0 does; run-length matching (compress_type 3, Z_RLE) suits flat
-# colours: ~3 ms and ~9 KiB. Lossless WebP method 1: ~4 ms and ~3 KiB (method 0: 38 KiB).
+# Flat colours: for these images PNG's time goes to its row filters more than to zlib, so a
+# low level with run-length matching (compress_type 3, Z_RLE) keeps most of the size gain for
+# little CPU; lossless WebP at method 1 is both smaller and cheaper than at method 0. Figures:
+# bench/generation/RESULTS.md ("Encoder settings", bench/generation/compression.py).
 PNG_COMPRESS_LEVEL = 1
 PNG_COMPRESS_TYPE = 3
 WEBP_METHOD = 1
