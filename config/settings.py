@@ -1,12 +1,14 @@
 """One env-driven settings module.
 
-Every value comes from the environment with a development default that needs no service but
-SQLite and the local disk; SECRET_KEY has none unless DJANGO_DEBUG=1. Production sets
-SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL and STORAGE_BACKEND=s3 (see docs/operations.md).
+Every value comes from the environment with a development default: the embedded PostgreSQL
+under var/ (deploy/dev/embedded_db.py, started by `make demo`) and the local disk; SECRET_KEY
+has none unless DJANGO_DEBUG=1. Production sets SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL and
+STORAGE_BACKEND=s3 (see docs/operations.md).
 """
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -88,15 +90,23 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The demo's web process and worker share the file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+# PostgreSQL only. The default is the embedded server of `make demo` (and of `make test` where no
+# database service answers): deploy/dev/embedded_db.py starts it with its data and Unix socket in
+# VAR_DIR/postgres; this URL is the one that script prints.
+EMBEDDED_DATABASE_DIR = VAR_DIR.resolve() / "postgres"
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL",
+        default=f"postgres://postgres@/spatialprefs?host={quote(str(EMBEDDED_DATABASE_DIR))}",
     )
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+}
+# libpq's `?host=/folder` (a Unix socket folder) and `?port=` arrive in OPTIONS: Django's HOST and
+# PORT hold them, so code that builds a URL for another process finds them there.
+for _key in ("host", "port"):
+    if _key in DATABASES["default"].get("OPTIONS", {}) and not DATABASES["default"][_key.upper()]:
+        DATABASES["default"][_key.upper()] = str(DATABASES["default"]["OPTIONS"].pop(_key))
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Seconds a client is told to wait (Retry-After) when the database cannot be reached.
 DATABASE_UNAVAILABLE_RETRY_AFTER = env.int("DATABASE_UNAVAILABLE_RETRY_AFTER", default=5)
@@ -253,7 +263,8 @@ REWARD_SCORING_MAX_BATCH = env.int("REWARD_SCORING_MAX_BATCH", default=256)
 REWARD_SCORING_MAX_MODELS = env.int("REWARD_SCORING_MAX_MODELS", default=2)  # kept loaded
 # How often a serving process looks up which model is promoted (a promotion is picked up then).
 REWARD_SCORING_REFRESH_SECONDS = env.float("REWARD_SCORING_REFRESH_SECONDS", default=1.0)
-REWARD_SCORING_GATHER_MS = env.float("REWARD_SCORING_GATHER_MS", default=10.0)  # see engine.py
+# How long a forward pass with room waits for more requests (0: it takes what is waiting).
+REWARD_SCORING_MAX_WAIT_MS = env.float("REWARD_SCORING_MAX_WAIT_MS", default=0.0)
 REWARD_SCORE_MAX_IMAGES = env.int("REWARD_SCORE_MAX_IMAGES", default=128)  # per request
 REWARD_SCORE_MAX_IMAGE_BYTES = env.int("REWARD_SCORE_MAX_IMAGE_BYTES", default=4 * 1024 * 1024)
 REWARD_SCORE_MAX_REQUEST_BYTES = env.int("REWARD_SCORE_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)

@@ -8,10 +8,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import boto3
 import pytest
 from botocore.config import Config
+from django.db import connection
 from rest_framework.test import APIClient
 
 from annotation.services.annotators import user_create
@@ -25,6 +27,16 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def database_url_of_test() -> str:
+    """The URL of the database this test runs on (pytest-django's test_<name>), for a process
+    the test starts: over TCP, or through the embedded server's Unix socket folder."""
+    db = connection.settings_dict
+    auth = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    if db["HOST"].startswith("/"):
+        return f"postgres://{auth}@/{db['NAME']}?host={quote(db['HOST'])}"
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,11 @@ from django.db import migrations, models
 
 
 # The serving indexes are read from their front, where leased and finished pairs leave dead
-# entries: vacuum these hot tables after 2% of their rows changed, not 20% (PostgreSQL only).
+# entries: vacuum these hot tables after 2% of their rows changed, not 20%.
 HOT_TABLES = ("annotation_pair", "annotation_assignment")
 
 
 def vacuum_often(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     for table in HOT_TABLES:
         schema_editor.execute(
             f"ALTER TABLE {table} SET (autovacuum_vacuum_scale_factor = 0.02, "
@@ -21,8 +19,6 @@ def vacuum_often(apps, schema_editor):
 
 
 def vacuum_default(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     for table in HOT_TABLES:
         schema_editor.execute(
             f"ALTER TABLE {table} RESET (autovacuum_vacuum_scale_factor, "

@@ -263,11 +263,10 @@ def _rows(set_id: int, records: Iterator[dict[str, Any]], ids: Iterator[int]) ->
 
 
 class _IdBlock:
-    """Primary keys handed out in blocks: from the sequence on PostgreSQL, else past max(id)."""
+    """Primary keys handed out in blocks reserved from the table's sequence."""
 
     def __init__(self) -> None:
         self._pending: list[int] = []
-        self._next_local: int | None = None
 
     def __iter__(self) -> Iterator[int]:
         return self
@@ -279,19 +278,12 @@ class _IdBlock:
         return self._pending.pop()
 
     def _reserve(self, count: int) -> list[int]:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                    [Prompt._meta.db_table, count],
-                )
-                return [row[0] for row in cursor.fetchall()]
-        # SQLite: the transaction holds the write lock, so max(id) cannot move under us.
-        if self._next_local is None:
-            self._next_local = (Prompt.objects.aggregate(m=Max("id"))["m"] or 0) + 1
-        start = self._next_local
-        self._next_local += count
-        return list(range(start, start + count))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [Prompt._meta.db_table, count],
+            )
+            return [row[0] for row in cursor.fetchall()]
 
 
 def _populate(
@@ -299,9 +291,7 @@ def _populate(
 ) -> None:
     rows = _rows(prompt_set.pk, records, _IdBlock())
     try:
-        count = (
-            _copy(rows, progress) if connection.vendor == "postgresql" else _bulk(rows, progress)
-        )
+        count = _copy(rows, progress)
     except PromptSpecError as exc:
         raise _spec_error(exc) from exc
     PromptSet.objects.filter(pk=prompt_set.pk).update(
@@ -329,20 +319,4 @@ def _copy(rows: Iterator[tuple], progress: Progress | None) -> int:
             count += len(chunk)
             if progress:
                 progress(count)
-    return count
-
-
-def _bulk(rows: Iterator[tuple], progress: Progress | None) -> int:
-    count = 0
-    for chunk in _chunks(rows):
-        prompts = []
-        for row in chunk:
-            values = dict(zip(_COLUMNS, row, strict=True))
-            values["structure"] = json.loads(values["structure"])
-            values["perturbation"] = json.loads(values["perturbation"])
-            prompts.append(Prompt(**values))
-        Prompt.objects.bulk_create(prompts, batch_size=2000)
-        count += len(prompts)
-        if progress:
-            progress(count)
     return count

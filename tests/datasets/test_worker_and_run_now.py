@@ -1,17 +1,17 @@
-"""The real paths around the services: a Celery worker on the `cpu` queue, and SQLite (the demo)."""
+"""The real paths around the services: a Celery worker on the `cpu` queue, and a snapshot frozen
+and exported in the calling process (`run_now`, as `manage.py dataset` does)."""
 
 import json
 import os
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
-from tests.conftest import VENV_BIN
+from tests.conftest import VENV_BIN, database_url_of_test
 from tests.datasets.factories import judge_bulk, world_build
 from training_bridge.models import DatasetExport, DatasetVersion
 from training_bridge.services.datasets import (
@@ -20,6 +20,7 @@ from training_bridge.services.datasets import (
     dataset_version_freeze_request,
 )
 from training_bridge.services.exports import dataset_export_request
+from training_bridge.services.freezing import dataset_version_freeze
 from training_bridge.services.snapshots import dataset_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +31,7 @@ def cpu_worker(transactional_db, settings, tmp_path):
     """A real Celery worker (solo pool) on the `cpu` queue, on this test's database and media."""
     env = {
         **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
-            f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}"
-        ),
+        "DATABASE_URL": database_url_of_test(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "MEDIA_ROOT": settings.MEDIA_ROOT,
         "STORAGE_BACKEND": "local",
@@ -127,20 +125,12 @@ def test_the_worker_marks_a_freeze_that_selects_nothing_failed_with_the_reason(c
     assert export.error.startswith("the version failed to freeze: filter_spec.min_judgments")
 
 
-SQLITE_SCRIPT = textwrap.dedent(
-    """
-    import json
-    import django
-    django.setup()
-    from tests.datasets.factories import judge_bulk, world_build
-    from training_bridge.services.snapshots import dataset_snapshot
-    from training_bridge.services.freezing import dataset_version_freeze
-    from training_bridge.services.datasets import dataset_version_create
-
+def test_a_snapshot_run_now_is_frozen_and_exported_before_it_returns(transactional_db):
     world = world_build(groups=3)
     judge_bulk(world, lambda pair: ["left", "right", "left"])
     spec = {"queues": [world.queue.name]}
     split = {"ratios": {"train": 1}}
+
     version = dataset_snapshot(
         dataset_name="demo", filter_spec=spec, split_spec=split, run_now=True
     )
@@ -149,53 +139,13 @@ SQLITE_SCRIPT = textwrap.dedent(
             dataset_id=version.dataset_id, filter_spec=spec, split_spec=split
         ).pk
     )
-    print(json.dumps({
-        "vendor": django.db.connection.vendor,
-        "status": version.status,
-        "records": version.record_count,
-        "same_hash": second.content_hash == version.content_hash,
-        "exports": sorted(
-            (e.format, e.status, len(e.artifacts)) for e in version.exports.all()
-        ),
-    }))
-    """
-)
 
-
-def test_freeze_and_exports_run_on_sqlite_as_in_the_demo(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "STORAGE_BACKEND")
-    }
-    env.update(
-        SPATIALPREFS_VAR_DIR=str(tmp_path / "var"),
-        MEDIA_ROOT=str(tmp_path / "media"),
-        CELERY_BROKER_URL="memory://",
-        DJANGO_SETTINGS_MODULE="config.settings",
-    )
-    (tmp_path / "var").mkdir()
-    python = str(VENV_BIN / "python")
-    subprocess.run(
-        [python, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT, env=env, check=True, timeout=300,
-    )  # fmt: skip
-    done = subprocess.run(
-        [python, "-c", SQLITE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {
-        "vendor": "sqlite",
-        "status": "frozen",
-        "records": 12,
-        "same_hash": True,
-        "exports": [
-            ["hps", "done", 2],
-            ["jsonl", "done", 1],
-            ["parquet", "done", 1],
-            ["webdataset", "done", 1],
-        ],
-    }
-    assert (tmp_path / "media/datasets/demo/v1/manifest.json").exists()
+    assert (version.status, version.record_count) == ("frozen", 12)
+    assert second.content_hash == version.content_hash
+    assert sorted((e.format, e.status, len(e.artifacts)) for e in version.exports.all()) == [
+        ("hps", "done", 2),
+        ("jsonl", "done", 1),
+        ("parquet", "done", 1),
+        ("webdataset", "done", 1),
+    ]
+    assert (Path(settings.MEDIA_ROOT) / "datasets/demo/v1/manifest.json").exists()

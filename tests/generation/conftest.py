@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from config.celery import app
 from generation_workers.models import Campaign, Prompt, PromptSet
+from tests.conftest import database_url_of_test
 
 REPO = Path(__file__).resolve().parents[2]
 CELERY = REPO / ".venv" / "bin" / "celery"
@@ -86,13 +86,6 @@ def tiny_sd_folder(tmp_path_factory) -> Path:
     from generation_workers.backends.tiny import tiny_pipeline_save
 
     return tiny_pipeline_save(tmp_path_factory.mktemp("models") / "tiny-sd")
-
-
-def database_url_of_test() -> str:
-    """The URL of the database this test runs on (pytest-django's test_<name>)."""
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @dataclass

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from config.celery import app
-from tests.conftest import VENV_BIN, s3_client
+from tests.conftest import VENV_BIN, database_url_of_test, s3_client
 from tests.training.scenes import export_write, scene_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,12 +74,6 @@ def scenes_folder(tmp_path_factory) -> Path:
     export_write(folder, records, images, fmt="parquet")
     export_write(folder, records, images, fmt="webdataset")
     return folder
-
-
-def database_url_of_test() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def queue_purge(name: str) -> None:

@@ -4,9 +4,8 @@
 - A frozen version row may not be changed in any column, nor deleted.
 
 The services already refuse such changes; the triggers make it a database fact, so not even a
-raw SQL session or a cascading delete can alter what a trainer was given. SQLite (the demo) has
-no trigger: there the services are the only guard. Errors use SQLSTATE 23001
-(restrict_violation), which Django raises as IntegrityError.
+raw SQL session or a cascading delete can alter what a trainer was given. Errors use SQLSTATE
+23001 (restrict_violation), which Django raises as IntegrityError.
 """
 
 from django.db import migrations
@@ -73,10 +72,10 @@ DROP FUNCTION IF EXISTS training_bridge_version_frozen_guard();
 """
 
 
-def _on_postgresql(sql: str):
+def _run(sql: str):
+    # One execute of the whole script (no parameters, so the functions' % signs stay literal).
     def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql, params=None)
+        schema_editor.execute(sql, params=None)
 
     return run
 
@@ -84,4 +83,4 @@ def _on_postgresql(sql: str):
 class Migration(migrations.Migration):
     dependencies = [("training_bridge", "0002_dataset_snapshots")]
 
-    operations = [migrations.RunPython(_on_postgresql(CREATE), _on_postgresql(DROP))]
+    operations = [migrations.RunPython(_run(CREATE), _run(DROP))]

@@ -90,25 +90,19 @@ RECORD_COLUMNS = (
 def _write(version_id: int, token: uuid.UUID, batch: list[tuple]) -> None:
     """Store one batch of records in a short transaction, if this run still owns the version.
 
-    PostgreSQL gets the rows through COPY: long JSON text makes multi-row INSERTs (and their
-    parameter escaping) several times slower. Other databases (the SQLite demo) use
-    bulk_create.
+    The rows go in through COPY: long JSON text makes multi-row INSERTs (and their parameter
+    escaping) several times slower.
     """
     with transaction.atomic():
         _owned(version_id, token)
         DatasetVersion.objects.filter(pk=version_id).update(freeze_heartbeat_at=timezone.now())
-        if connection.vendor == "postgresql":
-            table = DatasetRecord._meta.db_table
-            columns = ", ".join(RECORD_COLUMNS)
-            votes = RECORD_COLUMNS.index("votes")
-            with connection.cursor() as cursor:
-                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                    for row in batch:
-                        copy.write_row((*row[:votes], json.dumps(row[votes]), *row[votes + 1 :]))
-        else:
-            DatasetRecord.objects.bulk_create(
-                DatasetRecord(**dict(zip(RECORD_COLUMNS, row, strict=True))) for row in batch
-            )
+        table = DatasetRecord._meta.db_table
+        columns = ", ".join(RECORD_COLUMNS)
+        votes = RECORD_COLUMNS.index("votes")
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row((*row[:votes], json.dumps(row[votes]), *row[votes + 1 :]))
     batch.clear()
 
 
@@ -184,10 +178,9 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
         _write(version.pk, token, batch)
     if hasher.count == 0:
         raise stats.empty_error(specs.filter)
-    if connection.vendor == "postgresql":
-        # A million fresh rows: let the planner see them before exports page through them.
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {DatasetRecord._meta.db_table}")
+    # A million fresh rows: let the planner see them before exports page through them.
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {DatasetRecord._meta.db_table}")
     with transaction.atomic():
         _owned(version.pk, token)
         stored = DatasetRecord.objects.filter(version_id=version.pk).count()
