@@ -9,7 +9,6 @@ from rest_framework import serializers
 from annotation.models import Judgment, LabelingQueue, Pair, PairBuild
 from annotation.services.judgments import MAX_DURATION_MS, MAX_REASON_TAGS
 from annotation.services.queues import (
-    EVERY_ANNOTATOR,
     MAX_LEASE_SECONDS,
     MAX_OVERLAP,
     MAX_PREFETCH,
@@ -195,9 +194,9 @@ class LeadQueueCreateSerializer(serializers.Serializer):
     allowed_groups = serializers.ListField(
         child=serializers.CharField(max_length=150),
         required=False,
-        default=lambda: list(EVERY_ANNOTATOR),
-        help_text="Groups by name (default: annotator). With no group and no user the queue "
-        "would be invisible to everyone: refused with a 400 naming allowed_groups.",
+        help_text="Groups by name. Left out with no allowed_usernames: every annotator (the "
+        "annotator group). A queue with no group and no user would be invisible to everyone: "
+        "refused with a 400 naming allowed_groups.",
     )
     allowed_usernames = serializers.ListField(
         child=serializers.CharField(max_length=150), required=False, default=list

@@ -58,7 +58,7 @@ class LeadQueueListApi(ListAPIView):
             lease_seconds=data["lease_seconds"],
             prefetch=data["prefetch"],
             allowed_users=users,
-            allowed_group_names=data["allowed_groups"],
+            allowed_group_names=data.get("allowed_groups"),
             created_by=request.user,
         )
         return Response(s.LeadQueueSerializer(queue).data, status=status.HTTP_201_CREATED)

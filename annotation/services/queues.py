@@ -2,8 +2,9 @@
 
 The admin and the API both save queues through these services. A queue is open to the users
 and groups it names; one that names neither would be invisible to every annotator, so it is
-refused (field `allowed_groups`). A queue that does not say is open to every annotator (the
-`annotator` group); a lead stages a queue before opening it by pausing it.
+refused (field `allowed_groups`). A queue that names neither (the groups left out, not given
+empty) is open to every annotator (the `annotator` group); a lead stages a queue before
+opening it by pausing it.
 """
 
 import logging
@@ -77,18 +78,20 @@ def labeling_queue_create(
     lease_seconds: int = 600,
     prefetch: int = 3,
     allowed_users: Iterable[AbstractBaseUser] = (),
-    allowed_group_names: Iterable[str] = EVERY_ANNOTATOR,
+    allowed_group_names: Iterable[str] | None = None,
     created_by: AbstractBaseUser | None = None,
     exist_ok: bool = False,
 ) -> LabelingQueue:
-    """Create a queue (active) and who may label it: users, and groups by name (by default
-    every annotator).
+    """Create a queue (active) and who may label it: users, and groups by name. With neither
+    named (`allowed_group_names` left out), every annotator may.
 
     With exist_ok an existing queue of that name is returned unchanged (the demo seeds twice).
     """
     name = _name_clean(name)
     labeling_queue_settings_check(overlap=overlap, lease_seconds=lease_seconds, prefetch=prefetch)
     allowed_users = list(allowed_users)
+    if allowed_group_names is None:
+        allowed_group_names = () if allowed_users else EVERY_ANNOTATOR
     groups = labeling_queue_audience_check(
         allowed_users=allowed_users, allowed_group_names=allowed_group_names
     )

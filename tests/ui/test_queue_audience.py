@@ -99,19 +99,22 @@ def test_a_change_in_the_admin_goes_through_the_service_and_cannot_empty_the_que
 
 
 def test_the_api_refuses_a_queue_nobody_may_label_and_defaults_to_every_annotator(lead_client):
+    user_create(username="vip", password="annotator-pass", role=Role.ANNOTATOR)
+    url = "/api/labeling/manage/queues/"
+
     refused = lead_client.post(
-        "/api/labeling/manage/queues/",
-        {"name": "nobody", "allowed_groups": [], "allowed_usernames": []},
-        format="json",
+        url, {"name": "nobody", "allowed_groups": [], "allowed_usernames": []}, format="json"
     )
-    default = lead_client.post("/api/labeling/manage/queues/", {"name": "open"}, format="json")
+    default = lead_client.post(url, {"name": "open"}, format="json")
+    private = lead_client.post(url, {"name": "vip", "allowed_usernames": ["vip"]}, format="json")
 
     assert (refused.status_code, refused.json()["field"]) == (400, "allowed_groups")
-    assert default.status_code == 201
+    assert (default.status_code, private.status_code) == (201, 201)
     assert (default.json()["allowed_groups"], default.json()["allowed_users"]) == (
         ["annotator"], [],
     )  # fmt: skip
-    assert list(LabelingQueue.objects.values_list("name", flat=True)) == ["open"]
+    assert (private.json()["allowed_groups"], private.json()["allowed_users"]) == ([], ["vip"])
+    assert sorted(LabelingQueue.objects.values_list("name", flat=True)) == ["open", "vip"]
 
 
 def test_the_services_refuse_to_empty_a_queue_and_change_nothing():
@@ -132,6 +135,18 @@ def test_the_services_refuse_to_empty_a_queue_and_change_nothing():
     assert LabelingQueue.objects.count() == 1
 
 
+def test_a_queue_that_names_nobody_is_for_every_annotator_one_that_names_users_for_them():
+    vip = user_create(username="vip", password="annotator-pass", role=Role.ANNOTATOR)
+
+    open_queue = labeling_queue_create(name="open")
+    private = labeling_queue_create(name="private", allowed_users=[vip])
+
+    assert [g.name for g in open_queue.allowed_groups.all()] == ["annotator"]
+    assert list(open_queue.allowed_users.all()) == []
+    assert list(private.allowed_groups.all()) == []
+    assert list(private.allowed_users.all()) == [vip]
+
+
 def test_a_rename_to_another_queues_name_is_refused_naming_the_field():
     labeling_queue_create(name="taken")
     queue = labeling_queue_create(name="mine")
@@ -149,7 +164,9 @@ def test_a_rename_to_another_queues_name_is_refused_naming_the_field():
 def test_the_queue_view_says_who_sees_the_queue(lead):
     vip = user_create(username="vip", password="annotator-pass", role=Role.ANNOTATOR)
     role_groups_ensure()
-    open_queue = labeling_queue_create(name="open", allowed_users=[vip])
+    open_queue = labeling_queue_create(
+        name="open", allowed_users=[vip], allowed_group_names=["annotator"]
+    )
     # a queue saved before the check existed, with nobody allowed
     hidden = LabelingQueue.objects.create(name="hidden")
     client = client_of(lead)
