@@ -11,7 +11,7 @@ own databases (<prefix>_<name>_<size>, loaded by its own load.py and migrations)
 gunicorn. Scenarios as in all.py: veteran, 1 (a lone annotator after the veteran's run, on the
 same database), 8-topup, 8-low, 8-batch (a fresh load each below 100,000 pairs), farm (600
 annotators at human pace, 1,000,000 pairs). `--quiet-below L` waits (up to --quiet-wait
-seconds) before each run until the 1-minute load average is under L. Prints one table, with
+seconds) before each scenario until the 1-minute load average is under L. Prints one table, with
 the load average before each run; the runs' reports are in each checkout's bench/out/.
 """
 
@@ -80,13 +80,16 @@ def main() -> None:
                     if fresh or db not in loaded:
                         load(root, db, size=size, annotators=FARM_ANNOTATORS if farm else 8)
                         loaded.add(db)
+                # one wait per scenario, so that its runs on the checkouts follow each other
+                load_before = wait_quiet(args.quiet_below, args.quiet_wait)
+                for name, root in trees:
+                    db = f"{args.prefix}_{name}_{size}"
                     label = f"sbs-{name}-{size}-{scenario}"
                     seconds = args.farm_seconds if scenario == "farm" else args.seconds
                     cmd = [str(root / ".venv/bin/python"), f"bench/labeling/{script}", *extra]
                     cmd += ["--db", db, "--label", label, "--seconds", str(seconds)]
                     if scenario != "farm":
                         cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
-                    load_before = wait_quiet(args.quiet_below, args.quiet_wait)
                     subprocess.run(cmd, cwd=root, check=True)
                     report = json.loads((root / f"bench/out/labeling-{label}.json").read_text())
                     report["load_before_wait"] = load_before
