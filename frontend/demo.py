@@ -3,11 +3,14 @@
 prompts -> procedural images (rendered by the background worker) -> counterfactual pairs in a
 labeling queue -> two simulated annotators ("demo-bot-1/2", agreeing with the intended winner
 90% of the time) leave one judgment per pair for the human demo annotator -> a frozen,
-exported dataset version -> a short reward-model training run on the worker -> its reward
-model promoted, so the scoring API serves it.
+exported dataset version with a test split -> a short reward-model training run on the worker
+-> its reward model promoted, so the scoring API serves it. The prompts use a few objects that
+the procedural renderer draws distinctly and the four directional relations, with enough of
+them that the model beats chance on the test split (see it in the admin's compare).
 
-Each step calls the owning app's services, exactly as the admin and the API do, and is safe to
-run again (a second `make demo` reuses what the first one made).
+Each step calls the owning app's services, exactly as the admin and the API do, and seeds only
+what is missing: a second `make demo` reuses what the first one made and never undoes what a
+user did since (a changed password or role, a cancelled run, another model promoted).
 """
 
 import logging
@@ -25,7 +28,7 @@ from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import judgment_submit
 from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
 from config.roles import Role
 from generation_workers.models import Campaign, PromptSet
 from generation_workers.services.campaigns import campaign_ensure_launched
@@ -49,24 +52,31 @@ Pick the image that shows **every spatial relation of the prompt** correctly.
 - Colours and counts matter too; image quality does not.
 """
 BOT_AGREEMENT = 0.9
+UNKNOWN_PASSWORD = "(not-set-by-the-demo:manage.py-changepassword-{username})"
 TRAINING_FINISHED = (
     TrainingRun.Status.SUCCEEDED,
     TrainingRun.Status.FAILED,
     TrainingRun.Status.CANCELLED,
 )
 
+# Objects whose procedural shape and colour differ, so a small model can tell them apart.
+DEMO_OBJECTS = [
+    "person", "bicycle", "car", "airplane", "bus", "train", "truck", "horse", "cow", "elephant",
+]  # fmt: skip
 DEMO_PROMPT_SPEC = {
-    "size": 40,
+    "size": 300,
     "seed": 7,
-    "vocabulary": "coco",
+    "vocabulary": DEMO_OBJECTS,
     "templates": ["geneval", "compbench"],
-    "relations": ["left_of", "right_of", "above", "below", "on_top_of", "next_to"],
-    "attributes": {"probability": {"color": 0.4, "size": 0.0}},
+    "relations": ["left_of", "right_of", "above", "below"],
+    "attributes": {"probability": 0.0},
     "counts": {"probability": 0.0},
-    "tiers": {"single": 0.75, "multi": 0.25},
-    "perturbations": {"types": ["swap", "flip", "replace"], "per_prompt": 1},
-    "held_out": {"ratios": {"train": 0.7, "val": 0.15, "test": 0.15}},
+    "tiers": {"single": 1.0},
+    "perturbations": {"types": ["swap", "flip", "replace"], "per_prompt": 2},
 }
+DEMO_SEEDS_PER_PROMPT = 2
+# By prompt group (an object pair): the test pairs show object pairs never trained on.
+DEMO_SPLIT_SPEC = {"seed": 0, "ratios": {"train": 0.7, "val": 0.1, "test": 0.2}}
 
 Say = Callable[[str], None]
 
@@ -79,23 +89,46 @@ class Login:
 
 
 def demo_logins_ensure(*, logins_file: Path) -> list[Login]:
-    """Create the demo accounts; passwords are made once and kept in the (ignored) logins file."""
+    """Create the demo accounts that are missing; a password is made once and kept in the
+    (ignored) logins file. An existing account is left as it is (its password and role may
+    have been changed since): the file keeps the password the demo gave it."""
     known: dict[str, str] = {}
     if logins_file.exists():
         for line in logins_file.read_text().splitlines():
             parts = line.split()
-            if len(parts) >= 4 and parts[0] == "login:":
+            if len(parts) == 4 and parts[0] == "login:":
                 known[parts[2]] = parts[3]
     logins = []
     for username, role in DEMO_ACCOUNTS:
-        password = known.get(username) or secrets.token_urlsafe(9)
-        user_create(username=username, password=password, role=role, exist_ok=True)
+        password = secrets.token_urlsafe(9)
+        try:
+            user_create(username=username, password=password, role=role)
+        except ValidationFailed as exc:
+            if exc.field != "username":
+                raise
+            password = known.get(username, UNKNOWN_PASSWORD.format(username=username))
         logins.append(Login(username=username, password=password, role=role))
     logins_file.parent.mkdir(parents=True, exist_ok=True)
     logins_file.write_text(
         "".join(f"login: {lg.role.value:<10} {lg.username} {lg.password}\n" for lg in logins)
     )
     return logins
+
+
+def demo_model_promote_once(*, run_id: int) -> str:
+    """Promote the demo run's reward model the first time only: while it is a candidate that
+    was never promoted and no model of its name is served. A demo model an ML engineer has
+    archived, or replaced by promoting another, stays as they left it. Says what it did."""
+    run = TrainingRun.objects.get(pk=run_id)
+    model = RewardModel.objects.filter(run_id=run_id).first()
+    if model is None:
+        return f"training run {run.pk} ended {run.status}: no reward model"
+    served = RewardModel.objects.filter(name=model.name, status=RewardModel.Status.PROMOTED)
+    untouched = model.status == RewardModel.Status.CANDIDATE and model.promoted_at is None
+    if not untouched or served.exists():
+        return f"reward model {model} is {model.status}: left as it is"
+    model = reward_model_promote(model_id=model.pk)
+    return f"reward model {model} promoted: POST /api/reward/score serves it"
 
 
 def demo_prompt_set_ensure() -> PromptSet:
@@ -106,6 +139,8 @@ def demo_prompt_set_ensure() -> PromptSet:
 
 
 def _wait(what: str, done: Callable[[], bool], *, timeout: float, say: Say) -> None:
+    if done():
+        return
     deadline = time.monotonic() + timeout
     say(f"waiting for the worker: {what}")
     while not done():
@@ -151,7 +186,10 @@ def demo_seed(*, logins_file: Path, timeout: float = 600, say: Say = log.info) -
 
     config = generator_config_procedural_ensure(name="demo-procedural", width=256, height=256)
     campaign = campaign_ensure_launched(
-        name="demo-campaign", prompt_set_id=prompt_set.pk, config_ids=[config.pk]
+        name="demo-campaign",
+        prompt_set_id=prompt_set.pk,
+        config_ids=[config.pk],
+        seeds_per_prompt=DEMO_SEEDS_PER_PROMPT,
     )
     finished = (Campaign.Status.COMPLETED, Campaign.Status.FAILED, Campaign.Status.CANCELLED)
     _wait(
@@ -172,7 +210,9 @@ def demo_seed(*, logins_file: Path, timeout: float = 600, say: Say = log.info) -
     say(f"labeling queue {queue.name!r}: pairs {built}")
     say(f"simulated annotators stored {demo_bots_judge(queue=queue)} judgments")
 
-    version = dataset_snapshot(dataset_name="demo", filter_spec={"queues": [queue.name]})
+    version = dataset_snapshot(
+        dataset_name="demo", filter_spec={"queues": [queue.name]}, split_spec=DEMO_SPLIT_SPEC
+    )
     _wait(
         "freezing and exporting the demo dataset",
         lambda: (
@@ -189,18 +229,13 @@ def demo_seed(*, logins_file: Path, timeout: float = 600, say: Say = log.info) -
     except DomainError as exc:
         say(f"training run not started: {exc}")
     else:
-        say(f"training run {run.pk} trains on the worker; its curve is in the admin")
+        say(f"training run {run.pk} ({run.status}); its curve is in the admin")
         _wait(
             "the demo training run",
             lambda: TrainingRun.objects.get(pk=run.pk).status in TRAINING_FINISHED,
             timeout=timeout,
             say=say,
         )
-        model = RewardModel.objects.filter(run_id=run.pk).first()
-        if model is not None:
-            model = reward_model_promote(model_id=model.pk)
-            say(f"reward model {model} promoted: POST /api/reward/score serves it")
-        else:
-            say(f"training run {run.pk} ended {TrainingRun.objects.get(pk=run.pk).status}")
+        say(demo_model_promote_once(run_id=run.pk))
     log.info("demo.seed.done accounts=%d prompts=%d", len(logins), prompt_set.prompt_count)
     return logins

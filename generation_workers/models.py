@@ -93,7 +93,7 @@ class Prompt(models.Model):
         default=1, help_text="1: one relation; 2: 2-3; 3: scene"
     )
     template = models.CharField(max_length=64, blank=True)
-    # '|left_of|above|' and '|cat|dog|': filterable on SQLite and PostgreSQL alike.
+    # '|left_of|above|' and '|cat|dog|': one name is found with contains='|name|'.
     relation_keys = models.CharField(max_length=512, blank=True)
     object_keys = models.CharField(max_length=1024, blank=True)
     group_key = models.CharField(

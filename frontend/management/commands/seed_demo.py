@@ -24,3 +24,4 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         for login in logins:
             self.stdout.write(f"{login.role.value}: {login.username} / {login.password}")
+        self.stdout.write(f"(the logins are kept in {options['logins'].resolve()})")
