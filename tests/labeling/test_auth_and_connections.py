@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_token_create, api_tokens_revoke_all
 from annotation.models import Assignment, Judgment
+from tests.conftest import database_url_of_test
 from tests.labeling.factories import annotators, next_url, queue_with_pairs, submit_url
 
 
@@ -113,8 +114,7 @@ def test_a_dead_database_connection_is_replaced_without_failing_the_request(sett
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
-    db = settings.DATABASES["default"]
-    dsn = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    dsn = database_url_of_test()
     with psycopg.connect(dsn, autocommit=True) as killer:
         killer.execute("SELECT pg_terminate_backend(%s)", [pid])
 

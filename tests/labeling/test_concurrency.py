@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from annotation.models import Assignment, Judgment, Pair, UndoneJudgment
 from annotation.services.assignment import leases_reclaim_expired
+from tests.conftest import database_url_of_test
 from tests.labeling.factories import annotators, client_for, next_url, queue_with_pairs, submit_url
 
 N_ANNOTATORS = 16
@@ -194,8 +195,7 @@ def test_two_copies_of_one_undo_at_once_take_back_the_answer_once(settings):
     sid = str(uuid.uuid4())
     answer = {"pair": pair.pk, "client_submission_id": sid, "choice": "left"}
     assert client.post(submit_url(queue), answer, format="json").status_code == 201
-    db = settings.DATABASES["default"]
-    dsn = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    dsn = database_url_of_test()
     responses = []
 
     def send_undo() -> None:

@@ -41,7 +41,8 @@ def assignment_rows_touched(sql: str, params: dict) -> int:
     def walk(node) -> int:
         own = 0
         if node.get("Relation Name") == "annotation_assignment" and "Scan" in node["Node Type"]:
-            own = node["Actual Rows"] * node["Actual Loops"]
+            # PostgreSQL 18 (the embedded server) reports rows per loop as a rounded average.
+            own = round(node["Actual Rows"] * node["Actual Loops"])
         return own + sum(walk(child) for child in node.get("Plans", []))
 
     return walk(plan[0]["Plan"])
