@@ -95,6 +95,12 @@ def main() -> None:
     parser.add_argument("--db", default="sp_bench_labeling")
     parser.add_argument("--base", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--drop", action="store_true", help="drop the database and exit")
+    parser.add_argument(
+        "--started",
+        action="store_true",
+        help="no fresh pairs: every pair counts as leased before (as once a queue's fresh pairs "
+        "ran out), so the veteran's judged pairs fill the front of the serving order",
+    )
     args = parser.parse_args()
     if args.drop:
         drop(args.base, args.db)
@@ -291,6 +297,8 @@ def main() -> None:
                 "UPDATE annotation_pair SET judgments_count = 1, fresh = false WHERE id = ANY(%s)",
                 [[pid for pid, _ in judged]],
             )
+        if args.started:
+            cur.execute("UPDATE annotation_pair SET fresh = false WHERE queue_id = %s", [queue.pk])
         t_history = time.monotonic() - t2
     t3 = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:

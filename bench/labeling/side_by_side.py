@@ -10,7 +10,9 @@ scenario starts, so the two figures of a row were taken minutes apart. Each chec
 own databases (<prefix>_<name>_<size>, loaded by its own load.py and migrations) and its own
 gunicorn. Scenarios as in all.py: veteran, 1 (a lone annotator after the veteran's run, on the
 same database), 8-topup, 8-low, 8-batch (a fresh load each below 100,000 pairs), farm (600
-annotators at human pace, 1,000,000 pairs). `--quiet-below L` waits (up to --quiet-wait
+annotators at human pace, 1,000,000 pairs); and veteran-started (the veteran on a load with no
+fresh pairs, `load.py --started`: his 5,000 judged pairs fill the front of the serving order,
+so every `next` has to look past them). `--quiet-below L` waits (up to --quiet-wait
 seconds) before each scenario until the 1-minute load average is under L. Prints one table, with
 the load average before each run; the runs' reports are in each checkout's bench/out/.
 """
@@ -30,7 +32,10 @@ SCENARIOS = {
     "8-low": ["run.py", "--annotators", "8", "--refill", "low"],
     "8-batch": ["run.py", "--annotators", "8", "--refill", "empty"],
     "farm": ["farm.py", "--annotators", "600"],
+    "veteran-started": ["run.py", "--user", "veteran"],
 }
+# Scenarios on a database of their own, loaded with these options of load.py.
+OWN_LOAD = {"veteran-started": ["--started"]}
 RELOAD_BELOW = 100_000  # as all.py: small queues are used up by a run
 FARM_ANNOTATORS = 600
 
@@ -42,9 +47,9 @@ def wait_quiet(below: float | None, patience: float) -> float:
     return os.getloadavg()[0]
 
 
-def load(root: Path, db: str, *, size: int, annotators: int) -> None:
+def load(root: Path, db: str, *, size: int, annotators: int, options: list[str]) -> None:
     cmd = [str(root / ".venv/bin/python"), "bench/labeling/load.py", "--pairs", str(size)]
-    cmd += ["--db", db, "--annotators", str(annotators)]
+    cmd += ["--db", db, "--annotators", str(annotators), *options]
     subprocess.run(cmd, cwd=root, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -75,15 +80,18 @@ def main() -> None:
                 script, *extra = SCENARIOS[scenario]
                 fresh = size < RELOAD_BELOW and scenario != "1"
                 row = {"size": size, "scenario": scenario}
+                options = OWN_LOAD.get(scenario, [])
+                suffix = "_own" if options else ""
                 for name, root in trees:
-                    db = f"{args.prefix}_{name}_{size}"
-                    if fresh or db not in loaded:
-                        load(root, db, size=size, annotators=FARM_ANNOTATORS if farm else 8)
+                    db = f"{args.prefix}_{name}_{size}{suffix}"
+                    if fresh or options or db not in loaded:
+                        annotators = FARM_ANNOTATORS if farm else 8
+                        load(root, db, size=size, annotators=annotators, options=options)
                         loaded.add(db)
                 # one wait per scenario, so that its runs on the checkouts follow each other
                 load_before = wait_quiet(args.quiet_below, args.quiet_wait)
                 for name, root in trees:
-                    db = f"{args.prefix}_{name}_{size}"
+                    db = f"{args.prefix}_{name}_{size}{suffix}"
                     label = f"sbs-{name}-{size}-{scenario}"
                     seconds = args.farm_seconds if scenario == "farm" else args.seconds
                     cmd = [str(root / ".venv/bin/python"), f"bench/labeling/{script}", *extra]
@@ -97,8 +105,11 @@ def main() -> None:
                 rows.append(row)
         finally:
             if not args.keep:
-                for name, root in trees:
-                    db = f"{args.prefix}_{name}_{size}"
+                for db, root in [
+                    (f"{args.prefix}_{name}_{size}{suffix}", root)
+                    for name, root in trees
+                    for suffix in ("", "_own")
+                ]:
                     subprocess.run(
                         [str(root / ".venv/bin/python"), "bench/labeling/load.py", "--drop"]
                         + ["--db", db],
