@@ -47,15 +47,28 @@ def wait_quiet(below: float | None, patience: float) -> float:
     return os.getloadavg()[0]
 
 
-def load(root: Path, db: str, *, size: int, annotators: int, options: list[str]) -> None:
+def env_of(settings: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if settings:
+        env["DJANGO_SETTINGS_MODULE"] = settings
+    return env
+
+
+def load(root: Path, db: str, *, size: int, annotators: int, options: list[str], env) -> None:
     cmd = [str(root / ".venv/bin/python"), "bench/labeling/load.py", "--pairs", str(size)]
     cmd += ["--db", db, "--annotators", str(annotators), *options]
-    subprocess.run(cmd, cwd=root, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=root, check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", action="append", required=True, help="NAME=PATH, in order")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        required=True,
+        help="NAME=PATH[@SETTINGS_MODULE], in order (a settings module of that checkout, e.g. "
+        "one that switches an engine on, for its web processes and its load)",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     parser.add_argument("--prefix", default="sp_bench_labeling")
@@ -68,7 +81,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--out", default="bench/out/labeling-side-by-side.json")
     args = parser.parse_args()
-    trees = [(name, Path(path).resolve()) for name, path in (t.split("=", 1) for t in args.tree)]
+    trees, envs = [], {}
+    for spec in args.tree:
+        name, _, rest = spec.partition("=")
+        path, _, settings = rest.partition("@")
+        trees.append((name, Path(path).resolve()))
+        envs[name] = env_of(settings or None)
     rows = []
     for size in args.sizes:
         farm = size >= RELOAD_BELOW and "farm" in args.scenarios
@@ -86,7 +104,14 @@ def main() -> None:
                     db = f"{args.prefix}_{name}_{size}{suffix}"
                     if fresh or options or db not in loaded:
                         annotators = FARM_ANNOTATORS if farm else 8
-                        load(root, db, size=size, annotators=annotators, options=options)
+                        load(
+                            root,
+                            db,
+                            size=size,
+                            annotators=annotators,
+                            options=options,
+                            env=envs[name],
+                        )
                         loaded.add(db)
                 # one wait per scenario, so that its runs on the checkouts follow each other
                 load_before = wait_quiet(args.quiet_below, args.quiet_wait)
@@ -98,7 +123,7 @@ def main() -> None:
                     cmd += ["--db", db, "--label", label, "--seconds", str(seconds)]
                     if scenario != "farm":
                         cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
-                    subprocess.run(cmd, cwd=root, check=True)
+                    subprocess.run(cmd, cwd=root, check=True, env=envs[name])
                     report = json.loads((root / f"bench/out/labeling-{label}.json").read_text())
                     report["load_before_wait"] = load_before
                     row[name] = report
