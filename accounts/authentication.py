@@ -1,8 +1,8 @@
 """`Authorization: Token <key>`: the key's digest, looked up once, and the token's state checked.
 
-On PostgreSQL the lookup is one prepared statement joining the token to its user (config/db.py:
-the ORM's query building was the largest single cost of a labeling request); elsewhere the
-ORM. The user comes back with only the fields a request reads; others load on access.
+The lookup is one prepared statement joining the token to its user (config/db.py: the ORM's
+query building was the largest single cost of a labeling request). The user comes back with
+only the fields a request reads; others load on access.
 
 `ApiTokenAuthentication` is the one token authentication of the API: the REST framework's
 default, so the labeling loop, the scoring API and every other operation use it. A success is
@@ -61,12 +61,9 @@ def _token_sql() -> str:
 
 
 def _token_found(digest: str):
-    """(user, token) for the digest, or None: one prepared statement on PostgreSQL."""
+    """(user, token) for the digest, or None: one prepared statement."""
     from accounts.models import ApiToken
 
-    if not db.statements_available():
-        token = ApiToken.objects.select_related("user").filter(digest=digest).first()
-        return None if token is None else (token.user, token)
     rows = db.statement_run(_token_sql(), {"digest": digest})
     if not rows:
         return None

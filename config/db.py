@@ -1,7 +1,7 @@
 """One-statement database calls on PostgreSQL: prepared once per connection, no BEGIN/COMMIT.
 
-The hot paths (labeling next/submit/heartbeat, a generation worker's claim and record) each run
-as ONE statement: the checks, row locks and writes are CTEs of a single statement, so it is its
+The hot paths (labeling next/submit/heartbeat, the token lookup) each run as ONE
+statement: the checks, row locks and writes are CTEs of a single statement, so it is its
 own transaction in autocommit and costs one round trip. `statement_run` runs it on Django's own
 connection with server-side binding (a plain psycopg cursor, not Django's client-side one), so
 psycopg prepares it once per connection and PostgreSQL plans it once instead of on every call;
@@ -67,8 +67,3 @@ def _run(sql: str, params: dict[str, Any]) -> list[tuple]:
         with psycopg.Cursor(raw) as cursor:
             cursor.execute(sql, params, prepare=True)
             return cursor.fetchall() if cursor.description else []
-
-
-def statements_available() -> bool:
-    """Whether the one-statement paths can run (PostgreSQL); other databases use the ORM."""
-    return connection.vendor == "postgresql"
