@@ -30,15 +30,25 @@ url="$2"
 shift 2
 [ "${1:-}" = "--" ] && shift
 
-# The server answers when it takes a connection to its `postgres` database (the test database is
-# created there by pytest-django; the URL's own database need not exist yet).
+# The server answers when it takes a connection to its `postgres` database. The URL's own
+# database is created if missing (pytest-django makes test_<name> beside it; the migrations
+# check reads the history from it), where the role may create databases.
 pg_answers() {
   "$PY" - "$1" <<'PYEOF' 2>/dev/null
 import sys
 
 import psycopg
+from psycopg import sql
 
-psycopg.connect(sys.argv[1], dbname="postgres", connect_timeout=3).close()
+url = sys.argv[1]
+with psycopg.connect(url, dbname="postgres", connect_timeout=3, autocommit=True) as conn:
+    name = psycopg.conninfo.conninfo_to_dict(url).get("dbname")
+    found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+    if name and found is None:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error:
+            pass  # no CREATEDB: the tests will say so; the server still answers
 PYEOF
 }
 
