@@ -64,7 +64,7 @@ def cpu_ms(stages, calls: int, rounds: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["builtin", "clip"], default="builtin")
+    parser.add_argument("--model", choices=run.MODELS, default="builtin")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
@@ -89,7 +89,7 @@ def main() -> None:
     from training_bridge.trainer.checkpoint import reward_model_load
 
     torch.set_num_threads(args.torch_threads)
-    name, folder = run.models_register(work, str(int(time.time())))[args.model]
+    name, folder = run.models_register(work, str(int(time.time())), [args.model])[args.model]
     prompts, images = run.images_make(args.batch, 64)
     limits = score_limits()
     scorer = reward_model_load(folder)

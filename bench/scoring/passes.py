@@ -26,7 +26,7 @@ import run  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["clip", "builtin"])
+    parser.add_argument("--models", nargs="+", default=["clip", "builtin"], choices=run.MODELS)
     parser.add_argument("--sizes", nargs="+", type=int, default=[32, 64, 128, 256])
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--db", default="sp_bench_scoring")
@@ -40,7 +40,7 @@ def main() -> None:
     from training_bridge.services.scoring import scoring_engine
 
     torch.set_num_threads(1)
-    models = run.models_register(work, str(int(time.time())))
+    models = run.models_register(work, str(int(time.time())), args.models)
     prompts, images = run.images_make(max(args.sizes), 64)
     limits = score_limits()
 

@@ -7,9 +7,10 @@
     .venv/bin/python bench/scoring/run.py --server before:/tmp/before --server now:. \
         --server now-128:.:128
 
-For each model (the built-in network at 64 px, and the tiny CLIP-style model: hidden 32, 2
-layers, 32 px, both random-weight checkpoints written by the trainer's own code) and each
-batch size:
+For each model (random-weight checkpoints written by the trainer's own code: `builtin`, the
+built-in network at 64 px; `clip`, the tiny CLIP-style model, hidden 32, 2 layers, 32 px; and
+two whose forward pass of a batch takes tens of milliseconds on one core, `builtin-128`, the
+built-in network at 128 px, and `clip-wide`, hidden 256, 4 layers, 64 px) and each batch size:
 
 - direct: `reward_model_load(folder).score(prompts, png_bytes)` in this process, one call
   after another (PNG decoding included, as the API decodes too), in a thread of its own
@@ -26,8 +27,10 @@ switches per request. The rounds take turns (direct, then each server's), and ea
 the median over rounds of a round against the direct round just before it, so that a change in
 the machine's load hits both sides alike; "best rounds" compares the cheapest round of each
 side. `--max-batch` (or a `--server`'s third part) sets the engine's REWARD_SCORING_MAX_BATCH in
-the server (default: the platform's, 64). The database (--db, default sp_bench_scoring) is
-created if missing; storage and caches go to a temporary folder.
+the server (default: the platform's setting); a `--server`'s fourth part sets environment
+variables of the server (e.g. REWARD_SCORING_MAX_WAIT_MS=5, or glibc's MALLOC_*). The
+database (--db, default sp_bench_scoring) is created if missing; storage and caches go to a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -107,7 +110,13 @@ def images_make(count: int, size: int) -> tuple[list[str], list[bytes]]:
     return prompts, images
 
 
-def models_register(work: Path, tag: str) -> dict[str, tuple[str, Path]]:
+# The models (random-weight checkpoints written by the trainer's code): the two tiny ones of
+# the first runs, and two whose forward pass of 32-64 images takes tens of milliseconds on one
+# core (a real reward model's order of cost per pass, where a request's fixed costs are small).
+MODELS = ("builtin", "clip", "builtin-128", "clip-wide")
+
+
+def models_register(work: Path, tag: str, kinds=MODELS) -> dict[str, tuple[str, Path]]:
     """Checkpoints written by the trainer's code, stored and promoted under their own names."""
     from tests.reward.checkpoints import (
         builtin_checkpoint,
@@ -120,14 +129,21 @@ def models_register(work: Path, tag: str) -> dict[str, tuple[str, Path]]:
         reward_model_register_checkpoint,
     )
 
-    folders = {
-        "builtin": builtin_checkpoint(work / "builtin", seed=0, size=64),
-        "clip": clip_checkpoint(
+    builders = {
+        "builtin": lambda: builtin_checkpoint(work / "builtin", seed=0, size=64),
+        "clip": lambda: clip_checkpoint(
             work / "clip-rm", clip_folder=tiny_clip_folder(work / "tiny-clip"), seed=0
+        ),
+        "builtin-128": lambda: builtin_checkpoint(work / "builtin-128", seed=0, size=128),
+        "clip-wide": lambda: clip_checkpoint(
+            work / "clip-wide-rm",
+            clip_folder=tiny_clip_folder(work / "clip-wide", image_size=64, hidden=256, layers=4),
+            seed=0,
         ),
     }
     out = {}
-    for kind, folder in folders.items():
+    for kind in kinds:
+        folder = builders[kind]()
         name = f"bench-{kind}-{tag}"
         model = reward_model_register_checkpoint(
             name=name, artifact_key=checkpoint_upload(folder)
@@ -304,7 +320,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sp_bench_scoring")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--models", nargs="+", default=["builtin", "clip"])
+    parser.add_argument("--models", nargs="+", default=["builtin", "clip"], choices=MODELS)
     parser.add_argument("--batches", nargs="+", type=int, default=[32, 64])
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=4, help="per client and round")
@@ -345,7 +361,7 @@ def main() -> None:
 
     torch.set_num_threads(args.torch_threads)
     tag = str(int(time.time()))
-    models = models_register(work, tag)
+    models = models_register(work, tag, args.models)
     token = token_make()
     prompts, images = images_make(256, 64)
     servers: dict[str, tuple[str, subprocess.Popen]] = {}

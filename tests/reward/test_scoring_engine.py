@@ -1,5 +1,6 @@
-"""The scoring engine on its own (no database): where uploads are decoded, what one undecodable
-upload does to the requests batched with it, and the torch threads of the forward passes."""
+"""The scoring engine on its own (no database): which requests share a forward pass, where
+uploads are decoded, what one undecodable upload does to the requests batched with it, and the
+torch threads of the forward passes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training_bridge.scoring.engine import Batcher, LoadedModel, ModelRef, ScoringEngine, _Job
+from training_bridge.scoring.engine import Batcher, LoadedModel, ModelRef, ScoringEngine
 from training_bridge.scoring.payloads import ImageUndecodable, image_open, score_limits
 from training_bridge.trainer.checkpoint import reward_model_load
 
@@ -64,6 +65,95 @@ class RecordingModel(LoadedModel):
         return super().forward(captions, arrays, batch_size=batch_size)
 
 
+class GatedModel:
+    """A stand-in for a loaded model whose first forward pass waits until `gate` is set, so
+    that requests queue up behind it; each pass is recorded, and an image's score is its own
+    array (a number), so every request can check it got its own."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.passes: list[list[int]] = []
+
+    def forward(self, captions, arrays, *, batch_size):
+        self.entered.set()
+        self.gate.wait()
+        self.passes.append(list(arrays))
+        return list(arrays)
+
+
+def _submit_in_thread(batcher, model, arrays: list, results: dict, key) -> threading.Thread:
+    def run() -> None:
+        try:
+            results[key] = batcher.submit(model, ["p"] * len(arrays), [None] * len(arrays), arrays)
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            results[key] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _until(condition) -> None:
+    """Wait for another thread to reach a state (a guard against a hang, not a timing)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        threading.Event().wait(0.001)
+    raise AssertionError("the other thread never got there")
+
+
+def _queue_behind_a_running_pass(batcher, first_model, jobs: dict) -> tuple[dict, list]:
+    """Start a pass of `first_model` that waits at its gate, then hand over `jobs`
+    ({key: (model, arrays)}) one after the other, so they wait in that order."""
+    results: dict = {}
+    threads = [_submit_in_thread(batcher, first_model, [0], results, "first")]
+    first_model.entered.wait()
+    for count, (key, (model, arrays)) in enumerate(jobs.items(), start=1):
+        threads.append(_submit_in_thread(batcher, model, arrays, results, key))
+        _until(lambda count=count: batcher.waiting == count)
+    return results, threads
+
+
+def test_requests_waiting_behind_a_pass_share_the_next_up_to_max_batch_and_one_model_a_pass():
+    # given a pass running and four requests waiting behind it: three for model m (3, 4 and 2
+    # images) and one for model n
+    batcher = Batcher(max_batch=8)
+    m, n = GatedModel(), GatedModel()
+    n.gate.set()
+    results, threads = _queue_behind_a_running_pass(
+        batcher, m, {"b": (m, [1, 2, 3]), "c": (m, [4, 5, 6, 7]), "d": (m, [8, 9]), "e": (n, [10])}
+    )
+    # when the running pass ends
+    m.gate.set()
+    for thread in threads:
+        thread.join()
+    # then the first two waiting requests share a pass (7 of 8 images), the third does not fit,
+    # the other model's request runs on its own, and every request got its own scores
+    assert m.passes == [[0], [1, 2, 3, 4, 5, 6, 7], [8, 9]]
+    assert n.passes == [[10]]
+    assert results == {"first": [0], "b": [1, 2, 3], "c": [4, 5, 6, 7], "d": [8, 9], "e": [10]}
+    assert (batcher.passes, batcher.requests, batcher.images) == (4, 5, 11)
+    assert batcher.waiting == 0
+
+
+def test_a_pass_with_room_waits_for_more_requests_and_starts_as_soon_as_it_is_full():
+    # given a batcher whose passes wait up to a minute for more requests while they have room
+    batcher = Batcher(max_batch=8, max_wait=60.0)
+    m = GatedModel()
+    m.gate.set()
+    results: dict = {}
+    # when a request of 3 images comes, then one of 5
+    first = _submit_in_thread(batcher, m, [1, 2, 3], results, "a")
+    second = _submit_in_thread(batcher, m, [4, 5, 6, 7, 8], results, "b")
+    first.join(timeout=30)
+    second.join(timeout=30)
+    # then they share one pass, which ran once it was full (not after the minute)
+    assert not first.is_alive() and not second.is_alive()
+    assert m.passes == [[1, 2, 3, 4, 5, 6, 7, 8]]
+    assert results == {"a": [1, 2, 3], "b": [4, 5, 6, 7, 8]}
+
+
 @pytest.mark.parametrize("in_requests", [None, True])
 def test_uploads_are_decoded_once_where_the_device_says_and_score_as_offline(
     builtin_folders, clip_folder, in_requests
@@ -88,33 +178,50 @@ def test_uploads_are_decoded_once_where_the_device_says_and_score_as_offline(
 def test_an_upload_that_cannot_be_decoded_fails_its_own_request_not_those_batched_with_it(
     builtin_folders,
 ):
-    # given three requests waiting together, the second with a truncated image at position 1
+    # given three requests waiting together behind a running pass, the second with a
+    # truncated image at position 1
     model = RecordingModel(builtin_folders(0))
     first, third = [png(1), png(2)], [png(5)]
-    jobs = [
-        _Job(model, [PROMPT] * 2, uploads(first)),
-        _Job(model, [PROMPT] * 3, uploads([png(3), truncated(png(4)), png(6)])),
-        _Job(model, [OTHER], uploads(third)),
-    ]
     batcher = Batcher(max_batch=64)
-    # when the batching thread runs them as one group
-    batcher._run(jobs)
+    gated = GatedModel()
+    results: dict = {}
+    threads = [_submit_in_thread(batcher, gated, [0], results, "running")]
+    gated.entered.wait()
+    waiting = {
+        "first": ([PROMPT] * 2, uploads(first)),
+        "bad": ([PROMPT] * 3, uploads([png(3), truncated(png(4)), png(6)])),
+        "third": ([OTHER], uploads(third)),
+    }
+    for count, (key, (captions, images)) in enumerate(waiting.items(), start=1):
+
+        def run(key=key, captions=captions, images=images) -> None:
+            try:
+                results[key] = batcher.submit(model, captions, images)
+            except ImageUndecodable as exc:
+                results[key] = exc
+
+        threads.append(threading.Thread(target=run))
+        threads[-1].start()
+        _until(lambda count=count: batcher.waiting == count)
+    # when the running pass ends and the three are taken together
+    gated.gate.set()
+    for thread in threads:
+        thread.join()
     # then the second fails with the position of its bad image, the others get their scores
-    assert isinstance(jobs[1].error, ImageUndecodable)
-    assert (jobs[1].error.position, jobs[1].error.detail) == (
+    assert isinstance(results["bad"], ImageUndecodable)
+    assert (results["bad"].position, results["bad"].detail) == (
         1, "the image cannot be decoded: image file is truncated"
     )  # fmt: skip
-    assert jobs[1].scores is None
-    assert jobs[0].error is None and jobs[2].error is None
     np.testing.assert_allclose(
-        pairs(jobs[0].scores), offline(builtin_folders(0), [PROMPT] * 2, first), rtol=1e-5,
+        pairs(results["first"]), offline(builtin_folders(0), [PROMPT] * 2, first), rtol=1e-5,
         atol=1e-6,
     )  # fmt: skip
     np.testing.assert_allclose(
-        pairs(jobs[2].scores), offline(builtin_folders(0), [OTHER], third), rtol=1e-5, atol=1e-6
-    )
-    # and the two good requests shared one forward pass
-    assert (batcher.passes, batcher.requests, batcher.images) == (1, 2, 3)
+        pairs(results["third"]), offline(builtin_folders(0), [OTHER], third), rtol=1e-5,
+        atol=1e-6,
+    )  # fmt: skip
+    # and the two good requests shared one forward pass (after the gated one)
+    assert (batcher.passes, batcher.requests, batcher.images) == (2, 3, 4)
 
 
 def test_stored_bytes_that_cannot_be_decoded_raise_the_decoders_own_error(builtin_folders):

@@ -5,33 +5,18 @@
   most `max_models` stay in memory (least recently used first out), so after a promotion the
   new model is loaded by the first request that asks for it while the old one is still held
   for requests that pinned it. Two requests that need the same unloaded model load it once.
-- Requests are batched: each request hands its images (uploads opened and checked by
-  `payloads.image_open`, or stored bytes) to the process's one batching thread, which takes
-  the waiting requests for the same model, up to `max_batch` images together, decodes and
-  resizes each request's images with the network's own transform (once, into the uint8 arrays
-  the network reads) and runs them through the network in one forward pass. Nothing waits for
-  a batch to fill: under light load a request goes straight through, under load concurrent
-  requests share forward passes (the larger `max_batch`, the more of them: each pass has a
-  fixed cost, a large share of a small model's).
-- Requests on their way are waited for, briefly (at most `gather_seconds`, and only while
-  the pass has room): a request that has read its body announces itself
-  (`Batcher.arriving`) while it checks and opens its images, and a pass waits for the
-  announced ones; it also waits for as many requests as the last pass had. Clients that send
-  together (several trainer processes, each sending again once a pass has answered them all)
-  then keep sharing passes instead of splitting into a pass for the first and one for the
-  rest; a lone client is never delayed (its last pass had one request, nothing else is
-  announced). When fewer come than last time, one pass waits the whole `gather_seconds`.
-- A pass grows into a larger size class only while that class is not known to cost more per
-  image for its model (`PassCosts`, measured on the passes run): sharing passes is what makes
-  a small transformer cheap, and what makes a convolutional network on a CPU dear.
+- Requests are batched by one thread per process (`Batcher`): it takes the first waiting
+  request and the next ones for the same model, up to `max_batch` images; a pass with room
+  waits at most `max_wait` seconds for more. Then it decodes and resizes each request's images
+  with the network's own transform (once, into the uint8 arrays the network reads) and runs
+  them through the network in one forward pass. Requests that arrive while a pass runs share
+  the next one.
 - Where the images are prepared: on a CPU device in the batching thread, which then does what
   a trainer calling the model in its own process does, in one thread, while the request
-  threads only read and check their requests. Preparing them in the request threads instead
-  makes their Pillow calls and the batching thread's torch operations hand the GIL from thread
-  to thread all the time (more context switches per request, and 10-30% more CPU per image than
-  the same work in one thread: bench/scoring/RESULTS.md); more cores are used by more worker
-  processes. On a GPU the request threads prepare (their decoding runs while the device
-  computes).
+  threads only read and check their requests (preparing them in the request threads made
+  their Pillow calls and the batching thread's torch operations hand the GIL back and forth:
+  bench/scoring/RESULTS.md); more cores are used by more worker processes. On a GPU the
+  request threads prepare (their decoding runs while the device computes).
 
 The scores equal `reward_model_load(folder).score(captions, images)` offline: the arrays are
 the trainer's transform's output, and the forward pass is the trainer's `RewardScorer.score`
@@ -43,12 +28,11 @@ with it.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,89 +135,29 @@ class _Job:
         self.error: BaseException | None = None
 
 
-def _size_class(images: int) -> int:
-    """A pass's size class: its image count rounded up to a power of two."""
-    return 1 << max(0, images - 1).bit_length()
-
-
-class PassCosts:
-    """One model's forward passes: seconds per image by size class, as moving averages.
-
-    Whether a larger pass costs less per image is a property of the model and the machine: the
-    tiny CLIP's pass is mostly fixed cost (0.069 ms per image at 32 images, 0.030 at 256 on
-    this CPU), the built-in convolutional network's activations outgrow the caches (0.21 ms at
-    64, 0.33 at 256): bench/scoring/passes.py. So a pass grows into a larger size class only
-    while that class is not known to cost more per image (5% leeway); an unmeasured class is
-    tried, and every `EXPLORE_EVERY`-th pass tries again, so the averages follow the machine.
-    """
-
-    EXPLORE_EVERY = 50
-    WEIGHT = 0.2  # of the newest pass in the moving average
-    LEEWAY = 1.05
-
-    def __init__(self) -> None:
-        self.per_image: dict[int, float] = {}
-        self.passes = 0
-
-    def record(self, images: int, seconds: float) -> None:
-        if images < 1:
-            return
-        size, value = _size_class(images), seconds / images
-        old = self.per_image.get(size)
-        self.per_image[size] = value if old is None else old + self.WEIGHT * (value - old)
-        self.passes += 1
-
-    def worth_growing(self, images: int, more: int) -> bool:
-        """Whether a pass of `images` should take `more` images along."""
-        here, there = _size_class(images), _size_class(images + more)
-        if there == here or self.passes % self.EXPLORE_EVERY == 0:
-            return True
-        now, then = self.per_image.get(here), self.per_image.get(there)
-        return now is None or then is None or then <= now * self.LEEWAY
-
-
 class Batcher:
     """One thread that runs the forward passes of every request of this process (and, for the
-    jobs handed over without arrays, prepares their images first)."""
+    jobs handed over without arrays, prepares their images first): at most `max_batch` images
+    a pass, of one model; a pass with room waits at most `max_wait` seconds for more."""
 
     def __init__(
-        self, *, max_batch: int, num_threads: int | None = None, gather_seconds: float = 0.0
+        self, *, max_batch: int, max_wait: float = 0.0, num_threads: int | None = None
     ) -> None:
         self.max_batch = max_batch
+        self.max_wait = max_wait
         self.num_threads = num_threads
-        self.gather_seconds = gather_seconds
-        self._jobs: collections.deque[_Job] = collections.deque()
+        self._waiting: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._coming = 0  # announced requests that have not handed over their images yet
-        self._last_requests = 1  # requests in the last pass
-        self._costs: dict[int, PassCosts] = {}  # by id() of the model
-        self._announced = threading.local()
         self.passes = 0
         self.images = 0
         self.requests = 0
 
-    @contextlib.contextmanager
-    def arriving(self) -> Iterator[Callable[[], None]]:
-        """For a request thread: the block in which it reads and checks a request that will be
-        scored. Call the function it yields once the body is read; from then on until the
-        request hands over its images (or leaves the block), a pass being gathered waits for
-        it."""
-
-        def announce() -> None:
-            if not getattr(self._announced, "on", False):
-                self._announced.on = True
-                with self._cond:
-                    self._coming += 1
-
-        try:
-            yield announce
-        finally:
-            if getattr(self._announced, "on", False):  # left before handing over
-                self._announced.on = False
-                with self._cond:
-                    self._coming -= 1
-                    self._cond.notify_all()
+    @property
+    def waiting(self) -> int:
+        """Requests handed over and not yet taken into a pass."""
+        with self._cond:
+            return len(self._waiting)
 
     def submit(
         self,
@@ -250,61 +174,37 @@ class Batcher:
                     target=self._loop, name="reward-scoring-batcher", daemon=True
                 )
                 self._thread.start()
-        self._hand_over(job)
+            self._waiting.append(job)
+            self._cond.notify_all()
         job.done.wait()
         if job.error is not None:
             raise job.error
         return job.scores
 
-    def _costs_of(self, model: object) -> PassCosts:
-        costs = self._costs.get(id(model))
-        if costs is None:
-            costs = self._costs[id(model)] = PassCosts()
-        return costs
-
-    def _hand_over(self, job: _Job) -> None:
-        with self._cond:
-            self._jobs.append(job)
-            if getattr(self._announced, "on", False):  # no longer on its way: here
-                self._announced.on = False
-                self._coming -= 1
-            self._cond.notify_all()
-
     def _take(self) -> list[_Job]:
-        """The first waiting job and the next ones for the same model while they fit (and the
-        larger pass is not known to cost more per image), then those handed over while
-        announced requests remain or the pass has fewer requests than the last one (for at
-        most `gather_seconds`)."""
+        """The first waiting job and the next ones for the same model while they fit, waiting
+        up to `max_wait` for more while the pass has room."""
         with self._cond:
-            while not self._jobs:
+            while not self._waiting:
                 self._cond.wait()
-            first = self._jobs.popleft()
+            first = self._waiting.popleft()
             group, total = [first], len(first.images)
-            costs = self._costs_of(first.model)
-            deadline = None
+            deadline = time.monotonic() + self.max_wait
             while True:
                 while (
-                    self._jobs
-                    and self._jobs[0].model is first.model
-                    and total + len(self._jobs[0].images) <= self.max_batch
-                    and costs.worth_growing(total, len(self._jobs[0].images))
+                    self._waiting
+                    and self._waiting[0].model is first.model
+                    and total + len(self._waiting[0].images) <= self.max_batch
                 ):
-                    job = self._jobs.popleft()
+                    job = self._waiting.popleft()
                     group.append(job)
                     total += len(job.images)
-                if self._jobs or total >= self.max_batch:
-                    break  # the next job cannot join this pass
-                if not self._coming and len(group) >= self._last_requests:
-                    break  # nothing announced, and as many requests as the last pass had
-                if not costs.worth_growing(total, len(first.images)):
-                    break  # a larger pass of this model costs more per image
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.gather_seconds
-                if now >= deadline:
+                if self._waiting or total >= self.max_batch:
+                    break  # full, or the next job is for another model or does not fit
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                self._cond.wait(deadline - now)
-            self._last_requests = len(group)
+                self._cond.wait(left)
             return group
 
     def _loop(self) -> None:
@@ -340,9 +240,7 @@ class Batcher:
             return
         captions = [caption for job in ready for caption in job.captions]
         arrays = [array for job in ready for array in job.arrays]
-        started = time.perf_counter()
         scores = ready[0].model.forward(captions, arrays, batch_size=self.max_batch)
-        self._costs_of(ready[0].model).record(len(arrays), time.perf_counter() - started)
         start = 0
         for job in ready:
             job.scores = scores[start : start + len(job.arrays)]
@@ -362,7 +260,7 @@ class ScoringEngine:
         max_models: int = 2,
         num_threads: int | None = None,
         prepare_in_requests: bool | None = None,
-        gather_seconds: float = 0.0,
+        max_wait: float = 0.0,
     ) -> None:
         """`prepare_in_requests`: None decides by the model's device (CPU: the batching thread
         prepares; a GPU: the request threads)."""
@@ -372,7 +270,7 @@ class ScoringEngine:
         self.max_models = max(1, max_models)
         self.num_threads = num_threads
         self.batcher = Batcher(
-            max_batch=max(1, max_batch), num_threads=num_threads, gather_seconds=gather_seconds
+            max_batch=max(1, max_batch), max_wait=max(0.0, max_wait), num_threads=num_threads
         )
         self._models: collections.OrderedDict[int, LoadedModel] = collections.OrderedDict()
         self._lock = threading.Lock()

@@ -12,19 +12,17 @@ Settings (defaults in brackets): REWARD_MODEL_NAME ["spatial-rm"], REWARD_SCORIN
 ["cpu"; "auto" takes a GPU when there is one], REWARD_SCORING_MAX_BATCH [256] images per
 forward pass, REWARD_SCORING_MAX_MODELS [2] held per process, REWARD_SCORING_THREADS [torch's
 default; OMP_NUM_THREADS sets it too] intra-op threads, REWARD_SCORING_REFRESH_SECONDS [1.0]
-how long a process reuses its lookup of the promoted model, REWARD_SCORING_GATHER_MS [10] how
-long a forward pass waits for requests already being read (engine.py), REWARD_MODEL_CACHE_DIR
+how long a process reuses its lookup of the promoted model, REWARD_SCORING_MAX_WAIT_MS [0] how
+long a forward pass with room waits for more requests (engine.py), REWARD_MODEL_CACHE_DIR
 [var/cache/reward-models].
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +57,7 @@ def scoring_engine() -> ScoringEngine:
                 max_batch=int(getattr(settings, "REWARD_SCORING_MAX_BATCH", 256)),
                 max_models=int(getattr(settings, "REWARD_SCORING_MAX_MODELS", 2)),
                 num_threads=int(threads) if threads else None,
-                gather_seconds=float(getattr(settings, "REWARD_SCORING_GATHER_MS", 10)) / 1000,
+                max_wait=float(getattr(settings, "REWARD_SCORING_MAX_WAIT_MS", 0)) / 1000,
             )
         return _engine
 
@@ -94,12 +92,6 @@ def scoring_ref(*, name: str | None = None, version: int | None = None) -> Model
 
 
 os.register_at_fork(after_in_child=_engine_reset)
-
-
-def scoring_request_arriving() -> contextlib.AbstractContextManager[Callable[[], None]]:
-    """The block in which the API reads a scoring request: call what it yields once the body
-    is read, so that a forward pass being gathered waits for this request's images."""
-    return scoring_engine().batcher.arriving()
 
 
 def scoring_model_load(*, ref: ModelRef) -> LoadedModel:

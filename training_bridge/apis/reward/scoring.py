@@ -12,7 +12,6 @@ in the group form also each group's ranking (best first), ranks, top-k and botto
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -47,7 +46,6 @@ from training_bridge.services.scoring import (
     ScoreResult,
     reward_score,
     reward_score_groups,
-    scoring_request_arriving,
 )
 
 BODY_KEYS = frozenset({"model", "version", "items", "groups", "top_k"})
@@ -182,14 +180,11 @@ def _raw_count(body: dict[str, Any]) -> int:
     return count
 
 
-def _json_request(
-    request: Request, limits: ScoreLimits, announce: Callable[[], None]
-) -> dict[str, Any]:
+def _json_request(request: Request, limits: ScoreLimits) -> dict[str, Any]:
     try:
         raw = request.body
     except RequestDataTooBig:
         raise PayloadTooLarge("the request body is too large", field="body") from None
-    announce()
     body = json_body_load(raw)
     body = _keys_check(body, BODY_KEYS, "body")
     form = "groups" if "groups" in body else "items"
@@ -220,14 +215,11 @@ def _json_request(
     return {**options, "groups": groups, "top_k": top_k}
 
 
-def _multipart_request(
-    request: Request, limits: ScoreLimits, announce: Callable[[], None]
-) -> dict[str, Any]:
+def _multipart_request(request: Request, limits: ScoreLimits) -> dict[str, Any]:
     try:
         form, files = request.data, request.FILES
     except (RequestDataTooBig, TooManyFilesSent, TooManyFieldsSent) as exc:
         raise PayloadTooLarge(f"the form is too large: {exc}", field="image") from None
-    announce()
     uploads = files.getlist("image")
     images_count_check(len(uploads), limits, field="image")
     prompts = form.getlist("prompt")
@@ -291,17 +283,14 @@ def score_result_data(result: ScoreResult) -> dict[str, Any]:
     return data
 
 
-def score_request_read(
-    request: Request, announce: Callable[[], None] = lambda: None
-) -> dict[str, Any]:
-    """{"name", "version", "items": [...]} or {..., "groups": [[...], ...], "top_k"}.
-    `announce` is called once the body is read (`scoring_request_arriving`)."""
+def score_request_read(request: Request) -> dict[str, Any]:
+    """{"name", "version", "items": [...]} or {..., "groups": [[...], ...], "top_k"}."""
     limits = score_limits()
     kind = content_type_check(request.content_type)
     request_size_check(request.META.get("CONTENT_LENGTH"), limits)
     if kind == "json":
-        return {**_json_request(request, limits, announce), "image_suffix": ".image"}
-    return {**_multipart_request(request, limits, announce), "image_suffix": ""}
+        return {**_json_request(request, limits), "image_suffix": ".image"}
+    return {**_multipart_request(request, limits), "image_suffix": ""}
 
 
 def _image_field(parsed: dict[str, Any], position: int) -> str:
@@ -342,19 +331,18 @@ class RewardScoreApi(APIView):
         responses={200: RewardScoreResponseSerializer, **SCORE_ERRORS},
     )
     def post(self, request: Request) -> Response:
-        with scoring_request_arriving() as announce:
-            parsed = score_request_read(request, announce)
-            try:
-                if "groups" in parsed:
-                    result = reward_score_groups(
-                        groups=parsed["groups"], name=parsed["name"], version=parsed["version"],
-                        top_k=parsed.get("top_k"),
-                    )  # fmt: skip
-                else:
-                    result = reward_score(
-                        inputs=parsed["items"], name=parsed["name"], version=parsed["version"]
-                    )
-            except ImageUndecodable as exc:  # its header was fine, its pixels are not
-                field = _image_field(parsed, exc.position)
-                raise ValidationFailed(exc.detail, field=field) from None
+        parsed = score_request_read(request)
+        try:
+            if "groups" in parsed:
+                result = reward_score_groups(
+                    groups=parsed["groups"], name=parsed["name"], version=parsed["version"],
+                    top_k=parsed.get("top_k"),
+                )  # fmt: skip
+            else:
+                result = reward_score(
+                    inputs=parsed["items"], name=parsed["name"], version=parsed["version"]
+                )
+        except ImageUndecodable as exc:  # its header was fine, its pixels are not
+            field = _image_field(parsed, exc.position)
+            raise ValidationFailed(exc.detail, field=field) from None
         return Response(score_result_data(result))
