@@ -1,7 +1,8 @@
 """Arrow values from numpy arrays and Python literals, built from buffers.
 
 pyarrow imports pandas the first time it converts a Python value (`pa.scalar`, `pa.array`, a
-literal in a compute call): 36 MB more in an export process that never uses it.
+literal in a compute call): memory an export process, which never uses pandas, would carry
+(bench/export/RESULTS.md).
 """
 
 from __future__ import annotations

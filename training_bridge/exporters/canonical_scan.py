@@ -6,8 +6,8 @@ line without a backslash, `":` only ever ends a key (a quote inside a string is 
 positions of `":` are the line's keys in order: the first ones (`HEAD`) and the last ones
 (`TAIL`) have fixed names, with the prompt's free-form `structure` between them, and each value
 lies between its key and the next key. Finding them takes a few numpy passes over the bytes of
-a chunk and one `take` that copies every value out, instead of a tokenizer run per record:
-pyarrow's JSON reader spent about 10 CPU-s per million ~1.9 KB records on these lines.
+a chunk and one `take` that copies every value out, instead of a tokenizer run over every byte
+of every record (why: the side-by-side figures in bench/export/RESULTS.md).
 
 Checks, per line: the key count, each key used by the last bytes of its name, the first key at
 the line's start and the `}}` at its end, each string value by its closing quote (a value

@@ -11,7 +11,8 @@ votes_*, intended_winner, perturbation_type, num_perturbations, relations, promp
 group_key, image_0_key, image_1_key, annotator_ids`.
 
 The fields are read from the canonical lines' bytes by `canonical_scan.Scan` (numpy over a
-chunk, no JSON parser; pyarrow's JSON reader takes the lines it cannot read), each chunk's rows
+chunk; pyarrow's JSON reader takes the lines it cannot read): parsing every line with the JSON
+reader costs too much CPU for the export figure of bench/export/RESULTS.md. Each chunk's rows
 are routed to their split, and the columns are derived with pyarrow compute: no per-record
 Python runs without image bytes. Files: `<split>-<shard>.parquet`; a shard closes at a row or
 byte limit, so boundaries depend on the records alone.
@@ -41,7 +42,7 @@ from training_bridge.exporters.interface import (
 
 # The record columns this exporter reads: the canonical lines only.
 COLUMNS = ("canonical",)
-CHUNK_RECORDS = 5_000  # records per query and per scan: ~10 MB of lines
+CHUNK_RECORDS = 5_000  # records per query and per scan
 CHUNK_RECORDS_WITH_IMAGES = 32  # 64 images in memory at most
 ROW_GROUP_ROWS = 20_000
 ROW_GROUP_BYTES = 8 * 1024 * 1024
@@ -270,9 +271,9 @@ class _ShardedWriter:
         self.bytes += group.nbytes
         del group
         if self.release:
-            # Give the freed image bytes back to the OS: arrow's allocator otherwise keeps
-            # them (Parquet with image bytes: 455 -> 272 MB). Without images the pool's reuse
-            # is worth more: 0.5-0.9 CPU-s less per million rows for ~11 MB more.
+            # Give the freed image bytes back to the OS: arrow's pool would keep them and the
+            # process's peak would grow with them. Without images, reusing the pool costs
+            # little memory and saves CPU (bench/export/RESULTS.md).
             pa.default_memory_pool().release_unused()
         if self.rows >= MAX_ROWS_PER_SHARD or self.bytes >= MAX_BYTES_PER_SHARD:
             self._close_shard()
