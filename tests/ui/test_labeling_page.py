@@ -384,7 +384,7 @@ def test_nothing_the_page_receives_names_a_model_seed_lineage_or_intended_winner
     labeling.wait_for_pair()
     labeling.press_and_advance("2")
     labeling.wait_until_waiting(0)
-    page.wait_for_timeout(300)
+    page.wait_for_load_state("networkidle")  # every answer the page asked for is in `bodies`
     bodies.append((page.url, page.content()))
     # Then no page, API answer or URL carries a model name, a seed, lineage or the winner
     secrets = [
