@@ -255,7 +255,7 @@ TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; def
 # Names of environment variables a training launcher definition may never list (beside
 # SECRET_KEY, DATABASE_URL, the broker, result backend and AWS keys, which it never may).
 TRAINING_LAUNCHER_SECRET_ENV = env.list("TRAINING_LAUNCHER_SECRET_ENV", default=[])
-# Reward models in use (training_bridge/services/scoring.py, registry.py, active_learning.py).
+# Reward models in use (training_bridge/reward_models/services: scoring, registry, active_learning).
 REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
 REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=None)  # torch; None: its own
 # Images per forward pass: concurrent requests share passes up to this many (4 RL clients x 64).

@@ -34,10 +34,10 @@ from generation_workers.models import Campaign, PromptSet
 from generation_workers.services.campaigns import campaign_ensure_launched
 from generation_workers.services.configs import generator_config_procedural_ensure
 from generation_workers.services.prompts import prompt_set_create
+from training_bridge.datasets.services.snapshots import dataset_snapshot
 from training_bridge.models import DatasetExport, DatasetVersion, RewardModel, TrainingRun
-from training_bridge.services.registry import reward_model_promote
-from training_bridge.services.snapshots import dataset_snapshot
-from training_bridge.services.training import training_run_demo_start
+from training_bridge.reward_models.services.registry import reward_model_promote
+from training_bridge.training.services.training import training_run_demo_start
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ DATASET_JOB = {
 )
 def dataset_version_freeze_task(*, version_id: int) -> None:
     """Freeze a version (select, aggregate, split, snapshot, hash)."""
-    from training_bridge.services.freezing import dataset_version_freeze
+    from training_bridge.datasets.services.freezing import dataset_version_freeze
 
     try:
         version = dataset_version_freeze(version_id=version_id)
@@ -56,7 +56,7 @@ def dataset_version_freeze_task(*, version_id: int) -> None:
 )
 def dataset_export_task(*, export_id: int) -> None:
     """Write one export of a frozen version into the default storage."""
-    from training_bridge.services.exports import dataset_export_run
+    from training_bridge.datasets.services.exports import dataset_export_run
 
     try:
         export = dataset_export_run(export_id=export_id)
@@ -80,7 +80,7 @@ RECOVER_SOFT_LIMIT = 120
 def recover_task() -> None:
     """Publish again the freezes, exports and queued training runs whose messages were lost
     (services/recovery.py); beat sends it every RECOVERY_SWEEP_SECONDS (config/celery.py)."""
-    from training_bridge.services.recovery import (
+    from training_bridge.datasets.services.recovery import (
         dataset_exports_recover,
         dataset_versions_recover,
         training_runs_recover,
@@ -109,7 +109,7 @@ TRAINING_HARD_LIMIT = 12 * 3600
 )
 def training_run_execute_task(*, run_id: int) -> None:
     """Run a queued training run (built-in trainer or external command) on this worker."""
-    from training_bridge.services.launchers import training_run_execute
+    from training_bridge.training.services.launchers import training_run_execute
 
     run = training_run_execute(run_id=run_id)
     log.info("training.run.task_done run=%s status=%s", run_id, run.status if run else None)
@@ -120,7 +120,7 @@ def training_sweep_tick() -> None:
     that no pool process forked later inherits it)."""
     from django.db import DatabaseError, connection
 
-    from training_bridge.services.training import training_runs_sweep
+    from training_bridge.training.services.training import training_runs_sweep
 
     try:
         training_runs_sweep()
@@ -141,7 +141,7 @@ class TrainingSweeper(bootsteps.StartStopStep):
         self.tref = None
 
     def start(self, worker) -> None:
-        from training_bridge.services.training import stale_seconds
+        from training_bridge.training.services.training import stale_seconds
 
         interval = max(1.0, stale_seconds() / 3)
         self.tref = worker.timer.call_repeatedly(interval, training_sweep_tick, priority=10)
@@ -175,7 +175,7 @@ app.steps["worker"].add(TrainingSweeper)
 )
 def reward_model_evaluate_task(*, model_id: int, version_id: int, refresh: bool = False) -> None:
     """A reward model's accuracy on a frozen version's test split, stored on the model."""
-    from training_bridge.services.registry import reward_model_evaluate
+    from training_bridge.reward_models.services.registry import reward_model_evaluate
 
     try:
         evaluation = reward_model_evaluate(
@@ -211,7 +211,7 @@ def active_learning_task(
     exclude_queued: bool = True,
 ) -> None:
     """Queue the pairs of a campaign the reward model is least sure of."""
-    from training_bridge.services.active_learning import active_learning_queue
+    from training_bridge.reward_models.services.active_learning import active_learning_queue
 
     try:
         result = active_learning_queue(

@@ -87,9 +87,12 @@ def _load(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _freeze(args: argparse.Namespace) -> list[dict]:
+    from training_bridge.datasets.services.datasets import (
+        dataset_get_or_create,
+        dataset_version_create,
+    )
+    from training_bridge.datasets.services.freezing import dataset_version_freeze
     from training_bridge.models import DatasetVersion
-    from training_bridge.services.datasets import dataset_get_or_create, dataset_version_create
-    from training_bridge.services.freezing import dataset_version_freeze
 
     results = []
     for name, queues in (
@@ -171,7 +174,7 @@ def _cpu_split(pid: int | None = None) -> tuple[float, float, int]:
 def _child_export(version_id: int, format: str, include_images: bool) -> dict:
     from django.db import connection
 
-    from training_bridge.services.exports import dataset_export_request, dataset_export_run
+    from training_bridge.datasets.services.exports import dataset_export_request, dataset_export_run
 
     export = dataset_export_request(
         version_id=version_id, format=format, include_images=include_images, force=True,
@@ -220,7 +223,7 @@ def main() -> None:
         if args.child[0] == "baseline":
             import pyarrow.parquet  # noqa: F401
 
-            import training_bridge.services.exports  # noqa: F401
+            import training_bridge.datasets.services.exports  # noqa: F401
 
             print(json.dumps({"ok": True, "peak_rss_kb": _peak_rss_kb()}))
         else:

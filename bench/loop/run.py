@@ -193,7 +193,7 @@ def stage_judgments(args: argparse.Namespace, queue, raters) -> tuple[int, float
 
 
 def stage_freeze(args: argparse.Namespace, queue):
-    from training_bridge.services.snapshots import dataset_snapshot
+    from training_bridge.datasets.services.snapshots import dataset_snapshot
 
     return dataset_snapshot(
         dataset_name=f"loop-{queue.pk}",
@@ -206,8 +206,8 @@ def stage_freeze(args: argparse.Namespace, queue):
 
 
 def stage_train(args: argparse.Namespace, version):
-    from training_bridge.services.launchers import training_run_execute
-    from training_bridge.services.training import training_run_start
+    from training_bridge.training.services.launchers import training_run_execute
+    from training_bridge.training.services.training import training_run_start
 
     config = {
         "backbone": "builtin",

@@ -83,10 +83,14 @@ def main() -> None:
     import torch
     from rest_framework.test import APIClient
 
-    from training_bridge.scoring.payloads import image_open, score_limits
-    from training_bridge.selectors.reward_models import reward_model_ref
-    from training_bridge.services.scoring import ScoreInput, reward_score, scoring_engine
-    from training_bridge.trainer.checkpoint import reward_model_load
+    from training_bridge.reward_models.scoring.payloads import image_open, score_limits
+    from training_bridge.reward_models.selectors.reward_models import reward_model_ref
+    from training_bridge.reward_models.services.scoring import (
+        ScoreInput,
+        reward_score,
+        scoring_engine,
+    )
+    from training_bridge.training.trainer.checkpoint import reward_model_load
 
     torch.set_num_threads(args.torch_threads)
     name, folder = run.models_register(work, str(int(time.time())), [args.model])[args.model]

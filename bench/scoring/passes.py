@@ -35,9 +35,9 @@ def main() -> None:
     work = run.in_process_setup(args.pg, args.db, 1)
     import torch
 
-    from training_bridge.scoring.payloads import image_open, score_limits
-    from training_bridge.selectors.reward_models import reward_model_ref
-    from training_bridge.services.scoring import scoring_engine
+    from training_bridge.reward_models.scoring.payloads import image_open, score_limits
+    from training_bridge.reward_models.selectors.reward_models import reward_model_ref
+    from training_bridge.reward_models.services.scoring import scoring_engine
 
     torch.set_num_threads(1)
     models = run.models_register(work, str(int(time.time())), args.models)

@@ -124,7 +124,7 @@ def models_register(work: Path, tag: str, kinds=MODELS) -> dict[str, tuple[str, 
         clip_checkpoint,
         tiny_clip_folder,
     )
-    from training_bridge.services.registry import (
+    from training_bridge.reward_models.services.registry import (
         reward_model_promote,
         reward_model_register_checkpoint,
     )
@@ -209,7 +209,7 @@ def direct_run(folder: Path, prompts, images, batch: int, calls: int, *,
     in a thread of their own unless `main_thread` (as the server's batching thread: here the
     main thread's malloc arena made the built-in model's forward pass 0-30% slower, and much
     noisier, than the same pass in any other thread; MALLOC_ARENA_MAX=1 evens them out)."""
-    from training_bridge.trainer.checkpoint import reward_model_load
+    from training_bridge.training.trainer.checkpoint import reward_model_load
 
     if folder not in _SCORERS:
         _SCORERS[folder] = reward_model_load(folder)

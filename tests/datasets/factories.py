@@ -263,8 +263,11 @@ def prefer(side: str, pair: Pair) -> str:
 
 def version_frozen(*, dataset_name: str, filter_spec: dict, split_spec: dict | None = None):
     """Create a version with the services and freeze it in this process."""
-    from training_bridge.services.datasets import dataset_get_or_create, dataset_version_create
-    from training_bridge.services.freezing import dataset_version_freeze
+    from training_bridge.datasets.services.datasets import (
+        dataset_get_or_create,
+        dataset_version_create,
+    )
+    from training_bridge.datasets.services.freezing import dataset_version_freeze
 
     dataset = dataset_get_or_create(name=dataset_name)
     version = dataset_version_create(

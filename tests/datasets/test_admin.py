@@ -8,8 +8,8 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.datasets.factories import judge_bulk, version_frozen, world_build
+from training_bridge.datasets.services.exports import dataset_export_run, dataset_exports_request
 from training_bridge.models import Dataset, DatasetExport, DatasetVersion
-from training_bridge.services.exports import dataset_export_run, dataset_exports_request
 
 pytestmark = pytest.mark.django_db
 

@@ -2,11 +2,15 @@
 
 import pytest
 
-from training_bridge.aggregation.diff import diff_streams
-from training_bridge.aggregation.labels import MajorityAggregator
-from training_bridge.aggregation.records import ContentHasher, canonical_line
-from training_bridge.aggregation.specs import SpecInvalid, filter_spec_parse, split_spec_parse
-from training_bridge.aggregation.splits import split_for_group
+from training_bridge.datasets.aggregation.diff import diff_streams
+from training_bridge.datasets.aggregation.labels import MajorityAggregator
+from training_bridge.datasets.aggregation.records import ContentHasher, canonical_line
+from training_bridge.datasets.aggregation.specs import (
+    SpecInvalid,
+    filter_spec_parse,
+    split_spec_parse,
+)
+from training_bridge.datasets.aggregation.splits import split_for_group
 
 
 def test_majority_labels_the_most_voted_choice_with_its_share_as_agreement():

@@ -5,8 +5,8 @@ import hashlib
 import pytest
 
 from tests.datasets.factories import judge_bulk, version_frozen, world_build
+from training_bridge.datasets.services.exports import dataset_export_run
 from training_bridge.models import Dataset, DatasetExport, DatasetVersion
-from training_bridge.services.exports import dataset_export_run
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from PIL import Image
 
 from tests.conftest import s3_client
 from tests.datasets.factories import judge_bulk, version_frozen, world_build
+from training_bridge.datasets.services.exports import dataset_export_request, dataset_export_run
 from training_bridge.models import DatasetExport
-from training_bridge.services.exports import dataset_export_request, dataset_export_run
 
 pytestmark = pytest.mark.django_db
 

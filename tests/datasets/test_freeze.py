@@ -18,17 +18,17 @@ from tests.datasets.factories import (
     version_frozen,
     world_build,
 )
-from training_bridge.aggregation.specs import split_spec_parse
-from training_bridge.aggregation.splits import split_for_group
-from training_bridge.models import Dataset, DatasetExport, DatasetRecord, DatasetVersion
-from training_bridge.selectors.datasets import dataset_version_diff
-from training_bridge.services.datasets import (
+from training_bridge.datasets.aggregation.specs import split_spec_parse
+from training_bridge.datasets.aggregation.splits import split_for_group
+from training_bridge.datasets.selectors.datasets import dataset_version_diff
+from training_bridge.datasets.services.datasets import (
     dataset_create,
     dataset_version_create,
     dataset_version_delete,
     dataset_version_freeze_request,
 )
-from training_bridge.services.exports import dataset_export_request
+from training_bridge.datasets.services.exports import dataset_export_request
+from training_bridge.models import Dataset, DatasetExport, DatasetRecord, DatasetVersion
 
 pytestmark = pytest.mark.django_db
 

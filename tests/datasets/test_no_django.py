@@ -1,5 +1,5 @@
-"""The dataset maths (`training_bridge.aggregation`) and the exporters import no Django and no
-Celery: a process that imports every module of both has neither loaded."""
+"""The dataset maths (`training_bridge.datasets.aggregation`) and the exporters import no Django
+and no Celery: a process that imports every module of both has neither loaded."""
 
 import json
 import pkgutil
@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import training_bridge.aggregation
-import training_bridge.exporters
+import training_bridge.datasets.aggregation
+import training_bridge.datasets.exporters
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,9 @@ def _modules(package) -> list[str]:
 
 
 def test_aggregation_and_exporters_load_without_django_or_celery():
-    modules = _modules(training_bridge.aggregation) + _modules(training_bridge.exporters)
+    modules = _modules(training_bridge.datasets.aggregation) + _modules(
+        training_bridge.datasets.exporters
+    )
     script = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}:\n"
@@ -41,6 +43,6 @@ def test_aggregation_and_exporters_load_without_django_or_celery():
     )
 
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
-    assert "training_bridge.exporters.parquet" in modules
-    assert "training_bridge.aggregation.specs" in modules
+    assert "training_bridge.datasets.exporters.parquet" in modules
+    assert "training_bridge.datasets.aggregation.specs" in modules
     assert {"django", "celery", "config", "kombu"} & loaded == set()

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from training_bridge.aggregation.labels import Aggregate
-from training_bridge.aggregation.records import (
+from training_bridge.datasets.aggregation.labels import Aggregate
+from training_bridge.datasets.aggregation.records import (
     CandidateRow,
     PairRow,
     PromptRow,
     canonical_line,
     record_build,
 )
-from training_bridge.exporters import parquet
+from training_bridge.datasets.exporters import parquet
 
 STRUCTURE = {
     "objects": [{"id": "o1", "name": "cat", "attributes": {}}],

@@ -6,18 +6,18 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training_bridge.aggregation.labels import Aggregate
-from training_bridge.aggregation.records import (
+from training_bridge.datasets.aggregation.labels import Aggregate
+from training_bridge.datasets.aggregation.records import (
     CandidateRow,
     PairRow,
     PromptRow,
     canonical_line,
     record_build,
 )
-from training_bridge.exporters import parquet
-from training_bridge.exporters.canonical_parsed import fields_parsed
-from training_bridge.exporters.canonical_scan import Scan
-from training_bridge.exporters.interface import SPLITS
+from training_bridge.datasets.exporters import parquet
+from training_bridge.datasets.exporters.canonical_parsed import fields_parsed
+from training_bridge.datasets.exporters.canonical_scan import Scan
+from training_bridge.datasets.exporters.interface import SPLITS
 
 STRUCTURE = {
     "objects": [{"id": "o1", "name": "cat", "attributes": {}}],

@@ -13,15 +13,15 @@ from django.db import transaction
 
 from tests.conftest import VENV_BIN, database_url_of_test
 from tests.datasets.factories import judge_bulk, world_build
-from training_bridge.models import DatasetExport, DatasetVersion
-from training_bridge.services.datasets import (
+from training_bridge.datasets.services.datasets import (
     dataset_create,
     dataset_version_create,
     dataset_version_freeze_request,
 )
-from training_bridge.services.exports import dataset_export_request
-from training_bridge.services.freezing import dataset_version_freeze
-from training_bridge.services.snapshots import dataset_snapshot
+from training_bridge.datasets.services.exports import dataset_export_request
+from training_bridge.datasets.services.freezing import dataset_version_freeze
+from training_bridge.datasets.services.snapshots import dataset_snapshot
+from training_bridge.models import DatasetExport, DatasetVersion
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,8 @@ from annotation.models import LabelingQueue
 from config.errors import ValidationFailed
 from generation_workers.models import Prompt, PromptSet
 from tests.factories import CampaignFactory, CandidateFactory, GeneratorConfigFactory
+from training_bridge.datasets.services.datasets import dataset_version_create
 from training_bridge.models import DatasetVersion
-from training_bridge.services.datasets import dataset_version_create
 
 pytestmark = pytest.mark.django_db
 

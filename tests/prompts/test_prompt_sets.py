@@ -10,8 +10,8 @@ from generation_workers.models import Prompt, PromptSet
 from generation_workers.selectors.prompts import prompt_set_counts
 from generation_workers.services.prompts import prompt_set_create, prompt_set_import
 from generation_workers.spatial import StructuredPrompt, contradicts
-from training_bridge.aggregation.specs import split_spec_parse
-from training_bridge.aggregation.splits import split_for_group
+from training_bridge.datasets.aggregation.specs import split_spec_parse
+from training_bridge.datasets.aggregation.splits import split_for_group
 
 pytestmark = pytest.mark.django_db
 

@@ -25,9 +25,9 @@ from tests.conftest import VENV_BIN, _free_port
 from tests.datasets.factories import judge_bulk, version_frozen, world_build
 from tests.generation.conftest import REPO, campaign_wait, database_url_of_test, prompt_set_make
 from tests.recovery.conftest import messages, queue_purge
+from training_bridge.datasets.services.exports import dataset_export_request
+from training_bridge.datasets.services.recovery import dataset_exports_recover
 from training_bridge.models import DatasetExport
-from training_bridge.services.exports import dataset_export_request
-from training_bridge.services.recovery import dataset_exports_recover
 
 pytestmark = [
     pytest.mark.worker,

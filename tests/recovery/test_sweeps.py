@@ -24,18 +24,18 @@ from tests.factories import CampaignFactory, CandidateFactory, GeneratorConfigFa
 from tests.generation.conftest import prompt_set_make
 from tests.labeling.factories import queue_for_annotators
 from tests.recovery.conftest import messages, queue_purge
-from training_bridge.models import DatasetExport, DatasetVersion, TrainingRun
-from training_bridge.services.datasets import (
+from training_bridge.datasets.services.datasets import (
     dataset_version_create,
     dataset_version_freeze_request,
 )
-from training_bridge.services.exports import dataset_export_request, dataset_export_run
-from training_bridge.services.freezing import dataset_version_freeze
-from training_bridge.services.recovery import (
+from training_bridge.datasets.services.exports import dataset_export_request, dataset_export_run
+from training_bridge.datasets.services.freezing import dataset_version_freeze
+from training_bridge.datasets.services.recovery import (
     dataset_exports_recover,
     dataset_versions_recover,
     training_runs_recover,
 )
+from training_bridge.models import DatasetExport, DatasetVersion, TrainingRun
 from training_bridge.tasks import dataset_export_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_emptied")]

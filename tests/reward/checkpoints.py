@@ -35,8 +35,8 @@ def _save(net, folder: Path) -> Path:
 def builtin_checkpoint(folder: Path, *, seed: int, head: str = "gaussian", size: int = 32) -> Path:
     import torch
 
-    from training_bridge.trainer.config import config_parse
-    from training_bridge.trainer.models import model_build
+    from training_bridge.training.trainer.config import config_parse
+    from training_bridge.training.trainer.models import model_build
 
     config = config_parse(
         {"backbone": "builtin", "head": head, "image_size": size, "max_text_length": 32,
@@ -87,8 +87,8 @@ def tiny_clip_folder(folder: Path, *, image_size: int = 32, hidden: int = 32, la
 def clip_checkpoint(folder: Path, *, clip_folder: Path, seed: int, head: str = "gaussian"):
     import torch
 
-    from training_bridge.trainer.config import config_parse
-    from training_bridge.trainer.models import model_build
+    from training_bridge.training.trainer.config import config_parse
+    from training_bridge.training.trainer.models import model_build
 
     config = config_parse({"backbone": "clip", "model_path": str(clip_folder), "head": head,
                            "seed": seed})  # fmt: skip

@@ -49,13 +49,13 @@ def clip_folder(tmp_path_factory) -> Path:
 @pytest.fixture
 def register(db) -> Callable[..., RewardModel]:
     """Upload a checkpoint folder and register it as the next version of `name`."""
-    from training_bridge.services.registry import reward_model_register_checkpoint
+    from training_bridge.reward_models.services.registry import reward_model_register_checkpoint
 
     def make(folder: Path, *, name: str = "spatial-rm", promote: bool = False) -> RewardModel:
         key = checkpoint_upload(folder)
         model = reward_model_register_checkpoint(name=name, artifact_key=key).model
         if promote:
-            from training_bridge.services.registry import reward_model_promote
+            from training_bridge.reward_models.services.registry import reward_model_promote
 
             model = reward_model_promote(model_id=model.pk)
         return model

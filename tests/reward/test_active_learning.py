@@ -14,7 +14,7 @@ from annotation.models import LabelingQueue, Pair
 from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
 from tests.reward.worlds import SceneCampaign, scene_campaign
-from training_bridge.trainer.checkpoint import reward_model_load
+from training_bridge.training.trainer.checkpoint import reward_model_load
 
 AL_URL = "/api/reward/active-learning/"
 

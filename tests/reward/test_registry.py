@@ -15,13 +15,13 @@ from django.utils import timezone
 from tests.factories import TrainingRunFactory
 from tests.reward.checkpoints import checkpoint_upload
 from tests.training.worlds import procedural_version
+from training_bridge.datasets.services.artifacts import artifact_open
 from training_bridge.models import RewardModel
-from training_bridge.services.artifacts import artifact_open
-from training_bridge.services.registry import (
+from training_bridge.reward_models.services.registry import (
     reward_model_promote,
     reward_model_register_checkpoint,
 )
-from training_bridge.services.training import training_run_prefix
+from training_bridge.training.services.training import training_run_prefix
 
 MODELS = "/api/reward/models/"
 
@@ -216,11 +216,11 @@ def test_concurrent_promotions_leave_exactly_one_promoted_model(builtin_folders)
 
 def _trainer_report(folder: Path, dataset_dir: Path):
     """The trainer's own evaluation of a checkpoint on the exported test split."""
-    from training_bridge.trainer.config import config_parse
-    from training_bridge.trainer.data import DecodedImages, split_read
-    from training_bridge.trainer.loop import evaluate
-    from training_bridge.trainer.metrics import accuracy_report
-    from training_bridge.trainer.models import model_load
+    from training_bridge.training.trainer.config import config_parse
+    from training_bridge.training.trainer.data import DecodedImages, split_read
+    from training_bridge.training.trainer.loop import evaluate
+    from training_bridge.training.trainer.metrics import accuracy_report
+    from training_bridge.training.trainer.models import model_load
 
     pairs = split_read(dataset_dir, fmt="parquet", split="test")
     net = model_load(folder)

@@ -15,8 +15,8 @@ from generation_workers.selectors.campaigns import campaign_candidates_finished
 from generation_workers.services.campaigns import campaign_create, campaign_launch
 from generation_workers.services.config_rules import generator_config_params_hash
 from tests.reward.worlds import SceneCampaign, scene_campaign
-from training_bridge.selectors.selection import selection_pairs
-from training_bridge.services.specs import dataset_specs_resolve
+from training_bridge.datasets.selectors.selection import selection_pairs
+from training_bridge.datasets.services.specs import dataset_specs_resolve
 
 AL_URL = "/api/reward/active-learning/"
 

@@ -14,7 +14,7 @@ import pytest
 from annotation.services.annotators import user_create
 from config.roles import Role
 from tests.reward.test_scoring_api import PROMPT, png
-from training_bridge.trainer.checkpoint import reward_model_load
+from training_bridge.training.trainer.checkpoint import reward_model_load
 
 CLIENT = Path(__file__).resolve().parents[2] / "bench" / "scoring" / "score_client.py"
 ROW = re.compile(r"^(\S+)\s+mean ([-+]\d+\.\d+)\s+std (\S+)\s+(\S+) v(\d+)")

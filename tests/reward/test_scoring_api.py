@@ -18,7 +18,7 @@ from annotation.services.annotators import user_create
 from config.roles import Role
 from tests.factories import CampaignFactory, CandidateFactory
 from training_bridge.models import RewardModel
-from training_bridge.trainer.checkpoint import reward_model_load
+from training_bridge.training.trainer.checkpoint import reward_model_load
 
 URL = "/api/reward/score"
 PROMPT = "a photo of a cat to the left of a dog"
@@ -236,8 +236,8 @@ def test_without_a_promoted_model_scoring_is_a_409(register, builtin_folders, ml
 
 
 def test_concurrent_requests_each_get_their_own_scores(register, builtin_folders, ml_client):
-    from training_bridge.selectors.reward_models import model_ref_of
-    from training_bridge.services.scoring import scoring_engine
+    from training_bridge.reward_models.selectors.reward_models import model_ref_of
+    from training_bridge.reward_models.services.scoring import scoring_engine
 
     # given the engine of this process and 6 threads scoring different images at once
     model = register(builtin_folders(0), promote=True)
@@ -265,8 +265,8 @@ def test_concurrent_requests_each_get_their_own_scores(register, builtin_folders
 def test_a_model_is_loaded_once_per_process_however_many_requests_ask_at_once(
     register, builtin_folders
 ):
-    from training_bridge.selectors.reward_models import model_ref_of
-    from training_bridge.services.scoring import scoring_engine
+    from training_bridge.reward_models.selectors.reward_models import model_ref_of
+    from training_bridge.reward_models.services.scoring import scoring_engine
 
     model = register(builtin_folders(3), promote=True)
     engine = scoring_engine()

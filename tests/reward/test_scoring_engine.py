@@ -12,9 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from training_bridge.scoring.engine import Batcher, LoadedModel, ModelRef, ScoringEngine
-from training_bridge.scoring.payloads import ImageUndecodable, image_open, score_limits
-from training_bridge.trainer.checkpoint import reward_model_load
+from training_bridge.reward_models.scoring.engine import (
+    Batcher,
+    LoadedModel,
+    ModelRef,
+    ScoringEngine,
+)
+from training_bridge.reward_models.scoring.payloads import (
+    ImageUndecodable,
+    image_open,
+    score_limits,
+)
+from training_bridge.training.trainer.checkpoint import reward_model_load
 
 PROMPT = "a photo of a cat to the left of a dog"
 OTHER = "a photo of a cup above a lamp"

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from tests.training.worlds import procedural_version
+from training_bridge.datasets.services.artifacts import artifact_open
 from training_bridge.models import RewardModel
-from training_bridge.services.artifacts import artifact_open
-from training_bridge.services.launchers import training_run_execute
-from training_bridge.services.training import training_run_start
+from training_bridge.training.services.launchers import training_run_execute
+from training_bridge.training.services.training import training_run_start
 
 CONFIG = {"backbone": "builtin", "head": "gaussian", "epochs": 2, "batch_size": 8, "lr": 0.003,
           "seed": 1, "image_size": 32, "num_threads": 1, "model_name": "trained-rm"}  # fmt: skip

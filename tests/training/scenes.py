@@ -115,7 +115,7 @@ class _FolderSink:
 
 def export_write(folder: Path, records: list[dict], images: dict[str, bytes], *, fmt: str) -> Path:
     """Run the real exporter of `fmt` over the records into `<folder>/<fmt>/`."""
-    from training_bridge.exporters import exporter_for
+    from training_bridge.datasets.exporters import exporter_for
 
     exporter = exporter_for(fmt)
     columns = getattr(exporter, "COLUMNS", ("canonical",))

@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import DatasetVersionFactory, TrainingRunFactory
+from training_bridge.datasets.services.artifacts import artifact_put_bytes
 from training_bridge.models import TrainingMetric, TrainingRun
-from training_bridge.services.artifacts import artifact_put_bytes
 
 pytestmark = pytest.mark.django_db
 RUNS = "/api/training-runs/"

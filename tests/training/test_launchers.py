@@ -22,16 +22,19 @@ from config.errors import ValidationFailed
 from config.roles import Role
 from tests.factories import DatasetVersionFactory, TrainingRunFactory
 from tests.training.worlds import procedural_version
+from training_bridge.datasets.services.artifacts import artifact_open
 from training_bridge.models import TrainingLauncher, TrainingRun
-from training_bridge.services.artifacts import artifact_open
-from training_bridge.services.launcher_definitions import (
+from training_bridge.training.services.launcher_definitions import (
     argv_fill,
     argv_placeholders,
     training_launcher_clean,
     training_launcher_save,
 )
-from training_bridge.services.launchers import launcher_child_environment, training_run_execute
-from training_bridge.services.training import training_run_start
+from training_bridge.training.services.launchers import (
+    launcher_child_environment,
+    training_run_execute,
+)
+from training_bridge.training.services.training import training_run_start
 
 pytestmark = pytest.mark.django_db
 LAUNCHERS = "/api/training-launchers/"

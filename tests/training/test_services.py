@@ -12,12 +12,12 @@ from config.errors import Conflict, NotFound, ValidationFailed
 from tests.factories import DatasetVersionFactory, TrainingRunFactory
 from tests.training.worlds import procedural_version
 from training_bridge.models import DatasetExport, RewardModel, TrainingRun
-from training_bridge.services.launcher_definitions import (
+from training_bridge.reward_models.services.registry import reward_model_register_run
+from training_bridge.training.services.launcher_definitions import (
     training_launcher_clean,
     training_launcher_save,
 )
-from training_bridge.services.registry import reward_model_register_run
-from training_bridge.services.training import (
+from training_bridge.training.services.training import (
     training_config_clean,
     training_run_cancel,
     training_run_start,

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from tests.conftest import VENV_BIN
-from training_bridge.trainer.checkpoint import reward_model_load
-from training_bridge.trainer.config import ConfigError, config_parse
-from training_bridge.trainer.data import split_read
-from training_bridge.trainer.events import Events
-from training_bridge.trainer.loop import train
+from training_bridge.training.trainer.checkpoint import reward_model_load
+from training_bridge.training.trainer.config import ConfigError, config_parse
+from training_bridge.training.trainer.data import split_read
+from training_bridge.training.trainer.events import Events
+from training_bridge.training.trainer.loop import train
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"epochs": 1, "batch_size": 16, "image_size": 32, "seed": 7, "num_threads": 1}
@@ -125,9 +125,9 @@ def test_a_cancel_file_stops_the_trainer_at_its_next_step_with_status_3(scenes_f
     cancel.touch()
 
     done = subprocess.run(
-        [sys.executable, "-m", "training_bridge.trainer", "--dataset-dir", str(scenes_folder),
-         "--output-dir", str(tmp_path / "out"), "--config", str(config),
-         "--cancel-file", str(cancel)],
+        [sys.executable, "-m", "training_bridge.training.trainer",
+         "--dataset-dir", str(scenes_folder), "--output-dir", str(tmp_path / "out"),
+         "--config", str(config), "--cancel-file", str(cancel)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -141,7 +141,7 @@ def test_a_bad_config_file_exits_with_status_2_naming_the_key(tmp_path):
     config.write_text(json.dumps({"backbone": "resnet"}))
 
     done = subprocess.run(
-        [sys.executable, "-m", "training_bridge.trainer", "--dataset-dir", str(tmp_path),
+        [sys.executable, "-m", "training_bridge.training.trainer", "--dataset-dir", str(tmp_path),
          "--output-dir", str(tmp_path / "out"), "--config", str(config)],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -157,7 +157,7 @@ def test_the_torchrun_ddp_path_trains_with_two_processes_on_cpu(scenes_folder, t
 
     done = subprocess.run(
         [str(VENV_BIN / "python"), "-m", "torch.distributed.run", "--standalone",
-         "--nproc_per_node", "2", "-m", "training_bridge.trainer",
+         "--nproc_per_node", "2", "-m", "training_bridge.training.trainer",
          "--dataset-dir", str(scenes_folder), "--output-dir", str(tmp_path / "out"),
          "--config", str(config)],
         cwd=REPO, capture_output=True, text=True, timeout=180, env=env,

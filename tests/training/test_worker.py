@@ -17,12 +17,12 @@ from django.core.files.storage import storages
 from tests.training.conftest import queue_purge, wait_for
 from tests.training.worlds import procedural_version
 from training_bridge.models import DatasetExport, RewardModel, TrainingMetric, TrainingRun
-from training_bridge.services.launcher_definitions import (
+from training_bridge.training.services.launcher_definitions import (
     training_launcher_clean,
     training_launcher_save,
 )
-from training_bridge.services.training import training_run_cancel, training_run_start
-from training_bridge.trainer.checkpoint import reward_model_load
+from training_bridge.training.services.training import training_run_cancel, training_run_start
+from training_bridge.training.trainer.checkpoint import reward_model_load
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -11,7 +11,7 @@ from tests.training.conftest import wait_for, worker_launch
 from tests.training.test_worker import _trainer_processes
 from tests.training.worlds import procedural_version
 from training_bridge.models import TrainingMetric, TrainingRun
-from training_bridge.services.training import training_run_start
+from training_bridge.training.services.training import training_run_start
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

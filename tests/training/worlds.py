@@ -74,7 +74,7 @@ def procedural_version(
     rng_seed: int = 0,
 ) -> DatasetVersion:
     """A frozen version with its exports (images included) done, in this process."""
-    from training_bridge.services.snapshots import dataset_snapshot
+    from training_bridge.datasets.services.snapshots import dataset_snapshot
 
     rng = random.Random(rng_seed)
     tag = uuid.uuid4().hex[:8]

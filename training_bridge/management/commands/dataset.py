@@ -19,18 +19,21 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.errors import DomainError, ValidationFailed
 from config.input_checks import json_loads
-from training_bridge.selectors.datasets import dataset_version_by_number, dataset_version_diff
-from training_bridge.services.datasets import (
+from training_bridge.datasets.selectors.datasets import (
+    dataset_version_by_number,
+    dataset_version_diff,
+)
+from training_bridge.datasets.services.datasets import (
     dataset_get_or_create,
     dataset_version_create,
     dataset_version_freeze_request,
 )
-from training_bridge.services.exports import (
+from training_bridge.datasets.services.exports import (
     FORMATS,
     dataset_export_request,
     dataset_export_run,
 )
-from training_bridge.services.freezing import dataset_version_freeze
+from training_bridge.datasets.services.freezing import dataset_version_freeze
 
 
 def _spec(raw: str | None, name: str) -> Any:

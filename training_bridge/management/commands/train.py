@@ -24,10 +24,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.errors import DomainError, ValidationFailed
 from config.input_checks import json_loads, text_check
+from training_bridge.datasets.selectors.datasets import dataset_version_by_number
 from training_bridge.models import DatasetExport
-from training_bridge.selectors.datasets import dataset_version_by_number
-from training_bridge.selectors.training import training_run_get
-from training_bridge.services.training import (
+from training_bridge.training.selectors.training import training_run_get
+from training_bridge.training.services.training import (
     training_run_cancel,
     training_run_start,
     training_runs_sweep,
@@ -126,8 +126,8 @@ class Command(BaseCommand):
             self._run_now(run.pk)
 
     def _run_now(self, run_id: int) -> None:
-        from training_bridge.services.exports import dataset_export_run
-        from training_bridge.services.launchers import training_run_execute
+        from training_bridge.datasets.services.exports import dataset_export_run
+        from training_bridge.training.services.launchers import training_run_execute
 
         run = training_run_get(run_id=run_id)
         export = DatasetExport.objects.filter(

@@ -23,8 +23,8 @@ from django.db import transaction
 
 from config.errors import DomainError, ValidationFailed
 from config.input_checks import json_check
-from training_bridge.selectors.training import training_launchers_list
-from training_bridge.services.launcher_definitions import (
+from training_bridge.training.selectors.training import training_launchers_list
+from training_bridge.training.services.launcher_definitions import (
     argv_placeholders,
     training_launchers_load,
 )

@@ -1,1 +1,0 @@
-"""The training stage's API, one module per area."""

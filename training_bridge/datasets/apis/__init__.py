@@ -1,0 +1,1 @@
+"""API of datasets, versions, exports and their artifact downloads."""

@@ -1,0 +1,1 @@
+"""Reads of datasets, one module per purpose: `datasets` (versions, diff), `selection`."""

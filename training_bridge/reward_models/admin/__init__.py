@@ -1,0 +1,1 @@
+"""Admin of reward models (registered by training_bridge/admin.py)."""

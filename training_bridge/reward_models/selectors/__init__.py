@@ -1,0 +1,1 @@
+"""Reads of reward models: the registry, candidates to score, evaluation pairs."""

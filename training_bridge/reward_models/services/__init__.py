@@ -1,0 +1,1 @@
+"""Writes of reward models in use: `registry`, `scoring`, `active_learning`."""

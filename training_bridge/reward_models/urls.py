@@ -1,0 +1,43 @@
+"""Routes of reward models in use (mounted by training_bridge/urls.py)."""
+
+from django.urls import path
+
+from training_bridge.reward_models.apis import active_learning as reward_al_apis
+from training_bridge.reward_models.apis import registry as reward_apis
+from training_bridge.reward_models.apis import scoring as reward_scoring_apis
+
+urlpatterns = [
+    # reward models in use (issue 9)
+    path("reward/score", reward_scoring_apis.RewardScoreApi.as_view(), name="reward-score"),
+    path("reward/models/", reward_apis.RewardModelListApi.as_view(), name="reward-models"),
+    path(
+        "reward/models/current/",
+        reward_apis.RewardModelCurrentApi.as_view(),
+        name="reward-model-current",
+    ),
+    path(
+        "reward/models/compare/",
+        reward_apis.RewardModelCompareApi.as_view(),
+        name="reward-models-compare",
+    ),
+    path(
+        "reward/models/<int:model_id>/",
+        reward_apis.RewardModelDetailApi.as_view(),
+        name="reward-model",
+    ),
+    path(
+        "reward/models/<int:model_id>/promote/",
+        reward_apis.RewardModelPromoteApi.as_view(),
+        name="reward-model-promote",
+    ),
+    path(
+        "reward/models/<int:model_id>/archive/",
+        reward_apis.RewardModelArchiveApi.as_view(),
+        name="reward-model-archive",
+    ),
+    path(
+        "reward/active-learning/",
+        reward_al_apis.RewardActiveLearningApi.as_view(),
+        name="reward-active-learning",
+    ),
+]

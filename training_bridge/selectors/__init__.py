@@ -1,1 +1,0 @@
-"""Reads of the dataset stage, one module per purpose."""

@@ -1,0 +1,1 @@
+"""API of training runs and launcher definitions (`/api/training-runs/...`)."""

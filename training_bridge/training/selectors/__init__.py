@@ -1,0 +1,1 @@
+"""Reads of training runs, their metrics and the launcher definitions."""

@@ -1,0 +1,197 @@
+"""The built-in backbone, trained from scratch: a small convolutional image encoder and a GRU
+text encoder, joined by text-guided spatial attention.
+
+Why this shape: a spatial prompt is right when the objects it names sit where its relations
+say. The text side (a bidirectional GRU over words) pools the caption into a few slots (word
+attention: one slot learns to read the subject, another the object...). Each slot queries the
+image's feature map (a CoordConv CNN, so every position knows its x and y); the attention
+gives where the slot's object is (an expected x, y), how present it is, and how well it
+matches. An MLP reads the caption vector, the slots' positions, their pairwise offsets and
+their match scores and gives the reward (and with the gaussian head, its log std).
+About 0.2M parameters: it trains on CPU in minutes on procedural images.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from training_bridge.training.trainer.data import ImageTransform
+from training_bridge.training.trainer.models.base import RewardNet, head_split
+from training_bridge.training.trainer.text import WordTokenizer, vocabulary_build
+
+WEIGHTS = "model.safetensors"
+
+
+def _coords(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(2, H, W): x then y, each from -1 (left / top) to 1."""
+    ys = torch.linspace(-1.0, 1.0, height, device=device)
+    xs = torch.linspace(-1.0, 1.0, width, device=device)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y])
+
+
+def _conv(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation),
+        nn.GroupNorm(8, cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class BuiltinNet(RewardNet):
+    backbone = "builtin"
+    mean = (0.5, 0.5, 0.5)
+    std = (0.5, 0.5, 0.5)
+
+    def __init__(
+        self,
+        vocabulary: list[str],
+        *,
+        head: str,
+        image_size: int,
+        max_text_length: int,
+        slots: int = 4,
+        word_dim: int = 64,
+        hidden: int = 64,
+        dim: int = 64,
+        channels: int = 32,
+    ) -> None:
+        super().__init__()
+        self.head = head
+        self.image_size = image_size
+        self.arch = {
+            "slots": slots, "word_dim": word_dim, "hidden": hidden, "dim": dim,
+            "channels": channels,
+        }  # fmt: skip
+        self.tokenizer = WordTokenizer(vocabulary, max_text_length)
+        text_dim = 2 * hidden
+        self.embed = nn.Embedding(len(vocabulary), word_dim, padding_idx=0)
+        self.gru = nn.GRU(word_dim, hidden, batch_first=True, bidirectional=True)
+        # word attention peaked from the start (unit-scale queries), and a slot reads the
+        # attended words' own embeddings beside their GRU states: object names map to image
+        # queries directly, which is what lets the text-image binding start to learn
+        self.word_queries = nn.Parameter(torch.randn(slots, text_dim))
+        self.slot_query = nn.Linear(text_dim + word_dim, dim)
+        self.cnn = nn.Sequential(
+            _conv(5, 16, stride=2),
+            _conv(16, channels, stride=2),
+            _conv(channels, channels),
+            _conv(channels, channels, dilation=2),
+        )
+        # keys and values of every position: one matrix product (a 1x1 conv is slower on CPU)
+        self.keys_values = nn.Linear(channels + 2, 2 * dim)
+        # cosine attention with a learnt temperature: peaked from the first step, so where a
+        # slot looks differs between the two images and the gradient has something to follow
+        self.temperature = nn.Parameter(torch.tensor(8.0))
+        self.pairs = list(itertools.combinations(range(slots), 2))
+        features = text_dim + slots * 4 + len(self.pairs) * 2
+        self.mlp = nn.Sequential(
+            nn.Linear(features, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, 2 if head == "gaussian" else 1),
+        )
+        self.dim = dim
+
+    @classmethod
+    def create(
+        cls, captions: list[str], *, head: str, image_size: int, max_text_length: int
+    ) -> BuiltinNet:
+        return cls(
+            vocabulary_build(captions),
+            head=head,
+            image_size=image_size,
+            max_text_length=max_text_length,
+        )
+
+    def transform(self) -> ImageTransform:
+        return ImageTransform(size=self.image_size, mode="square")
+
+    def texts_encode(self, captions: list[str], device: torch.device) -> dict[str, torch.Tensor]:
+        encoded = [self.tokenizer.encode(caption) for caption in captions]
+        length = max(len(ids) for ids in encoded)
+        ids = torch.zeros(len(encoded), length, dtype=torch.long)
+        for row, tokens in enumerate(encoded):
+            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        lengths = torch.tensor([len(tokens) for tokens in encoded], dtype=torch.long)
+        return {"ids": ids.to(device), "lengths": lengths}
+
+    def _text(self, text: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, lengths = text["ids"], text["lengths"]
+        embedded = self.embed(ids)
+        packed = pack_padded_sequence(
+            embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, last = self.gru(packed)
+        tokens, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+        sentence = torch.cat([last[0], last[1]], dim=-1)
+        mask = ids.ne(0)
+        logits = torch.einsum("btd,kd->bkt", tokens, self.word_queries)
+        logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        slots = torch.einsum(
+            "bkt,btd->bkd", logits.softmax(dim=-1), torch.cat([tokens, embedded], dim=-1)
+        )
+        return sentence, slots
+
+    def forward(
+        self, text: dict[str, torch.Tensor], images: torch.Tensor, text_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sentence, slots = self._text(text)
+        n, _, height, width = images.shape
+        coords = _coords(height, width, images.device).expand(n, -1, -1, -1)
+        feature = self.cnn(torch.cat([images, coords], dim=1))
+        small = _coords(feature.shape[2], feature.shape[3], images.device)
+        feature = torch.cat([feature, small.expand(n, -1, -1, -1)], dim=1)
+        keys, values = self.keys_values(feature.flatten(2).transpose(1, 2)).chunk(2, dim=-1)
+        query = self.slot_query(slots)[text_index]  # (N, K, D); keys, values: (N, P, D)
+        logits = (
+            torch.einsum("nkd,npd->nkp", F.normalize(query, dim=-1), F.normalize(keys, dim=-1))
+            * self.temperature
+        )
+        attention = logits.softmax(dim=-1)
+        location = torch.einsum("nkp,cp->nkc", attention, small.flatten(1))  # (N, K, 2)
+        presence = torch.logsumexp(logits, dim=-1) - math.log(logits.shape[-1])
+        attended = torch.einsum("nkp,npd->nkd", attention, values)
+        match = (attended * query).sum(-1) / math.sqrt(self.dim)
+        offsets = [location[:, i] - location[:, j] for i, j in self.pairs]
+        parts = [sentence[text_index], location.flatten(1), presence, match, *offsets]
+        return head_split(self.mlp(torch.cat(parts, dim=1)), self.head)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()
+        }
+        save_file(state, str(folder / WEIGHTS))
+        meta: dict[str, Any] = {
+            **self.meta(),
+            "format": 1,
+            "image_size": self.image_size,
+            "max_text_length": self.tokenizer.max_length,
+            "arch": self.arch,
+            "vocabulary": self.tokenizer.vocabulary,
+        }
+        (folder / "reward_model.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> BuiltinNet:
+        net = cls(
+            meta["vocabulary"],
+            head=meta["head"],
+            image_size=meta["image_size"],
+            max_text_length=meta["max_text_length"],
+            **meta["arch"],
+        )
+        net.load_state_dict(load_file(str(folder / WEIGHTS)))
+        return net.eval()
