@@ -17,8 +17,9 @@ Every stage calls the owning app's services, as the platform runs them:
    engine, each agreeing with the intended winner with probability `--agree`;
 5. freeze and export: `dataset_snapshot` (Parquet with image bytes; splits by prompt group,
    so validation and test prompts, object pairs included, are never trained on);
-6. training: `training_run_start` + `training_run_execute`, the real launcher: the trainer runs
-   as a child process reading the export from storage, metrics streamed into the database.
+6. training: `training_run_start` + `training_run_execute_and_register`, the real launcher: the
+   trainer runs as a child process reading the export from storage, metrics streamed into the
+   database; the succeeded run registers its reward model.
 
 Creates (dropping it first) the PostgreSQL database --database. Prints a Markdown table and
 writes bench/out/loop/result.json.
@@ -206,7 +207,7 @@ def stage_freeze(args: argparse.Namespace, queue):
 
 
 def stage_train(args: argparse.Namespace, version):
-    from training_bridge.training.services.launchers import training_run_execute
+    from training_bridge.orchestration import training_run_execute_and_register
     from training_bridge.training.services.training import training_run_start
 
     config = {
@@ -223,7 +224,7 @@ def stage_train(args: argparse.Namespace, version):
     if args.threads:
         config["num_threads"] = args.threads
     run = training_run_start(version_id=version.pk, config=config, enqueue=False).run
-    return training_run_execute(run_id=run.pk)
+    return training_run_execute_and_register(run_id=run.pk)
 
 
 def intended_accuracy(run, version) -> dict[str, float | None]:

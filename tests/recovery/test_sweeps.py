@@ -33,10 +33,10 @@ from training_bridge.datasets.services.freezing import dataset_version_freeze
 from training_bridge.datasets.services.recovery import (
     dataset_exports_recover,
     dataset_versions_recover,
-    training_runs_recover,
 )
+from training_bridge.datasets.tasks import dataset_export_task
 from training_bridge.models import DatasetExport, DatasetVersion, TrainingRun
-from training_bridge.tasks import dataset_export_task
+from training_bridge.training.services.recovery import training_runs_recover
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_emptied")]
 

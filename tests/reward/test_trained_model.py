@@ -11,7 +11,7 @@ import pytest
 from tests.training.worlds import procedural_version
 from training_bridge.datasets.services.artifacts import artifact_open
 from training_bridge.models import RewardModel
-from training_bridge.training.services.launchers import training_run_execute
+from training_bridge.orchestration import training_run_execute_and_register
 from training_bridge.training.services.training import training_run_start
 
 CONFIG = {"backbone": "builtin", "head": "gaussian", "epochs": 2, "batch_size": 8, "lr": 0.003,
@@ -22,7 +22,7 @@ def test_a_trained_runs_model_is_served_with_its_end_of_training_test_scores(ml_
     # given a run of the built-in trainer on a frozen procedural version, executed here
     version = procedural_version(groups=12, seeds=2, size=32)
     run = training_run_start(version_id=version.pk, config=CONFIG, enqueue=False).run
-    run = training_run_execute(run_id=run.pk)
+    run = training_run_execute_and_register(run_id=run.pk)
     assert run.status == "succeeded", (run.error, run.log_tail[-2000:])
     # then the run registered its model, which the API promotes
     model = RewardModel.objects.get(run=run)

@@ -1,4 +1,4 @@
-"""The training admin (start form, the versions' "train" action, cancel, the live page) and
+"""The training admin (start form, the versions' "train" link, cancel, the live page) and
 `manage.py train`."""
 
 from __future__ import annotations
@@ -78,34 +78,29 @@ def test_the_start_form_offers_only_frozen_versions(ml_admin, frozen):
     assert TrainingRun.objects.count() == 0
 
 
-def test_the_versions_train_action_opens_the_start_form_with_the_version(ml_admin, frozen):
-    response = ml_admin.post(
-        reverse("admin:training_bridge_datasetversion_changelist"),
-        {"action": "dataset_version_train", "_selected_action": [frozen.pk]},
-    )
+def test_a_frozen_versions_train_link_opens_the_start_form_with_the_version(ml_admin, frozen):
+    # given the versions list
+    page = ml_admin.get(reverse("admin:training_bridge_datasetversion_changelist"))
 
-    url = reverse("admin:training_bridge_trainingrun_add")
-    assert (response.status_code, response["Location"]) == (
-        302,
-        f"{url}?dataset_version={frozen.pk}",
-    )
-    form = ml_admin.get(response["Location"]).content.decode()
+    # when the ML engineer follows the frozen version's train link
+    url = f"{reverse('admin:training_bridge_trainingrun_add')}?dataset_version={frozen.pk}"
+    link = f'<a href="{url}">Train a reward model</a>'
+    assert page.content.decode().count(link) == 1
+    form = ml_admin.get(url).content.decode()
+
+    # then the start form has the version chosen, and nothing started yet
     assert f'<option value="{frozen.pk}" selected>' in form
+    assert TrainingRun.objects.count() == 0
 
 
-def test_the_train_action_refuses_a_draft_version(ml_admin):
+def test_a_draft_version_has_no_train_link(ml_admin):
     draft = DatasetVersionFactory()
 
-    response = ml_admin.post(
-        reverse("admin:training_bridge_datasetversion_changelist"),
-        {"action": "dataset_version_train", "_selected_action": [draft.pk]},
-        follow=True,
-    )
+    page = ml_admin.get(reverse("admin:training_bridge_datasetversion_changelist"))
 
-    assert (
-        "Only a frozen version can be trained on; this one is draft." in response.content.decode()
-    )
-    assert TrainingRun.objects.count() == 0
+    text = page.content.decode()
+    assert f"{draft}" in text
+    assert "Train a reward model" not in text
 
 
 def test_the_cancel_button_cancels_a_queued_run(ml_admin):
@@ -197,15 +192,13 @@ def test_the_command_cancels_and_reports_status(capsys):
         call_command("train", "cancel", str(run.pk))
 
 
-def test_a_lead_using_the_train_action_is_told_only_ml_engineers_start_runs(frozen):
+def test_a_lead_sees_the_frozen_version_but_no_train_link(frozen):
     lead = Client()
     lead.force_login(user_create(username="lead-b", password="lead-pass-1", role=Role.LEAD))
 
-    response = lead.post(
-        reverse("admin:training_bridge_datasetversion_changelist"),
-        {"action": "dataset_version_train", "_selected_action": [frozen.pk]},
-        follow=True,
-    )
+    page = lead.get(reverse("admin:training_bridge_datasetversion_changelist"))
 
-    assert "Only ML engineers start training runs." in response.content.decode()
+    text = page.content.decode()
+    assert page.status_code == 200 and f"{frozen}" in text
+    assert "Train a reward model" not in text
     assert TrainingRun.objects.count() == 0

@@ -23,7 +23,9 @@ from config.roles import Role
 from tests.factories import DatasetVersionFactory, TrainingRunFactory
 from tests.training.worlds import procedural_version
 from training_bridge.datasets.services.artifacts import artifact_open
-from training_bridge.models import TrainingLauncher, TrainingRun
+from training_bridge.models import RewardModel, TrainingLauncher, TrainingRun
+from training_bridge.orchestration import training_run_execute_and_register
+from training_bridge.reward_models.services.registry import reward_model_register_run
 from training_bridge.training.services.launcher_definitions import (
     argv_fill,
     argv_placeholders,
@@ -652,6 +654,39 @@ def test_a_launchers_child_sees_its_listed_environment_and_never_the_workers_sec
     argv = [*env_dump_launcher.argv[:2], env["SPATIALPREFS_OUTPUT_DIR"],
             env["SPATIALPREFS_CONFIG_FILE"]]  # fmt: skip
     assert starting.split(" launcher starting: ")[1] == shlex.join(argv)
+
+
+def test_a_succeeded_run_gets_exactly_one_registered_model(env_dump_launcher):
+    # given a queued run of a launcher that succeeds
+    version = procedural_version(groups=4, seeds=1, size=32)
+    run = training_run_start(
+        version_id=version.pk, config={"launcher": "env-dump"}, enqueue=False
+    ).run
+
+    # when the execute task's path runs it, the message comes again, and the API's
+    # "register by id" backstop is called for the same run
+    done = training_run_execute_and_register(run_id=run.pk)
+    again = training_run_execute_and_register(run_id=run.pk)
+    backstop = reward_model_register_run(run_id=run.pk)
+
+    # then the run succeeded once and has one model, the one the backstop returns
+    assert (done.status, again.status, again.attempt) == ("succeeded", "succeeded", 1)
+    assert list(RewardModel.objects.values_list("run_id", "name", "version", "status")) == [
+        (run.pk, "spatial-rm", 1, "candidate")
+    ]
+    assert (backstop.created, backstop.model.pk) == (False, RewardModel.objects.get().pk)
+
+
+def test_the_launcher_alone_registers_no_model(env_dump_launcher):
+    version = procedural_version(groups=4, seeds=1, size=32)
+    run = training_run_start(
+        version_id=version.pk, config={"launcher": "env-dump"}, enqueue=False
+    ).run
+
+    run = training_run_execute(run_id=run.pk)
+
+    assert run.status == "succeeded"
+    assert RewardModel.objects.count() == 0
 
 
 def test_a_failing_launchers_error_and_log_tail_hold_no_environment_value(env_dump_launcher):

@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from config.errors import DomainError, ValidationFailed
 from config.parsers import JSONFormField
-from config.permissions import RoleMatrixAdmin
+from config.permissions import RoleMatrixAdmin, admin_allows
 from training_bridge.datasets.admin.charts import version_charts
 from training_bridge.datasets.admin.dataset_exports import report_error
 from training_bridge.datasets.apis.serializers import artifact_entries
@@ -110,6 +110,21 @@ class DatasetVersionAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     @admin.display(description="content hash")
     def hash_short(self, obj: DatasetVersion) -> str:
         return obj.content_hash[:12]
+
+    @admin.display(description="train")
+    def train_link(self, obj: DatasetVersion) -> str:
+        """A link to the training run's start form with this version chosen: the training
+        admin is another sub-package, so it is reached by URL, never imported."""
+        if obj.status != DatasetVersion.Status.FROZEN:
+            return "-"
+        url = reverse("admin:training_bridge_trainingrun_add")
+        return format_html('<a href="{}?dataset_version={}">Train a reward model</a>', url, obj.pk)
+
+    def get_list_display(self, request):
+        # Only who may start training runs sees the link (ML engineers, superusers).
+        if admin_allows(request.user, model="training_bridge.trainingrun", action="add"):
+            return [*self.list_display, "train_link"]
+        return self.list_display
 
     @admin.display(description="manifest")
     def manifest_pretty(self, obj: DatasetVersion) -> str:

@@ -22,6 +22,7 @@ from config.input_checks import json_check
 from training_bridge.datasets.selectors.selection import selection_first_record
 from training_bridge.datasets.services.specs import dataset_specs_resolve
 from training_bridge.models import Dataset, DatasetVersion
+from training_bridge.publishing import DATASET_VERSION_FREEZE, task_send_on_commit
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ def dataset_version_create(
 
 def dataset_version_freeze_request(*, version_id: int) -> DatasetVersion:
     """Queue the freeze of a draft (or failed) version on the `cpu` queue."""
-    from training_bridge.tasks import dataset_version_freeze_task
-
     with transaction.atomic():
         version = DatasetVersion.objects.select_for_update().filter(pk=version_id).first()
         if version is None:
@@ -134,7 +133,7 @@ def dataset_version_freeze_request(*, version_id: int) -> DatasetVersion:
         # Published now: a lost message is published again by the sweep a period from here.
         version.freeze_heartbeat_at = timezone.now()
         version.save(update_fields=["status", "error", "freeze_heartbeat_at"])
-        dataset_version_freeze_task.delay_on_commit(version_id=version.pk)
+        task_send_on_commit(DATASET_VERSION_FREEZE, kwargs={"version_id": version.pk})
     log.info("dataset.freeze.requested version=%s", version.pk)
     return version
 

@@ -38,6 +38,7 @@ from training_bridge.datasets.services.artifacts import (
 )
 from training_bridge.datasets.services.manifests import manifest_write
 from training_bridge.models import DatasetExport, DatasetVersion
+from training_bridge.publishing import DATASET_EXPORT_RUN, task_send_on_commit
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ def dataset_export_request(
 
     With `enqueue=False` nothing is queued: the caller runs `dataset_export_run` itself.
     """
-    from training_bridge.tasks import dataset_export_task
-
     if format not in FORMATS:
         raise ValidationFailed(
             f"unknown format {format!r}; choose from {', '.join(FORMATS)}", field="format"
@@ -108,7 +107,7 @@ def dataset_export_request(
                 update_fields=["status", "run_token", "heartbeat_at", "records_done", "error"]
             )
             if enqueue and version.status == DatasetVersion.Status.FROZEN:
-                dataset_export_task.delay_on_commit(export_id=export.pk)
+                task_send_on_commit(DATASET_EXPORT_RUN, kwargs={"export_id": export.pk})
     if created or again:
         log.info("dataset.export.requested export=%s format=%s", export.pk, format)
     return export

@@ -22,13 +22,14 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.celery import stale_cutoff, task_publish
+from config.celery import stale_cutoff
 from config.errors import DomainError, NotFound, ValidationFailed
 from training_bridge.datasets.aggregation.records import Composition, ContentHasher, canonical_line
 from training_bridge.datasets.selectors.selection import SelectionStats, selection_records
 from training_bridge.datasets.services.manifests import manifest_build, manifest_write
 from training_bridge.datasets.services.specs import dataset_specs_resolve
 from training_bridge.models import DatasetExport, DatasetRecord, DatasetVersion
+from training_bridge.publishing import DATASET_EXPORT_RUN, task_send
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,7 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
 
 
 def _after_freeze(version_id: int, queued_exports: list[int]) -> None:
-    from training_bridge.tasks import dataset_export_task
-
     manifest_write(version_id=version_id)
     for export_id in queued_exports:
         # A broker that cannot be reached leaves the export queued for the sweep.
-        task_publish(dataset_export_task, kwargs={"export_id": export_id})
+        task_send(DATASET_EXPORT_RUN, kwargs={"export_id": export_id})

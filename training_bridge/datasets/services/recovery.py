@@ -1,9 +1,9 @@
-"""Recovery of the dataset and training stage's work after lost broker messages.
+"""Recovery of freezes and exports after lost broker messages.
 
-Freezes, exports and training runs keep their state in PostgreSQL and are started by a broker
-message. When Redis loses its messages (a restart without persistence, an eviction, a
-failover) or a worker dies mid-job, the row stays queued or running and nothing would ever
-start it again. The `training_bridge.recover` beat task (tasks.py) calls these every
+Freezes and exports keep their state in PostgreSQL and are started by a broker message. When
+Redis loses its messages (a restart without persistence, an eviction, a failover) or a worker
+dies mid-job, the row stays queued or running and nothing would ever start it again. The
+`training_bridge.recover` beat task (training_bridge/tasks.py) calls these every
 RECOVERY_SWEEP_SECONDS; each publishes again the work that shows no sign of life for
 RECOVERY_STALE_SECONDS, and only once per period (the row's beat is moved to the publish
 time with a compare-and-set, so two sweeps never both publish it). A duplicate message is
@@ -19,8 +19,13 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from config.celery import BrokerUnreachable, Queue, queue_waiting, stale_cutoff, task_publish
-from training_bridge.models import DatasetExport, DatasetVersion, TrainingRun
+from config.celery import stale_cutoff
+from training_bridge.models import DatasetExport, DatasetVersion
+from training_bridge.publishing import (
+    DATASET_EXPORT_RUN,
+    DATASET_VERSION_FREEZE,
+    task_send_on_commit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +41,6 @@ def dataset_versions_recover(
     """Publish again the freezes with no beat for `stale_after` seconds (default
     RECOVERY_STALE_SECONDS): requested but never started, or whose run stopped beating. The
     old owner is dropped, so the next run takes the version over. Returns their ids."""
-    from training_bridge.tasks import dataset_version_freeze_task
-
     now, cutoff = _cutoff(now, stale_after)
     stale = (
         DatasetVersion.objects.filter(status=DatasetVersion.Status.FREEZING)
@@ -52,7 +55,7 @@ def dataset_versions_recover(
                 pk=pk, status=DatasetVersion.Status.FREEZING, freeze_heartbeat_at=beat
             ).update(freeze_token=None, freeze_heartbeat_at=now)
             if taken:
-                dataset_version_freeze_task.delay_on_commit(version_id=pk)
+                task_send_on_commit(DATASET_VERSION_FREEZE, kwargs={"version_id": pk})
                 recovered.append(pk)
     if recovered:
         log.warning("dataset.freeze.recovered versions=%s", recovered)
@@ -66,8 +69,6 @@ def dataset_exports_recover(
     (default RECOVERY_STALE_SECONDS): queued but never started, or running without progress.
     A stale one goes back to queued without its owner, so the next run takes it over and the
     old run, if it still lives, stops at its next progress report. Returns their ids."""
-    from training_bridge.tasks import dataset_export_task
-
     now, cutoff = _cutoff(now, stale_after)
     stale = (
         DatasetExport.objects.filter(
@@ -85,43 +86,8 @@ def dataset_exports_recover(
                 status=DatasetExport.Status.QUEUED, run_token=None, heartbeat_at=now
             )
             if taken:
-                dataset_export_task.delay_on_commit(export_id=pk)
+                task_send_on_commit(DATASET_EXPORT_RUN, kwargs={"export_id": pk})
                 recovered.append(pk)
     if recovered:
         log.warning("dataset.export.recovered exports=%s", recovered)
-    return recovered
-
-
-def training_runs_recover(
-    *, now: datetime | None = None, stale_after: float | None = None
-) -> list[int]:
-    """Publish again the runs still queued `stale_after` seconds (default
-    RECOVERY_STALE_SECONDS) after they were made, when the `training` queue holds no
-    message: their message was lost. While messages wait there the runs may be behind
-    them (a run takes hours), so nothing is published. Returns their ids.
-
-    A run that crashed while running is not started again: the stale-heartbeat sweep
-    (training.training_runs_sweep) marks it failed, and a forced start makes a new attempt.
-    """
-    from training_bridge.tasks import training_run_execute_task
-
-    now, cutoff = _cutoff(now, stale_after)
-    stale = list(
-        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=cutoff)
-        .order_by("created_at")
-        .values_list("pk", flat=True)
-    )
-    if not stale:
-        return []
-    try:
-        if queue_waiting(Queue.TRAINING):
-            return []
-    except BrokerUnreachable as exc:
-        log.warning("training.run.recover_skipped error=%s", exc)
-        return []
-    recovered = [
-        pk for pk in stale if task_publish(training_run_execute_task, kwargs={"run_id": pk})
-    ]
-    if recovered:
-        log.warning("training.run.recovered runs=%s", recovered)
     return recovered

@@ -127,7 +127,7 @@ class Command(BaseCommand):
 
     def _run_now(self, run_id: int) -> None:
         from training_bridge.datasets.services.exports import dataset_export_run
-        from training_bridge.training.services.launchers import training_run_execute
+        from training_bridge.orchestration import training_run_execute_and_register
 
         run = training_run_get(run_id=run_id)
         export = DatasetExport.objects.filter(
@@ -138,7 +138,7 @@ class Command(BaseCommand):
         if export is not None and export.status != DatasetExport.Status.DONE:
             self.stdout.write(f"exporting {export.format} first (export {export.pk})")
             dataset_export_run(export_id=export.pk)
-        run = training_run_execute(run_id=run_id)
+        run = training_run_execute_and_register(run_id=run_id)
         self.stdout.write(f"run {run.pk}: {run.status}")
         if run.status != "succeeded":
             raise CommandError(f"run {run.pk} {run.status}: {run.error}")

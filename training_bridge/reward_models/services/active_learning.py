@@ -33,6 +33,7 @@ from config.errors import Conflict, NotFound, ValidationFailed
 from generation_workers.models import Campaign
 from generation_workers.selectors.campaigns import campaign_candidates_finished
 from training_bridge.models import RewardModel
+from training_bridge.publishing import ACTIVE_LEARNING_RUN, task_send_on_commit
 from training_bridge.reward_models.scoring.ranking import least_certain, pair_uncertainty
 from training_bridge.reward_models.selectors.reward_models import (
     CandidateRow,
@@ -289,8 +290,6 @@ def active_learning_start(
     """What the admin action and the API call: checks everything, makes the queue, then runs
     at once for a small campaign (at most REWARD_ACTIVE_LEARNING_SYNC_MAX_CANDIDATES finished
     candidates, or `run_now`) or on the `cpu` queue."""
-    from training_bridge.tasks import active_learning_task
-
     kinds = active_learning_options_check(pairs=pairs, kinds=kinds, priority=priority)
     model = active_learning_model(model_id=model_id, model_name=model_name)
     queue = active_learning_queue_resolve(
@@ -306,7 +305,7 @@ def active_learning_start(
     if run_now:
         result = active_learning_queue(**options, created_by=created_by)
         return ActiveLearningStart(queue=queue, model=model, result=result)
-    active_learning_task.delay_on_commit(**options)
+    task_send_on_commit(ACTIVE_LEARNING_RUN, kwargs=options)
     log.info("reward.active_learning.requested model=%s campaign=%s queue=%s", model.pk,
              campaign_id, queue.pk)  # fmt: skip
     return ActiveLearningStart(queue=queue, model=model, result=None)

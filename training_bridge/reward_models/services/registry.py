@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from config.errors import Conflict, NotFound, ValidationFailed
 from training_bridge.models import DatasetVersion, RewardModel, TrainingRun
+from training_bridge.publishing import REWARD_MODEL_EVALUATE, task_send_on_commit
 from training_bridge.reward_models.scoring.checkpoints import (
     checkpoint_files,
     checkpoint_manifest,
@@ -47,6 +48,7 @@ from training_bridge.reward_models.selectors.reward_models import (
     model_ref_of,
     reward_model_get,
 )
+from training_bridge.training.services.training import DEFAULT_MODEL_NAME, training_run_prefix
 from training_bridge.training.trainer.metrics import ScoredPair, accuracy_report
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,6 @@ class Registered:
 def reward_model_register_run(*, run_id: int) -> Registered:
     """The reward model of a succeeded run, as the next version of the run's model name
     (registered once per run; a second call returns it with created=False)."""
-    from training_bridge.training.services.training import DEFAULT_MODEL_NAME, training_run_prefix
-
     run = TrainingRun.objects.select_related("dataset_version").filter(pk=run_id).first()
     if run is None:
         raise NotFound(f"no training run {run_id}", field="run")
@@ -281,10 +281,9 @@ def _scored_pair(pair: EvalPair, mean_0, mean_1, std_0, std_1) -> ScoredPair:
 
 def reward_model_evaluate_request(*, model_id: int, version_id: int, refresh: bool = False):
     """Evaluate on the `cpu` queue, after the commit."""
-    from training_bridge.tasks import reward_model_evaluate_task
-
-    reward_model_evaluate_task.delay_on_commit(
-        model_id=model_id, version_id=version_id, refresh=refresh
+    task_send_on_commit(
+        REWARD_MODEL_EVALUATE,
+        kwargs={"model_id": model_id, "version_id": version_id, "refresh": refresh},
     )
 
 

@@ -1,11 +1,11 @@
 """Admin pages of training runs (start, cancel, live curves, artifacts) and their metric
 points. Every write goes through the training services, as the API and `manage.py train` do.
-Reward models have their own module (reward_models.py).
+Reward models have theirs in training_bridge/reward_models/admin/.
 
-A run is started from the frozen version's admin (the "Train a reward model" action on the
-dataset versions list opens the start form with the version chosen) or from "Add training
-run". The run's page polls `/api/training-runs/<id>/metrics/?after=<last id>` and draws the
-curves (static/training_bridge/training_charts.js, no build step).
+A run is started from the dataset versions list (a frozen version's "Train a reward model"
+link opens the start form with the version chosen) or from "Add training run". The run's page
+polls `/api/training-runs/<id>/metrics/?after=<last id>` and draws the curves
+(static/training_bridge/training_charts.js, no build step).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from django.utils.html import format_html, format_html_join
 
 from config.errors import DomainError
 from config.parsers import JSONFormField
-from config.permissions import RoleMatrixAdmin, admin_allows
-from training_bridge.datasets.admin.datasets import DatasetVersionAdmin
+from config.permissions import RoleMatrixAdmin
 from training_bridge.models import (
     DatasetVersion,
     RewardModel,
@@ -308,38 +307,6 @@ class TrainingRunAdmin(RoleMatrixAdmin, admin.ModelAdmin):
                 and run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING),
             )
         return super().change_view(request, object_id, form_url, extra_context=extra)
-
-
-@admin.action(
-    description="Train a reward model on the selected frozen version", permissions=["view"]
-)
-def dataset_version_train(modeladmin, request, queryset):
-    """Opens the start form of a training run with the (one) selected version chosen."""
-    if not admin_allows(request.user, model="training_bridge.trainingrun", action="add"):
-        modeladmin.message_user(
-            request, "Only ML engineers start training runs.", level=messages.ERROR
-        )
-        return None
-    versions = list(queryset.values_list("pk", "status")[:2])
-    if len(versions) != 1:
-        modeladmin.message_user(
-            request, "Select exactly one version to train on.", level=messages.ERROR
-        )
-        return None
-    version_id, status = versions[0]
-    if status != DatasetVersion.Status.FROZEN:
-        modeladmin.message_user(
-            request,
-            f"Only a frozen version can be trained on; this one is {status}.",
-            level=messages.ERROR,
-        )
-        return None
-    url = reverse("admin:training_bridge_trainingrun_add")
-    return HttpResponseRedirect(f"{url}?dataset_version={version_id}")
-
-
-# The action lives with the training admin; the dataset versions list offers it.
-DatasetVersionAdmin.actions = [*DatasetVersionAdmin.actions, dataset_version_train]
 
 
 @admin.register(TrainingMetric)

@@ -23,7 +23,8 @@ keeps the run's heartbeat, step and log tail fresh, and checks for a cancel requ
 creates the cancel file, sends SIGTERM, and SIGKILL after a grace period). The child dies with
 the worker (PR_SET_PDEATHSIG), so a crashed worker leaves no orphan; the stale-heartbeat sweep
 marks its run failed. On exit 0 every file of the output folder (and the log) goes to the
-default storage under `training/runs/<id>/`, the run succeeds and registers its reward model.
+default storage under `training/runs/<id>/` and the run succeeds; the caller's `on_succeeded`
+(the reward model's registration, training_bridge/orchestration.py) runs in that transaction.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ from django.utils import timezone
 from config.errors import DomainError
 from training_bridge.datasets.services.artifacts import artifact_open, artifact_put_file
 from training_bridge.models import DatasetExport, TrainingMetric, TrainingRun
-from training_bridge.reward_models.services.registry import reward_model_register_run
 from training_bridge.training.services.launcher_definitions import (
     LauncherDefinition,
     argv_fill,
@@ -155,9 +155,12 @@ def launcher_hidden_values(
 
 
 class _Execution:
-    def __init__(self, run: TrainingRun, token: uuid.UUID) -> None:
+    def __init__(
+        self, run: TrainingRun, token: uuid.UUID, on_succeeded: Callable[[int], object] | None
+    ) -> None:
         self.run = run
         self.token = token
+        self.on_succeeded = on_succeeded
         self.definition: LauncherDefinition | None = None
         self.hidden = launcher_hidden_values(worker_env=os.environ, definition=None)
         self.owned = TrainingRun.objects.filter(
@@ -482,7 +485,8 @@ class _Execution:
             )
             if not done:
                 raise RunLost(self.run.pk)
-            reward_model_register_run(run_id=self.run.pk)
+            if self.on_succeeded is not None:
+                self.on_succeeded(self.run.pk)
         log.info("training.run.succeeded run=%s summary=%s", self.run.pk, summary)
         return TrainingRun.objects.get(pk=self.run.pk)
 
@@ -577,8 +581,16 @@ def _claim(run_id: int, worker: str) -> tuple[TrainingRun | None, uuid.UUID | No
     return run, token
 
 
-def training_run_execute(*, run_id: int, worker: str = "") -> TrainingRun | None:
-    """Execute a queued run in this process (the `training` task and `train start --run-now`).
+def training_run_execute(
+    *,
+    run_id: int,
+    worker: str = "",
+    on_succeeded: Callable[[int], object] | None = None,
+) -> TrainingRun | None:
+    """Execute a queued run in this process. The `training` task and `train start --run-now`
+    call it through training_bridge/orchestration.py, whose `on_succeeded` registers the run's
+    reward model: it runs inside the transaction that marks the run succeeded, and an error
+    there ends the run failed instead.
 
     A run that is not queued (cancelled meanwhile, or taken by another worker) is left alone.
     """
@@ -588,7 +600,7 @@ def training_run_execute(*, run_id: int, worker: str = "") -> TrainingRun | None
         log.info("training.run.skipped run=%s status=%s", run_id, run.status if run else None)
         return run
     log.info("training.run.started run=%s worker=%s", run.pk, worker)
-    execution = _Execution(run, token)
+    execution = _Execution(run, token, on_succeeded)
     try:
         execution.note(f"run {run.pk} on {run.dataset_version} by {worker}")
         execution.launcher_prepare()

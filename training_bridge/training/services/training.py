@@ -31,6 +31,7 @@ from training_bridge.models import (
     TrainingLauncher,
     TrainingRun,
 )
+from training_bridge.publishing import TRAINING_RUN_EXECUTE, task_send_on_commit
 from training_bridge.training.trainer.config import DATASET_FORMATS, ConfigError, config_parse
 
 log = logging.getLogger(__name__)
@@ -280,8 +281,6 @@ def training_run_start(
     With `force` a new attempt is made even when the same config ran before. With
     `enqueue=False` nothing is queued: the caller executes the run itself.
     """
-    from training_bridge.tasks import training_run_execute_task
-
     clean, definition = _config_clean(config)
     version = _version_trainable(version_id)
     config_hash = training_config_hash(config=clean)
@@ -307,7 +306,7 @@ def training_run_start(
                 )
                 _export_ensure(version, clean["dataset_format"])
                 if enqueue:
-                    training_run_execute_task.delay_on_commit(run_id=run.pk)
+                    task_send_on_commit(TRAINING_RUN_EXECUTE, kwargs={"run_id": run.pk})
         except IntegrityError:
             continue  # another start took this attempt number: look again
         log.info(
