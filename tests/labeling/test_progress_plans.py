@@ -1,0 +1,108 @@
+"""`progress` (every open labeling page asks each minute) reads a bounded number of rows,
+whatever the queue's consumed front or today's judgments, and whatever the statistics say.
+
+Statistics here are taken before the front of the queue was served and before today's
+judgments existed (as when autovacuum has not analyzed since, or is off): the plans that read
+the table's consumed front, or every judgment made today, look cheap to the planner then.
+"""
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from annotation import selectors
+from annotation.models import Judgment, Pair
+from annotation.selectors import annotator_progress
+from tests.labeling.factories import annotators, queue_with_pairs
+
+pytestmark = pytest.mark.django_db
+
+CAP = 40  # the count's cap for this test (AVAILABLE_COUNT_CAP), small to keep the data small
+SERVED = 4_000  # the front of the serving order, fully judged
+JUDGED_BY_OTHERS = 300  # pairs judged by others, yesterday, and as many again today
+
+
+def rows_read(sql: str, table: str) -> int:
+    """Rows of `table` that the statement's plan read (returned or filtered out), all loops."""
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def walk(node) -> int:
+        own = 0
+        if node.get("Relation Name") == table and "Scan" in node["Node Type"]:
+            read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+            read += node.get("Rows Removed by Index Recheck", 0)
+            own = round(read * node["Actual Loops"])
+        return own + sum(walk(child) for child in node.get("Plans", []))
+
+    return walk(plan[0]["Plan"])
+
+
+def test_progress_reads_at_most_the_cap_of_pairs_and_only_the_annotators_judgments_today(
+    monkeypatch,
+):
+    # given a queue whose statistics were taken while every pair was fresh and every judgment
+    # was from yesterday
+    monkeypatch.setattr(selectors, "AVAILABLE_COUNT_CAP", CAP)
+    queue, made = queue_with_pairs(n_pairs=50)
+    with connection.cursor() as cursor:  # every other pair of its 100 candidates: 4,950 pairs
+        cursor.execute(
+            """
+            INSERT INTO annotation_pair (queue_id, candidate_a_id, candidate_b_id, kind,
+                prompt_id, priority, judgments_needed, judgments_count, reserved_count, fresh,
+                is_gold, created_at)
+            SELECT %(queue)s, c.id, d.id, 'same_prompt', %(prompt)s, 0, 3, 0, 0, true, false,
+                   now()
+            FROM generation_workers_candidate c JOIN generation_workers_candidate d
+              ON c.id < d.id
+            ON CONFLICT DO NOTHING
+            """,
+            {"queue": queue.pk, "prompt": made[0].prompt_id},
+        )
+    pairs = list(Pair.objects.filter(queue=queue).order_by("id"))
+    me, *others = annotators(4)
+    yesterday = timezone.now() - timedelta(days=1, hours=1)
+
+    def judge(pair, annotator, when) -> None:
+        Judgment.objects.filter(pk=Judgment.objects.create(
+            pair=pair, annotator=annotator, client_submission_id=uuid.uuid4(),
+            choice=Judgment.Choice.LEFT, winner_id=pair.candidate_a_id,
+            left_candidate_id=pair.candidate_a_id,
+        ).pk).update(created_at=when)  # fmt: skip
+
+    for i, pair in enumerate(pairs[:JUDGED_BY_OTHERS]):
+        judge(pair, others[i % 3], yesterday)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_pair")
+        cursor.execute("ANALYZE annotation_judgment")
+    # then the front of the queue was served, and judged today, mostly by others
+    Pair.objects.filter(pk__in=[p.pk for p in pairs[:SERVED]]).update(
+        fresh=False, judgments_count=3
+    )
+    now = timezone.now()
+    for i, pair in enumerate(pairs[JUDGED_BY_OTHERS : 2 * JUDGED_BY_OTHERS]):
+        judge(pair, others[i % 3], now)
+    for pair in pairs[1000:1003]:
+        judge(pair, me, now)
+
+    # when the annotator's page asks for progress
+    with CaptureQueriesContext(connection) as queries:
+        progress = annotator_progress(user=me, queue_id=queue.pk)
+
+    # then the answer is right
+    assert (progress.done_today, progress.skipped_today, progress.held) == (3, 0, 0)
+    assert (progress.available, progress.available_capped) == (CAP, True)
+    # and no statement read the served front of the queue or the other annotators' judgments
+    pair_rows = sum(rows_read(q["sql"], "annotation_pair") for q in queries.captured_queries)
+    judgment_rows = sum(
+        rows_read(q["sql"], "annotation_judgment") for q in queries.captured_queries
+    )
+    assert pair_rows <= CAP + 1 + 3, pair_rows  # the count's entries, and the 3 judgments' pairs
+    assert judgment_rows <= 3, judgment_rows
