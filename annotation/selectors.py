@@ -4,10 +4,12 @@ from dataclasses import dataclass
 from datetime import datetime, time
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from annotation.models import AnnotatorProfile, Assignment, Judgment, LabelingQueue, Pair
+from annotation.models import LabelingQueue
+from annotation.services import statements
+from config.db import statement_run
 from config.errors import Conflict, Forbidden, NotFound
 
 # Progress counts the pairs available in a queue up to this many ("1,000+ left"): a bounded
@@ -62,37 +64,20 @@ def annotator_progress(*, user: AbstractBaseUser, queue_id: int) -> Progress:
     """An annotator's day in a queue, and how many pairs the queue can still lease out.
 
     `available` counts pairs with a free slot up to AVAILABLE_COUNT_CAP (then `available_capped`)
-    from the serving indexes, so its cost does not grow with the queue.
+    from the serving indexes, so its cost does not grow with the queue or the day. One
+    statement (`statements.progress_sql`): every open labeling page asks each minute.
     """
-    queue = labeling_queue_for_labeling(queue_id=queue_id, user=user)
     midnight = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
-    today = Judgment.objects.filter(
-        annotator=user, created_at__gte=midnight, pair__queue_id=queue.pk
-    ).aggregate(done=Count("id"), skipped=Count("id", filter=Q(choice=Judgment.Choice.SKIP)))
-    held = Assignment.objects.filter(
-        annotator=user,
-        status=Assignment.Status.ACTIVE,
-        expires_at__gt=timezone.now(),
-        pair__queue_id=queue.pk,
-    ).count()
-    # Each count walks one partial serving index in its order (pair_fresh_order_idx,
-    # pair_open_order_idx), so it reads at most CAP + 1 entries whatever the statistics say; a
-    # plain LIMIT lets the planner pick a scan of the table, which skips every pair already
-    # served before it finds an available one.
-    pairs = Pair.objects.filter(queue_id=queue.pk)
-    fresh = pairs.filter(fresh=True).order_by("-priority", "id")
-    available = fresh.values("id")[: AVAILABLE_COUNT_CAP + 1].count()
-    if available <= AVAILABLE_COUNT_CAP:
-        open_slots = pairs.filter(
-            fresh=False, judgments_count__lt=F("judgments_needed") - F("reserved_count")
-        ).order_by("-priority", "-judgments_count", "id")
-        available += open_slots.values("id")[: AVAILABLE_COUNT_CAP + 1 - available].count()
-    target = (
-        AnnotatorProfile.objects.filter(user=user).values_list("daily_target", flat=True).first()
-    )
+    params = {"queue": queue_id, "user": user.pk, "since": midnight}
+    rows = statement_run(statements.progress_sql(cap=AVAILABLE_COUNT_CAP + 1), params)
+    if not rows:  # not active, or not theirs: the same errors as every labeling call
+        labeling_queue_for_labeling(queue_id=queue_id, user=user)
+        raise Forbidden("you are not one of this queue's annotators", field="queue")
+    done, skipped, held, fresh, open_slots, target = rows[0]
+    available = fresh + open_slots
     return Progress(
-        done_today=today["done"],
-        skipped_today=today["skipped"],
+        done_today=done,
+        skipped_today=skipped,
         daily_target=target,
         held=held,
         available=min(available, AVAILABLE_COUNT_CAP),

@@ -27,6 +27,9 @@ The statements:
 - HEARTBEAT_SQL: push the expiry of the annotator's leases on the pairs on screen.
 - ITEMS_SQL: the items of leases held (reads only; undo returns the pair as NEXT shows it,
   through the same item columns, so what an item shows is written once).
+- PROGRESS (`progress_sql`): the annotator's counts of the day and the pairs the queue can
+  still lease out (reads only). Every open labeling page asks for it each minute; through the
+  ORM it was six round trips and ~10 ms of a web process per call (bench/labeling/RESULTS.md).
 """
 
 # The access check shared by the statements: the queue is active and the user is listed in
@@ -366,4 +369,39 @@ FROM annotation_assignment x
 {_item_lateral("x.pair_id", "x.left_candidate_id")}
 WHERE x.annotator_id = %(user)s AND x.pair_id = ANY(%(pairs)s) AND x.status = 'active'
 ORDER BY x.leased_at, x.pair_id
+"""
+
+
+def progress_sql(*, cap: int) -> str:
+    """PROGRESS: one row (done and skipped today, leases held, fresh and open pairs counted up
+    to `cap` each) when the user may label the queue now; no row otherwise (the caller finds
+    out why). Each pair count walks one serving index in its order (pair_fresh_order_idx,
+    pair_open_order_idx), so it reads at most `cap` entries; today's judgments come from the
+    annotator's own index (judgment_annotator_time_idx)."""
+    return f"""
+SELECT t.done, t.skipped, h.held, f.fresh, o.open,
+       (SELECT pf.daily_target FROM annotation_annotatorprofile pf
+        WHERE pf.user_id = %(user)s ORDER BY pf.id LIMIT 1)
+FROM ({_ACCESS}) acc
+CROSS JOIN LATERAL (
+    SELECT count(*) AS done, count(*) FILTER (WHERE j.choice = 'skip') AS skipped
+    FROM annotation_judgment j JOIN annotation_pair jp ON jp.id = j.pair_id
+    WHERE j.annotator_id = %(user)s AND j.created_at >= %(since)s AND jp.queue_id = acc.id
+) t
+CROSS JOIN LATERAL (
+    SELECT count(*) AS held
+    FROM annotation_assignment a JOIN annotation_pair ap ON ap.id = a.pair_id
+    WHERE a.annotator_id = %(user)s AND a.status = 'active'
+      AND a.expires_at > statement_timestamp() AND ap.queue_id = acc.id
+) h
+CROSS JOIN LATERAL (
+    SELECT count(*) AS fresh FROM (
+        SELECT 1 FROM annotation_pair w WHERE w.queue_id = %(queue)s AND w.fresh
+        ORDER BY w.priority DESC, w.id LIMIT {int(cap)}) fw
+) f
+CROSS JOIN LATERAL (
+    SELECT count(*) AS open FROM (
+        SELECT 1 FROM {_OPEN}
+        ORDER BY w.priority DESC, w.judgments_count DESC, w.id LIMIT {int(cap)}) ow
+) o
 """

@@ -8,16 +8,19 @@ the table's consumed front, or every judgment made today, look cheap to the plan
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import psycopg
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation import selectors
 from annotation.models import Judgment, Pair
 from annotation.selectors import annotator_progress
+from annotation.services import statements
+from annotation.services.queues import labeling_queue_pause
+from config.errors import Conflict, Forbidden, NotFound
 from tests.labeling.factories import annotators, queue_with_pairs
 
 pytestmark = pytest.mark.django_db
@@ -27,10 +30,14 @@ SERVED = 4_000  # the front of the serving order, fully judged
 JUDGED_BY_OTHERS = 300  # pairs judged by others, yesterday, and as many again today
 
 
-def rows_read(sql: str, table: str) -> int:
-    """Rows of `table` that the statement's plan read (returned or filtered out), all loops."""
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+def rows_read(sql: str, params: dict, table: str) -> int:
+    """Rows of `table` that the statement's generic plan (as the API prepares it) read,
+    returned or filtered out, over all loops."""
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params, prepare=True)
         plan = cursor.fetchone()[0]
     plan = json.loads(plan) if isinstance(plan, str) else plan
 
@@ -93,16 +100,38 @@ def test_progress_reads_at_most_the_cap_of_pairs_and_only_the_annotators_judgmen
         judge(pair, me, now)
 
     # when the annotator's page asks for progress
-    with CaptureQueriesContext(connection) as queries:
-        progress = annotator_progress(user=me, queue_id=queue.pk)
+    progress = annotator_progress(user=me, queue_id=queue.pk)
 
     # then the answer is right
     assert (progress.done_today, progress.skipped_today, progress.held) == (3, 0, 0)
     assert (progress.available, progress.available_capped) == (CAP, True)
-    # and no statement read the served front of the queue or the other annotators' judgments
-    pair_rows = sum(rows_read(q["sql"], "annotation_pair") for q in queries.captured_queries)
-    judgment_rows = sum(
-        rows_read(q["sql"], "annotation_judgment") for q in queries.captured_queries
-    )
-    assert pair_rows <= CAP + 1 + 3, pair_rows  # the count's entries, and the 3 judgments' pairs
+    # and its statement read neither the served front of the queue nor the other annotators'
+    # judgments
+    midnight = timezone.make_aware(
+        datetime.combine(timezone.localdate(), datetime.min.time())
+    )  # fmt: skip
+    sql = statements.progress_sql(cap=CAP + 1)
+    params = {"queue": queue.pk, "user": me.pk, "since": midnight}
+    pair_rows = rows_read(sql, params, "annotation_pair")
+    judgment_rows = rows_read(sql, params, "annotation_judgment")
+    # each count's entries (fresh ones, then open ones) and the 3 judgments' pairs
+    assert pair_rows <= 2 * (CAP + 1) + 3, pair_rows
     assert judgment_rows <= 3, judgment_rows
+
+
+def test_progress_of_a_queue_the_annotator_may_not_label_names_why():
+    # given a paused queue and a queue of other annotators
+    paused, _ = queue_with_pairs(n_pairs=1, name="paused")
+    labeling_queue_pause(queue_id=paused.pk)
+    theirs, _ = queue_with_pairs(
+        n_pairs=1, name="theirs", allowed_group_names=[], allowed_users=annotators(1, "x")
+    )
+    me = annotators(1)[0]
+    # when the annotator asks for progress in each, then the usual errors come back
+    with pytest.raises(Conflict) as paused_error:
+        annotator_progress(user=me, queue_id=paused.pk)
+    with pytest.raises(Forbidden):
+        annotator_progress(user=me, queue_id=theirs.pk)
+    with pytest.raises(NotFound):
+        annotator_progress(user=me, queue_id=theirs.pk + 1000)
+    assert paused_error.value.code == "queue_paused"
