@@ -29,7 +29,7 @@ The statements:
   through the same item columns, so what an item shows is written once).
 - PROGRESS (`progress_sql`): the annotator's counts of the day and the pairs the queue can
   still lease out (reads only). Every open labeling page asks for it each minute; through the
-  ORM it was six round trips and ~10 ms of a web process per call (bench/labeling/RESULTS.md).
+  ORM it was six round trips per call, and the farm figure of bench/labeling/RESULTS.md showed it.
 """
 
 # The access check shared by the statements: the queue is active and the user is listed in
