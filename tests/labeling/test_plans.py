@@ -6,11 +6,9 @@ plan) under EXPLAIN ANALYZE and count the assignment rows the plan touched: a pl
 the annotator's past leases instead touches them all, for every pair it considers.
 """
 
-import json
 import uuid
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -20,6 +18,7 @@ from annotation.models import Assignment, Pair
 from annotation.services import statements
 from annotation.services.assignment import OPEN_WINDOW, pairs_next_for_client
 from tests.labeling.factories import annotators, held_pair_ids, past_answers, queue_with_pairs
+from tests.labeling.plans import rows_read
 
 pytestmark = pytest.mark.django_db
 
@@ -30,22 +29,7 @@ LIVE_LEASES = 150  # other annotators' leases, none of them due
 
 def assignment_rows_touched(sql: str, params: dict) -> int:
     """Rows of annotation_assignment the statement's generic plan read, over all loops."""
-    connection.ensure_connection()
-    raw = connection.connection
-    raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    with psycopg.Cursor(raw) as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params, prepare=True)
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-
-    def walk(node) -> int:
-        own = 0
-        if node.get("Relation Name") == "annotation_assignment" and "Scan" in node["Node Type"]:
-            # PostgreSQL 18 (the embedded server) reports rows per loop as a rounded average.
-            own = round(node["Actual Rows"] * node["Actual Loops"])
-        return own + sum(walk(child) for child in node.get("Plans", []))
-
-    return walk(plan[0]["Plan"])
+    return rows_read(sql, params, "annotation_assignment")
 
 
 @pytest.fixture

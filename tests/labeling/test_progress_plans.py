@@ -6,11 +6,9 @@ judgments existed (as when autovacuum has not analyzed since, or is off): the pl
 the table's consumed front, or every judgment made today, look cheap to the planner then.
 """
 
-import json
 import uuid
 from datetime import datetime, timedelta
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -22,34 +20,13 @@ from annotation.services import statements
 from annotation.services.queues import labeling_queue_pause
 from config.errors import Conflict, Forbidden, NotFound
 from tests.labeling.factories import annotators, queue_with_pairs
+from tests.labeling.plans import rows_read
 
 pytestmark = pytest.mark.django_db
 
 CAP = 40  # the count's cap for this test (AVAILABLE_COUNT_CAP), small to keep the data small
 SERVED = 4_000  # the front of the serving order, fully judged
 JUDGED_BY_OTHERS = 300  # pairs judged by others, yesterday, and as many again today
-
-
-def rows_read(sql: str, params: dict, table: str) -> int:
-    """Rows of `table` that the statement's generic plan (as the API prepares it) read,
-    returned or filtered out, over all loops."""
-    connection.ensure_connection()
-    raw = connection.connection
-    raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    with psycopg.Cursor(raw) as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params, prepare=True)
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-
-    def walk(node) -> int:
-        own = 0
-        if node.get("Relation Name") == table and "Scan" in node["Node Type"]:
-            read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
-            read += node.get("Rows Removed by Index Recheck", 0)
-            own = round(read * node["Actual Loops"])
-        return own + sum(walk(child) for child in node.get("Plans", []))
-
-    return walk(plan[0]["Plan"])
 
 
 def test_progress_reads_at_most_the_cap_of_pairs_and_only_the_annotators_judgments_today(
@@ -112,8 +89,8 @@ def test_progress_reads_at_most_the_cap_of_pairs_and_only_the_annotators_judgmen
     )  # fmt: skip
     sql = statements.progress_sql(cap=CAP + 1)
     params = {"queue": queue.pk, "user": me.pk, "since": midnight}
-    pair_rows = rows_read(sql, params, "annotation_pair")
-    judgment_rows = rows_read(sql, params, "annotation_judgment")
+    pair_rows = rows_read(sql, params, "annotation_pair", filtered=True)
+    judgment_rows = rows_read(sql, params, "annotation_judgment", filtered=True)
     # each count's entries (fresh ones, then open ones) and the 3 judgments' pairs
     assert pair_rows <= 2 * (CAP + 1) + 3, pair_rows
     assert judgment_rows <= 3, judgment_rows
