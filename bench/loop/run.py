@@ -249,10 +249,10 @@ def intended_accuracy(run, version) -> dict[str, float | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prompts", type=int, default=500, help="original prompts")
+    parser.add_argument("--prompts", type=int, default=1200, help="original prompts")
     parser.add_argument("--per-prompt", type=int, default=2, help="perturbations per prompt")
     parser.add_argument("--seeds", type=int, default=2, help="images per prompt")
-    parser.add_argument("--objects", type=int, default=16, help="object vocabulary size")
+    parser.add_argument("--objects", type=int, default=24, help="object vocabulary size")
     parser.add_argument("--size", type=int, default=64, help="image size (px)")
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--agree", type=float, default=0.9, help="P(annotator = intended)")
