@@ -5,7 +5,7 @@ The hash is blake2b of ``"<seed>:<group key>"``, never Python's salted ``hash()`
 and seed give the same split on every machine, process and release.
 
 ``group_split`` is the one rule: a prompt's stored split (prompt set builds) and a dataset
-version's split of its pairs (training_bridge.aggregation) both call it, so the same group,
+version's split of its pairs (training_bridge.datasets.aggregation) both call it, so the same group,
 seed and ratios land in the same split in both.
 
 Held-out objects and relations (compositional generalisation): ``SplitPolicy`` sends every
