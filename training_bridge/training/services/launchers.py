@@ -94,7 +94,11 @@ class RunCancelled(Exception):
     pass
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent() -> None:
+    """In the child between fork and exec: the kernel kills it when the worker dies (a trainer
+    left running would hold its GPU and write to a run already swept as failed). Only this
+    child's setting, never the worker's; Python has no prctl of its own, hence ctypes; tested
+    by tests/training/test_worker_crash.py."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
