@@ -38,18 +38,22 @@ export class ApiError extends Error {
 }
 
 // Whether the server answers: false after a network failure or a 502/503/504, true again at
-// the next answer of any other kind (a 4xx too: the server decided something). "change" on
-// each flip; `retryAfterMs` is the wait the server last asked for.
+// the next answer of any other kind (a 4xx too: the server decided something) to a request
+// sent after the failure was seen: an answer to a request sent before it, arriving late, says
+// nothing about now. "change" on each flip; `retryAfterMs` is the wait the server last asked for.
 class ServerStatus extends EventTarget {
   constructor() {
     super();
     this.available = true;
     this.retryAfterMs = null;
+    this.outages = 0; // flips to unavailable so far; a request notes the count when it is sent
   }
 
-  set(available, retryAfterMs = null) {
+  set(available, retryAfterMs = null, sentDuring = this.outages) {
     if (!available) this.retryAfterMs = retryAfterMs;
+    else if (sentDuring < this.outages) return;
     if (available === this.available) return;
+    if (!available) this.outages += 1;
     this.available = available;
     this.dispatchEvent(new Event("change"));
   }
@@ -84,6 +88,7 @@ function cookie(name) {
 export async function apiCall(url, { method = "GET", body, timeoutMs = 15000 } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
+  const sentDuring = serverStatus.outages;
   let response;
   try {
     response = await fetch(url, {
@@ -112,7 +117,7 @@ export async function apiCall(url, { method = "GET", body, timeoutMs = 15000 } =
     data = null;
   }
   const wait = retryAfter(response);
-  serverStatus.set(!UNAVAILABLE.has(response.status), wait);
+  serverStatus.set(!UNAVAILABLE.has(response.status), wait, sentDuring);
   if (!response.ok) throw new ApiError(response.status, data, wait);
   return { status: response.status, data };
 }
