@@ -20,6 +20,10 @@ from django.db.models import F, Q
 
 from generation_workers.models import Candidate, Prompt
 
+# A gold pair's judgments_needed: gold answers never fill an overlap, so every annotator of
+# the queue may answer it once (a smallint, as the counters are).
+GOLD_CAPACITY = 32000
+
 
 class AnnotatorProfile(models.Model):
     user = models.OneToOneField(
@@ -40,6 +44,11 @@ class LabelingQueue(models.Model):
         ACTIVE = "active", "active"
         PAUSED = "paused", "paused"
 
+    class Kind(models.TextChoices):
+        LABELING = "labeling", "labeling"
+        # Holds copies of disputed pairs of other queues (Pair.review_of); its members settle them.
+        REVIEW = "review", "review (adjudication)"
+
     name = models.CharField(max_length=200, unique=True)
     instructions = models.TextField(blank=True, help_text="Markdown, shown beside every pair.")
     overlap = models.PositiveSmallIntegerField(default=3, help_text="Judgments wanted per pair.")
@@ -50,6 +59,46 @@ class LabelingQueue(models.Model):
     )
     lease_seconds = models.PositiveIntegerField(default=600)
     prefetch = models.PositiveSmallIntegerField(default=3)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LABELING)
+    # The questions asked per pair: [{"name": slug, "question": text}, ...]. Empty: the one
+    # default question. The first is the primary criterion (Judgment.choice); the others'
+    # answers are stored in Judgment.criteria_choices.
+    criteria = models.JSONField(default=list, blank=True)
+    # Quality control (issue 16; annotation/services/quality.py).
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Share of each annotator's items that are gold pairs (0 to 0.5)."
+    )
+    gold_feedback = models.BooleanField(
+        default=False, help_text="After a missed gold pair, show its explanation."
+    )
+    qualification_gold = models.PositiveSmallIntegerField(
+        default=0, help_text="Gold pairs to pass before real pairs are served (0: none)."
+    )
+    qualification_accuracy = models.FloatField(default=0.8)
+    pause_accuracy = models.FloatField(
+        default=0.7,
+        help_text="Auto-pause an annotator whose gold accuracy's upper bound (Wilson 95%) falls "
+        "below this (0: never).",
+    )
+    pause_min_gold = models.PositiveSmallIntegerField(
+        default=10, help_text="Gold answers needed before an annotator can be auto-paused."
+    )
+    speed_floor_ms = models.PositiveIntegerField(
+        default=1500, help_text="Answers faster than this are flagged."
+    )
+    # Adaptive overlap: `overlap` votes first; while the leading answer leads by fewer than
+    # `adaptive_margin` votes, one more vote at a time up to `overlap_max`; still split there:
+    # ambiguous. Null (or equal to overlap): fixed overlap.
+    overlap_max = models.PositiveSmallIntegerField(null=True, blank=True)
+    adaptive_margin = models.PositiveSmallIntegerField(default=2)
+    review_queue = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reviewed_queues",
+        help_text="Where disputed pairs go to be settled (a review queue).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -60,6 +109,13 @@ class LabelingQueue(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(overlap__gte=1), name="queue_overlap_positive"),
             models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="queue_lease_min"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=0.5), name="queue_gold_rate_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap_max__isnull=True) | Q(overlap_max__gte=F("overlap")),
+                name="queue_overlap_max_above_min",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -89,9 +145,56 @@ class Pair(models.Model):
         related_name="+",
         db_index=False,  # pair_intended_winner_idx: only the pairs that have one
     )
+
+    class GoldSource(models.TextChoices):
+        NONE = "", "not gold"
+        PROCEDURAL = "procedural", "procedural render, spatial truth checked by the renderer"
+        CONFIRMED = "confirmed", "counterfactual pair confirmed by a lead"
+        LEAD = "lead", "marked by a lead"
+        PROPOSED = "proposed", "proposed: waits for a lead's confirmation"
+
+    class Resolution(models.TextChoices):
+        OPEN = "", "collecting votes"
+        CONFIDENT = "confident", "confident"
+        AMBIGUOUS = "ambiguous", "ambiguous (split at the maximum votes)"
+
+    class Review(models.TextChoices):
+        NONE = "", "not disputed"
+        PENDING = "pending", "in review"
+        SETTLED = "settled", "settled"
+
+    # A gold pair's answer is known (gold_winner): it scores annotators, is served to each
+    # annotator at most once at the queue's gold rate, and never counts towards an overlap
+    # (its judgments_needed is GOLD_CAPACITY, so everyone may answer it).
     is_gold = models.BooleanField(
         default=False, help_text="Answer known; used to score annotators."
     )
+    gold_source = models.CharField(
+        max_length=16, choices=GoldSource.choices, blank=True, default=""
+    )
+    gold_winner = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    gold_explanation = models.CharField(max_length=500, blank=True)
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True, default="")
+    review = models.CharField(max_length=16, choices=Review.choices, blank=True, default="")
+    # On a review queue's copy of a disputed pair: the pair it settles.
+    review_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="reviews"
+    )
+    # The settled answer (from the review queue): preferred by aggregation.
+    settled_choice = models.CharField(max_length=16, blank=True, default="")
+    settled_winner = models.ForeignKey(
+        Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    settled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    settled_at = models.DateTimeField(null=True, blank=True)
     priority = models.SmallIntegerField(default=0)
     judgments_needed = models.PositiveSmallIntegerField(default=3)
     judgments_count = models.PositiveSmallIntegerField(default=0)
@@ -132,6 +235,18 @@ class Pair(models.Model):
                 condition=~Q(kind="counterfactual") | Q(intended_winner__isnull=False),
                 name="pair_counterfactual_has_winner",
             ),
+            models.CheckConstraint(
+                condition=Q(is_gold=False)
+                | Q(gold_winner=F("candidate_a"))
+                | Q(gold_winner=F("candidate_b")),
+                name="pair_gold_has_winner_in_pair",
+            ),
+            models.CheckConstraint(
+                condition=Q(settled_winner__isnull=True)
+                | Q(settled_winner=F("candidate_a"))
+                | Q(settled_winner=F("candidate_b")),
+                name="pair_settled_winner_in_pair",
+            ),
         ]
         indexes = [
             # The assignment hot path (annotation/services/assignment.py) reads two index
@@ -142,7 +257,7 @@ class Pair(models.Model):
                 F("priority").desc(),
                 F("id"),
                 name="pair_fresh_order_idx",
-                condition=Q(fresh=True),
+                condition=Q(fresh=True) & Q(is_gold=False),
             ),
             models.Index(
                 F("queue"),
@@ -151,7 +266,16 @@ class Pair(models.Model):
                 F("id"),
                 name="pair_open_order_idx",
                 condition=Q(fresh=False)
+                & Q(is_gold=False)
                 & Q(judgments_count__lt=F("judgments_needed") - F("reserved_count")),
+            ),
+            # The queue's gold pairs, drawn from by NEXT at the gold rate.
+            models.Index(fields=["queue"], name="pair_gold_idx", condition=Q(is_gold=True)),
+            # Pairs in need of the lead's eye (dashboard drill-down).
+            models.Index(
+                fields=["queue", "resolution"],
+                name="pair_resolution_idx",
+                condition=~Q(resolution="") | ~Q(review=""),
             ),
             models.Index(
                 fields=["intended_winner"],
@@ -256,6 +380,9 @@ class Judgment(models.Model):
         Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reason_tags = models.JSONField(default=list, blank=True)
+    # Answers to the queue's other criteria: {"<criterion name>": "left"|"right"|"tie"|...},
+    # each side as shown (left_candidate maps it to a candidate, as for `choice`).
+    criteria_choices = models.JSONField(default=dict, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -286,6 +413,59 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator_id} on pair {self.pair_id}: {self.choice}"
+
+
+class AnnotatorQueueState(models.Model):
+    """An annotator's standing in one queue: their place in the stream (for gold interleaving),
+    gold answers, qualification and pause. Written by NEXT (served counters, when the queue
+    uses gold) and by the quality services (gold answers, pause, resume)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        QUALIFYING = "qualifying", "qualifying (gold pairs only)"
+        PAUSED = "paused", "paused"
+        DISQUALIFIED = "disqualified", "failed qualification"
+
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_states"
+    )
+    queue = models.ForeignKey(
+        LabelingQueue, on_delete=models.CASCADE, related_name="annotator_states", db_index=False
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Items newly leased to this annotator in this queue, gold ones among them, and the stream
+    # position (1-based) of the next gold item.
+    served = models.PositiveIntegerField(default=0)
+    gold_served = models.PositiveIntegerField(default=0)
+    next_gold_at = models.PositiveIntegerField(null=True, blank=True)
+    gold_answers = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    # From gold: the posterior mean accuracy (correct + 1) / (answers + 2); null before any.
+    trust = models.FloatField(null=True, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["queue", "annotator"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "annotator"], name="annotatorqueuestate_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_correct__lte=F("gold_answers")),
+                name="annotatorqueuestate_correct_within_answers",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} in queue {self.queue_id}: {self.status}"
 
 
 class UndoneJudgment(models.Model):
