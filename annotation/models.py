@@ -59,38 +59,49 @@ class LabelingQueue(models.Model):
     )
     lease_seconds = models.PositiveIntegerField(default=600)
     prefetch = models.PositiveSmallIntegerField(default=3)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LABELING)
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, default=Kind.LABELING, db_default=Kind.LABELING
+    )
     # The questions asked per pair: [{"name": slug, "question": text}, ...]. Empty: the one
     # default question. The first is the primary criterion (Judgment.choice); the others'
     # answers are stored in Judgment.criteria_choices.
-    criteria = models.JSONField(default=list, blank=True)
+    criteria = models.JSONField(
+        default=list, blank=True, db_default=models.Value([], output_field=models.JSONField())
+    )
     # Quality control (issue 16; annotation/services/quality.py).
     gold_rate = models.FloatField(
-        default=0.0, help_text="Share of each annotator's items that are gold pairs (0 to 0.5)."
+        default=0.0,
+        db_default=0.0,
+        help_text="Share of each annotator's items that are gold pairs (0 to 0.5).",
     )
     gold_feedback = models.BooleanField(
-        default=False, help_text="After a missed gold pair, show its explanation."
+        default=False, db_default=False, help_text="After a missed gold pair, show its explanation."
     )
     qualification_gold = models.PositiveSmallIntegerField(
-        default=0, help_text="Gold pairs to pass before real pairs are served (0: none)."
+        default=0,
+        db_default=0,
+        help_text="Gold pairs to pass before real pairs are served (0: none).",
     )
-    qualification_accuracy = models.FloatField(default=0.8)
+    qualification_accuracy = models.FloatField(default=0.8, db_default=0.8)
     pause_accuracy = models.FloatField(
         default=0.7,
+        db_default=0.7,
         help_text="Auto-pause an annotator whose gold accuracy's upper bound (Wilson 95%) falls "
         "below this (0: never).",
     )
     pause_min_gold = models.PositiveSmallIntegerField(
-        default=10, help_text="Gold answers needed before an annotator can be auto-paused."
+        default=10,
+        db_default=10,
+        help_text="Gold answers needed before an annotator can be auto-paused.",
     )
     speed_floor_ms = models.PositiveIntegerField(
-        default=1500, help_text="Answers faster than this are flagged."
+        default=1500, db_default=1500, help_text="Answers faster than this are flagged."
     )
     # Adaptive overlap: `overlap` votes first; while the leading answer leads by fewer than
     # `adaptive_margin` votes, one more vote at a time up to `overlap_max`; still split there:
     # ambiguous. Null (or equal to overlap): fixed overlap.
     overlap_max = models.PositiveSmallIntegerField(null=True, blank=True)
-    adaptive_margin = models.PositiveSmallIntegerField(default=2)
+    adaptive_margin = models.PositiveSmallIntegerField(default=2, db_default=2)
     review_queue = models.ForeignKey(
         "self",
         null=True,
@@ -170,20 +181,24 @@ class Pair(models.Model):
         default=False, help_text="Answer known; used to score annotators."
     )
     gold_source = models.CharField(
-        max_length=16, choices=GoldSource.choices, blank=True, default=""
+        max_length=16, choices=GoldSource.choices, blank=True, default="", db_default=""
     )
     gold_winner = models.ForeignKey(
         Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    gold_explanation = models.CharField(max_length=500, blank=True)
-    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True, default="")
-    review = models.CharField(max_length=16, choices=Review.choices, blank=True, default="")
+    gold_explanation = models.CharField(max_length=500, blank=True, default="", db_default="")
+    resolution = models.CharField(
+        max_length=16, choices=Resolution.choices, blank=True, default="", db_default=""
+    )
+    review = models.CharField(
+        max_length=16, choices=Review.choices, blank=True, default="", db_default=""
+    )
     # On a review queue's copy of a disputed pair: the pair it settles.
     review_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="reviews"
     )
     # The settled answer (from the review queue): preferred by aggregation.
-    settled_choice = models.CharField(max_length=16, blank=True, default="")
+    settled_choice = models.CharField(max_length=16, blank=True, default="", db_default="")
     settled_winner = models.ForeignKey(
         Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -382,7 +397,9 @@ class Judgment(models.Model):
     reason_tags = models.JSONField(default=list, blank=True)
     # Answers to the queue's other criteria: {"<criterion name>": "left"|"right"|"tie"|...},
     # each side as shown (left_candidate maps it to a candidate, as for `choice`).
-    criteria_choices = models.JSONField(default=dict, blank=True)
+    criteria_choices = models.JSONField(
+        default=dict, blank=True, db_default=models.Value({}, output_field=models.JSONField())
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -440,6 +457,10 @@ class AnnotatorQueueState(models.Model):
     next_gold_at = models.PositiveIntegerField(null=True, blank=True)
     gold_answers = models.PositiveIntegerField(default=0)
     gold_correct = models.PositiveIntegerField(default=0)
+    # Gold answers since the last resume: the auto-pause's evidence (a resumed annotator is
+    # judged on what they do next, not paused again by the answers that paused them).
+    window_answers = models.PositiveIntegerField(default=0)
+    window_correct = models.PositiveIntegerField(default=0)
     # From gold: the posterior mean accuracy (correct + 1) / (answers + 2); null before any.
     trust = models.FloatField(null=True, blank=True)
     reason = models.CharField(max_length=300, blank=True)

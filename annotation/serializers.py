@@ -108,6 +108,12 @@ class SubmitRequestSerializer(serializers.Serializer):
     duration_ms = serializers.IntegerField(
         min_value=0, max_value=MAX_DURATION_MS, required=False, allow_null=True
     )
+    criteria = serializers.DictField(
+        child=serializers.ChoiceField(choices=["left", "right", "tie", "both_wrong"]),
+        required=False,
+        help_text="Answers to the queue's other criteria by name (its first criterion is "
+        "`choice`), each side as shown.",
+    )
 
 
 class JudgmentSerializer(serializers.Serializer):
@@ -122,6 +128,11 @@ class JudgmentSerializer(serializers.Serializer):
 class SubmitResponseSerializer(serializers.Serializer):
     judgment = JudgmentSerializer()
     replayed = serializers.BooleanField(help_text="True: this submission was stored before.")
+    feedback = serializers.CharField(
+        allow_null=True,
+        help_text="Null, except in a queue that gives feedback, after a missed pair whose "
+        "answer is known: why the other image is right.",
+    )
 
 
 class HeartbeatRequestSerializer(serializers.Serializer):

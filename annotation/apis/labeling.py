@@ -137,6 +137,7 @@ def _judgment_data(result: SubmitResult) -> dict[str, Any]:
             "created_at": j.created_at,
         },
         "replayed": result.replayed,
+        "feedback": result.feedback,
     }
 
 
@@ -166,6 +167,7 @@ class SubmitApi(_LabelingApi):
             choice=data.get("choice"),
             reason_tags=data.get("reason_tags"),
             duration_ms=data.get("duration_ms"),
+            criteria=data.get("criteria"),
         )
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
         return Response(_judgment_data(result), status=code)

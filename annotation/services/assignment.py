@@ -23,7 +23,7 @@ from annotation.services.images import ImageSource
 from annotation.services.queues import MAX_PREFETCH
 from annotation.services.results import HeartbeatResult, LeasedItem, NextResult
 from config import db
-from config.errors import ValidationFailed
+from config.errors import Conflict, ValidationFailed
 from config.input_checks import is_row_id
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ RECLAIM_BATCH = 500
 NEXT_ATTEMPTS = 3
 MAX_HEARTBEAT_PAIRS = 50
 MAX_KNOWN = 100
+# An annotator in these standings gets no pairs from the queue (services/quality.py).
+PAUSED_STANDINGS = ("paused", "disqualified")
 
 
 def _check_count(count: int | None) -> int | None:
@@ -110,19 +112,29 @@ def pairs_next_for_client(
     if not rows or not rows[0][0]:
         labeling_queue_for_labeling(queue_id=queue_id, user=user)  # raises the precise 4xx
         return NextResult(items=[], known_held=[])
-    holding, lease_due = rows[0][1], rows[0][3]
+    holding, lease_due, standing = rows[0][1], rows[0][3], rows[0][4]
+    if standing in PAUSED_STANDINGS:
+        raise _annotator_paused(standing)
     if lease_due:
         leases_reclaim_expired()
     if holding < count:
         rows = _next_run(statements.next_sql(count=count, window=None), params)
         log.debug("labeling.next.exact_scan queue=%s user=%s", queue_id, user.pk)
-    new = sum(1 for row in rows if row[4])
+    new = sum(1 for row in rows if row[6])
     if new:
         log.debug("labeling.lease.granted queue=%s user=%s n=%d", queue_id, user.pk, new)
     return NextResult(
-        items=[_item_from_row(row[5:]) for row in rows if row[5] is not None],
+        items=[_item_from_row(row[7:]) for row in rows if row[7] is not None],
         known_held=list(rows[0][2] or []),
     )
+
+
+def _annotator_paused(standing: str) -> Conflict:
+    if standing == "disqualified":
+        detail = "you did not pass this queue's qualification; a lead can let you in again"
+    else:
+        detail = "a lead paused your work on this queue; they can resume it"
+    return Conflict(detail, field="queue", code="annotator_paused")
 
 
 def _next_run(sql: str, params: dict) -> list[tuple]:

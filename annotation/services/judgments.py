@@ -17,9 +17,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 from psycopg.types.json import Jsonb
 
-from annotation.models import Judgment
+from annotation.models import Judgment, LabelingQueue, Pair, UndoneJudgment
 from annotation.selectors import labeling_queue_for_labeling
-from annotation.services import statements
+from annotation.services import quality, statements
 from annotation.services.results import StoredJudgment, SubmitResult
 from config import db
 from config.errors import Conflict, NotFound, ValidationFailed
@@ -35,6 +35,8 @@ _REASON_TAG = re.compile(r"^(?P<kind>[a-z]+)(?::(?P<ref>[A-Za-z0-9_.\-]{1,48}))?
 MAX_REASON_TAGS = 16
 MAX_DURATION_MS = 24 * 3600 * 1000
 SUBMIT_ATTEMPTS = 3
+MAX_CRITERIA = 8
+CRITERION_CHOICES = ("left", "right", "tie", "both_wrong")
 
 
 def judgment_input_check(
@@ -89,6 +91,35 @@ def judgment_input_check(
     return pair_id, sid, choice, list(dict.fromkeys(tags)), duration_ms
 
 
+def judgment_criteria_check(*, queue_id: int, criteria: object, choice: str) -> dict[str, str]:
+    """The answers to the queue's other criteria: {name: left|right|tie|both_wrong}, only names
+    the queue asks (its first criterion is the judgment's `choice`); none with a skip. Unanswered
+    criteria are allowed (a client that knows only the primary question)."""
+    if criteria in (None, {}):
+        return {}
+    if not isinstance(criteria, dict) or len(criteria) > MAX_CRITERIA:
+        raise ValidationFailed(
+            f"criteria must be an object of at most {MAX_CRITERIA} answers", field="criteria"
+        )
+    if choice == "skip":
+        raise ValidationFailed("a skip answers no criterion", field="criteria")
+    asked = LabelingQueue.objects.filter(pk=queue_id).values_list("criteria", flat=True).first()
+    names = [c.get("name") for c in (asked or [])[1:] if isinstance(c, dict)]
+    for name, answer in criteria.items():
+        if name not in names:
+            raise ValidationFailed(
+                f"this queue asks no criterion {str(name)[:60]!r} besides its first"
+                + (f" (it asks: {', '.join(names)})" if names else ""),
+                field=f"criteria.{str(name)[:60]}",
+            )
+        if answer not in CRITERION_CHOICES:
+            raise ValidationFailed(
+                f"an answer must be one of {', '.join(CRITERION_CHOICES)}",
+                field=f"criteria.{name}",
+            )
+    return dict(criteria)
+
+
 def judgment_submit(
     *,
     user: AbstractBaseUser,
@@ -98,8 +129,13 @@ def judgment_submit(
     choice: str,
     reason_tags: list[str] | None = None,
     duration_ms: int | None = None,
+    criteria: object = None,
 ) -> SubmitResult:
-    """Store an annotator's answer on a pair they hold, once per client submission id."""
+    """Store an annotator's answer on a pair they hold, once per client submission id.
+
+    After the statement, and only when it applies: a gold answer counts towards the
+    annotator's standing (services/quality.py), a pair that reached its target is settled
+    (adaptive overlap, ambiguity, review), and a review copy's answer settles its original."""
     pair_id, sid, choice, tags, duration_ms = judgment_input_check(
         pair_id=pair_id,
         client_submission_id=client_submission_id,
@@ -107,6 +143,7 @@ def judgment_submit(
         reason_tags=reason_tags,
         duration_ms=duration_ms,
     )
+    criteria = judgment_criteria_check(queue_id=queue_id, criteria=criteria, choice=choice)
     params = {
         "queue": queue_id,
         "user": user.pk,
@@ -114,6 +151,7 @@ def judgment_submit(
         "sid": sid,
         "choice": choice,
         "tags": Jsonb(tags),
+        "criteria": Jsonb(criteria),
         "duration": duration_ms,
     }
     for attempt in range(SUBMIT_ATTEMPTS):
@@ -135,9 +173,12 @@ def judgment_submit(
             _leases,
             judgment_id,
             created_at,
-            _count_after,
+            count_after,
             count_before,
             needed,
+            is_gold,
+            gold_correct,
+            review_of,
         ) = row
         if replay:
             return _replay(user=user, pair_id=pair_id, sid=sid)
@@ -148,9 +189,19 @@ def judgment_submit(
             log.debug(
                 "labeling.judgment.stored pair=%s user=%s choice=%s", pair_id, user.pk, choice
             )
+            feedback = None
+            if is_gold and choice != "skip":
+                feedback = _gold_answered(
+                    queue_id=queue_id, user=user, pair_id=pair_id, correct=bool(gold_correct)
+                )
+            elif review_of is not None:
+                quality.pair_review_settle(review_pair_id=pair_id)
+            elif choice != "skip" and count_after is not None and count_after >= needed:
+                quality.pair_votes_settle(pair_id=pair_id)
             return SubmitResult(
                 judgment=StoredJudgment(pair_id, sid, choice, tags, duration_ms, created_at),
                 replayed=False,
+                feedback=feedback,
             )
         if lease_status == "submitted":
             return _replay(user=user, pair_id=pair_id, sid=sid, judged_already=True)
@@ -160,6 +211,27 @@ def judgment_submit(
             log.error("labeling.judgment.refused_active_lease pair=%s user=%s", pair_id, user.pk)
         break
     raise _no_lease(lease_status=lease_status, full=count_before >= needed)
+
+
+def _gold_answered(
+    *, queue_id: int, user: AbstractBaseUser, pair_id: int, correct: bool
+) -> str | None:
+    """Count a gold answer; the explanation of a missed one when the queue gives feedback.
+
+    Only the first answer to a gold pair counts: one given again after an undo does not (with
+    feedback on, an undo would otherwise turn a miss into a hit)."""
+    if not UndoneJudgment.objects.filter(pair_id=pair_id, annotator_id=user.pk).exists():
+        quality.gold_answer_record(queue_id=queue_id, annotator_id=user.pk, correct=correct)
+    if correct:
+        return None
+    row = (
+        Pair.objects.filter(pk=pair_id, queue__gold_feedback=True)
+        .values_list("gold_explanation", flat=True)
+        .first()
+    )
+    if row is None:
+        return None
+    return row or "This pair has a known answer, and it was the other image."
 
 
 def _no_lease(*, lease_status: str | None, full: bool) -> Conflict:

@@ -43,3 +43,5 @@ class StoredJudgment:
 class SubmitResult:
     judgment: StoredJudgment
     replayed: bool
+    # After a missed gold pair in a queue that gives feedback: why the other image is right.
+    feedback: str | None = None

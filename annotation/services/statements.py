@@ -35,7 +35,7 @@ The statements:
 # The access check shared by the statements: the queue is active and the user is listed in
 # it, directly or through a group. Yields one row when the user may label the queue now.
 _ACCESS = """
-    SELECT q.id, q.lease_seconds, q.prefetch
+    SELECT q.id, q.lease_seconds, q.prefetch, q.gold_rate, q.qualification_gold
     FROM annotation_labelingqueue q
     WHERE q.id = %(queue)s AND q.status = 'active'
       AND (EXISTS (SELECT 1 FROM annotation_labelingqueue_allowed_users au
@@ -75,7 +75,7 @@ def _item_lateral(pair: str, left: str) -> str:
 # Started pairs with a free slot (pair_open_order_idx): only pairs someone was leased, so the
 # annotator's history must be checked against them.
 _OPEN = """annotation_pair w
-            WHERE w.queue_id = %(queue)s AND NOT w.fresh
+            WHERE w.queue_id = %(queue)s AND NOT w.fresh AND NOT w.is_gold
               AND w.judgments_count < (w.judgments_needed - w.reserved_count)"""
 
 
@@ -115,6 +115,11 @@ def next_sql(*, count: int, window: int | None) -> str:
             ORDER BY w.priority DESC, w.judgments_count DESC, w.id LIMIT {int(window)}))"""
     return f"""
 WITH q AS ({_ACCESS}),
+st AS (
+    SELECT s.status, s.served, s.gold_served, s.next_gold_at
+    FROM annotation_annotatorqueuestate s
+    WHERE s.queue_id = %(queue)s AND s.annotator_id = %(user)s
+),
 held AS (
     SELECT a.pair_id, a.left_candidate_id, a.expires_at, a.leased_at
     FROM annotation_assignment a
@@ -125,11 +130,51 @@ held AS (
     LIMIT {count}
 ),
 want AS (SELECT GREATEST({count} - count(*), 0) AS k FROM held),
+plan AS (
+    -- Where this annotator stands in the queue's stream: paused (nothing new), qualifying
+    -- (gold only, up to the queue's qualification count) or active (a gold item when the
+    -- stream reaches next_gold_at). Without a state row: qualifying if the queue asks for it,
+    -- and the first gold position drawn in 1..B (B = 1 / gold_rate).
+    SELECT b.*,
+           CASE WHEN b.status IN ('paused', 'disqualified') THEN 0
+                WHEN b.status = 'qualifying'
+                    THEN LEAST(b.k, GREATEST(b.qualification_gold - b.gold_served, 0))
+                WHEN b.block > 0 AND b.next_gold <= b.served + b.k THEN LEAST(b.k, 1)
+                ELSE 0 END AS gold_k,
+           CASE WHEN b.status IN ('active') THEN b.k ELSE 0 END AS regular_k
+    FROM (
+        SELECT w.k, q.qualification_gold,
+               COALESCE(st.status, CASE WHEN q.qualification_gold > 0 THEN 'qualifying'
+                                        ELSE 'active' END) AS status,
+               COALESCE(st.served, 0) AS served, COALESCE(st.gold_served, 0) AS gold_served,
+               g.block,
+               COALESCE(st.next_gold_at, 1 + floor(random() * g.block)::int) AS next_gold
+        FROM q CROSS JOIN want w
+        CROSS JOIN LATERAL (SELECT CASE WHEN q.gold_rate > 0
+                                        THEN GREATEST(round(1 / q.gold_rate)::int, 2)
+                                        ELSE 0 END AS block) g
+        LEFT JOIN st ON true
+    ) b
+),
+gold_pick AS (
+    -- Gold pairs this annotator was never leased, in random order: each at most once to
+    -- each annotator. A few hundred per queue: one probe of the (pair, annotator) index each.
+    SELECT p.id, p.priority, p.judgments_count, p.candidate_a_id, p.candidate_b_id
+    FROM annotation_pair p
+    WHERE p.queue_id = %(queue)s AND p.is_gold AND (SELECT gold_k FROM plan) > 0
+      AND p.judgments_count < (p.judgments_needed - p.reserved_count)
+      AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
+                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s)
+    ORDER BY random()
+    LIMIT (SELECT gold_k FROM plan)
+    FOR UPDATE OF p SKIP LOCKED
+),
 open_pick AS (
     SELECT p.id, p.priority, p.judgments_count, p.candidate_a_id, p.candidate_b_id
     FROM annotation_pair p
     WHERE {started} AND EXISTS (SELECT 1 FROM q)
-      AND NOT p.fresh AND p.judgments_count < (p.judgments_needed - p.reserved_count)
+      AND NOT p.fresh AND NOT p.is_gold
+      AND p.judgments_count < (p.judgments_needed - p.reserved_count)
       AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
                       WHERE x.pair_id = p.id AND x.annotator_id = %(user)s
                         AND x.status <> 'expired')
@@ -140,15 +185,25 @@ open_pick AS (
 fresh_pick AS (
     SELECT p.id, p.priority, p.judgments_count, p.candidate_a_id, p.candidate_b_id
     FROM annotation_pair p
-    WHERE p.queue_id = %(queue)s AND p.fresh AND EXISTS (SELECT 1 FROM q)
+    WHERE p.queue_id = %(queue)s AND p.fresh AND NOT p.is_gold AND EXISTS (SELECT 1 FROM q)
     ORDER BY p.priority DESC, p.id
     LIMIT {count}
     FOR UPDATE OF p SKIP LOCKED
 ),
 chosen AS (
-    SELECT u.* FROM (SELECT * FROM open_pick UNION ALL SELECT * FROM fresh_pick) u
+    SELECT u.*, row_number() OVER (
+               ORDER BY u.priority DESC, u.judgments_count DESC, u.id)::float AS slot
+    FROM (SELECT * FROM open_pick UNION ALL SELECT * FROM fresh_pick) u
     ORDER BY u.priority DESC, u.judgments_count DESC, u.id
-    LIMIT (SELECT k FROM want)
+    LIMIT GREATEST((SELECT LEAST(k, regular_k) FROM plan) - (SELECT count(*) FROM gold_pick), 0)
+),
+picked AS (
+    -- The gold item takes its place in the batch at its stream position: nothing in the
+    -- answer's order tells it from the others.
+    SELECT c.id, c.candidate_a_id, c.candidate_b_id, c.slot FROM chosen c
+    UNION ALL
+    SELECT g.id, g.candidate_a_id, g.candidate_b_id,
+           (SELECT GREATEST(next_gold - served, 1) - 0.5 FROM plan) FROM gold_pick g
 ),
 leased AS (
     INSERT INTO annotation_assignment
@@ -157,7 +212,7 @@ leased AS (
            CASE WHEN random() < 0.5 THEN c.candidate_a_id ELSE c.candidate_b_id END,
            'active', statement_timestamp(),
            statement_timestamp() + make_interval(secs => (SELECT lease_seconds FROM q))
-    FROM chosen c
+    FROM picked c
     ON CONFLICT ON CONSTRAINT assignment_unique_per_annotator DO UPDATE
         SET status = 'active', leased_at = EXCLUDED.leased_at, expires_at = EXCLUDED.expires_at
         WHERE annotation_assignment.status = 'expired'
@@ -167,6 +222,32 @@ bumped AS (
     UPDATE annotation_pair bp SET reserved_count = bp.reserved_count + 1, fresh = false
     FROM leased l WHERE bp.id = l.pair_id
     RETURNING bp.id
+),
+placed AS (
+    -- The annotator's place in the stream, kept only for queues that use gold: items served,
+    -- gold among them, and the position of the next gold item. A gold item that was due (or
+    -- found none left to serve) moves the next one B - B/2 .. B + B/2 items on: about one in
+    -- B, never two in a row, never bunched, and not at a fixed period an annotator could count.
+    INSERT INTO annotation_annotatorqueuestate AS s
+        (annotator_id, queue_id, status, served, gold_served, next_gold_at, gold_answers,
+         gold_correct, window_answers, window_correct, reason)
+    SELECT %(user)s, %(queue)s, pl.status, pl.served + n.total, pl.gold_served + n.gold,
+           CASE WHEN pl.block = 0 THEN NULL
+                WHEN pl.gold_k > 0 OR pl.next_gold <= pl.served + n.total
+                    THEN GREATEST(pl.next_gold, pl.served + 1) + pl.block - pl.block / 2
+                         + floor(random() * (2 * (pl.block / 2) + 1))::int
+                ELSE pl.next_gold END,
+           0, 0, 0, 0, ''
+    FROM plan pl
+    CROSS JOIN (SELECT count(*) AS total,
+                       count(*) FILTER (WHERE l.pair_id IN (SELECT id FROM gold_pick)) AS gold
+                FROM leased l) n
+    WHERE n.total > 0 AND (pl.block > 0 OR pl.qualification_gold > 0)
+    ON CONFLICT ON CONSTRAINT annotatorqueuestate_unique DO UPDATE
+        SET served = s.served + (EXCLUDED.served - (SELECT served FROM plan)),
+            gold_served = s.gold_served + (EXCLUDED.gold_served - (SELECT gold_served FROM plan)),
+            next_gold_at = EXCLUDED.next_gold_at
+    RETURNING s.id
 )
 SELECT (SELECT count(*) FROM q) AS queue_ok,
        (SELECT count(*) FROM held) + (SELECT count(*) FROM leased) AS holding,
@@ -174,17 +255,21 @@ SELECT (SELECT count(*) FROM q) AS queue_ok,
         WHERE h.pair_id = ANY(%(known)s)) AS known_held,
        COALESCE((SELECT d.expires_at < statement_timestamp() FROM annotation_assignment d
                  WHERE d.status = 'active' ORDER BY d.expires_at LIMIT 1), false) AS lease_due,
+       (SELECT status FROM plan) AS standing,
+       (SELECT count(*) FROM placed) AS placed,
        x.is_new, x.pair_id, x.expires_at,
        {_ITEM_COLUMNS}
 FROM (SELECT 1) AS one
 LEFT JOIN (
-    SELECT h.pair_id, h.left_candidate_id, h.expires_at, h.leased_at, false AS is_new
+    SELECT h.pair_id, h.left_candidate_id, h.expires_at, h.leased_at, false AS is_new,
+           0::float AS slot
     FROM held h WHERE NOT h.pair_id = ANY(%(known)s)
     UNION ALL
-    SELECT l.pair_id, l.left_candidate_id, l.expires_at, l.leased_at, true FROM leased l
+    SELECT l.pair_id, l.left_candidate_id, l.expires_at, l.leased_at, true, pk.slot
+    FROM leased l JOIN picked pk ON pk.id = l.pair_id
 ) x ON true
 {_item_lateral("x.pair_id", "x.left_candidate_id")}
-ORDER BY x.is_new, x.leased_at, it.priority DESC, it.judgments_count DESC, x.pair_id
+ORDER BY x.is_new, x.leased_at, x.slot, x.pair_id
 """
 
 
@@ -254,7 +339,8 @@ WITH prev AS (
 ),
 p AS (
     SELECT p.id, p.candidate_a_id, p.candidate_b_id, p.judgments_count, p.reserved_count,
-           p.judgments_needed, q.status AS queue_status,
+           p.judgments_needed, q.status AS queue_status, p.is_gold, p.gold_winner_id,
+           p.review_of_id,
            EXISTS (SELECT 1 FROM ({_ACCESS}) acc) AS allowed
     FROM annotation_pair p
     JOIN annotation_labelingqueue q ON q.id = p.queue_id
@@ -293,16 +379,16 @@ counted AS (
 j AS (
     INSERT INTO annotation_judgment
         (pair_id, annotator_id, client_submission_id, left_candidate_id, choice, winner_id,
-         reason_tags, duration_ms, created_at)
+         reason_tags, criteria_choices, duration_ms, created_at)
     SELECT %(pair)s, %(user)s, %(sid)s, ok.left_candidate_id, %(choice)s::text,
            CASE %(choice)s::text
                WHEN 'left' THEN ok.left_candidate_id
                WHEN 'right' THEN (CASE WHEN ok.left_candidate_id = ok.candidate_a_id
                                        THEN ok.candidate_b_id ELSE ok.candidate_a_id END)
            END,
-           %(tags)s, %(duration)s, statement_timestamp()
+           %(tags)s, %(criteria)s, %(duration)s, statement_timestamp()
     FROM ok, counted
-    RETURNING id, created_at
+    RETURNING id, created_at, winner_id
 ),
 lease_done AS (
     UPDATE annotation_assignment a SET status = 'submitted'
@@ -320,7 +406,10 @@ SELECT (SELECT count(*) FROM prev) AS replay,
        (SELECT min(created_at) FROM j) AS created_at,
        (SELECT min(judgments_count) FROM counted) AS judgments_count,
        (SELECT min(judgments_count) FROM p) AS count_before,
-       (SELECT min(judgments_needed) FROM p) AS judgments_needed
+       (SELECT min(judgments_needed) FROM p) AS judgments_needed,
+       (SELECT bool_or(is_gold) FROM p) AS is_gold,
+       (SELECT min(j.winner_id) = min(p.gold_winner_id) FROM j, p) AS gold_correct,
+       (SELECT min(review_of_id) FROM p) AS review_of
 """
 
 # SUBMISSION_SQL: a submission id seen before: the stored judgment (or the undone one). Reads
@@ -396,7 +485,8 @@ CROSS JOIN LATERAL (
 ) h
 CROSS JOIN LATERAL (
     SELECT count(*) AS fresh FROM (
-        SELECT 1 FROM annotation_pair w WHERE w.queue_id = %(queue)s AND w.fresh
+        SELECT 1 FROM annotation_pair w
+        WHERE w.queue_id = %(queue)s AND w.fresh AND NOT w.is_gold
         ORDER BY w.priority DESC, w.id LIMIT {int(cap)}) fw
 ) f
 CROSS JOIN LATERAL (

@@ -92,9 +92,13 @@ def _take_back(*, user: AbstractBaseUser, judgment_id: int, pair_id: int) -> boo
         )
         judgment.delete()
         Assignment.objects.filter(pk=lease.pk).update(status=Assignment.Status.ACTIVE)
+        # A counted answer taken back: the pair is collecting votes again. (A gold answer
+        # keeps its count in the annotator's standing: the first answer to a gold pair is the
+        # one that counts, services/judgments.py.)
         Pair.objects.filter(pk=pair.pk).update(
             judgments_count=F("judgments_count") - (1 if counted else 0),
             reserved_count=F("reserved_count") + 1,
+            resolution=Pair.Resolution.OPEN if counted else pair.resolution,
         )
     return True
 

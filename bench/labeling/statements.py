@@ -63,7 +63,7 @@ def main() -> None:
             next_sql, {"queue": queue, "user": user.pk, "known": known}, durable=False
         )
         t1, c1 = time.perf_counter(), backend_cpu(pid)
-        held = [r[5] for r in rows if r[5] is not None] + list(rows[0][2] or [])
+        held = [r[7] for r in rows if r[7] is not None] + list(rows[0][2] or [])
         if not held:
             raise SystemExit(f"nothing left in the queue for {args.user}")
         pair = held[0]
@@ -76,6 +76,7 @@ def main() -> None:
                 "sid": uuid.uuid4(),
                 "choice": "left",
                 "tags": Jsonb([]),
+                "criteria": Jsonb({}),
                 "duration": 1500,
             },
         )

@@ -142,6 +142,7 @@ def test_submit_finds_the_lease_with_one_probe_whatever_the_annotators_history(
             "sid": uuid.uuid4(),
             "choice": "left",
             "tags": Jsonb([]),
+            "criteria": Jsonb({}),
             "duration": 1200,
         },
     )

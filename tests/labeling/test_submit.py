@@ -111,7 +111,11 @@ def test_a_retried_submit_returns_the_stored_judgment_and_stores_nothing_new():
     retry = post_submit(ann, queue, pair.pk, "right", sid=sid, duration_ms=5)
 
     assert (first.status_code, retry.status_code) == (201, 200)
-    assert retry.json() == {"judgment": first.json()["judgment"], "replayed": True}
+    assert retry.json() == {
+        "judgment": first.json()["judgment"],
+        "replayed": True,
+        "feedback": None,
+    }
     assert Judgment.objects.count() == 1
     assert counters(pair) == (1, 0)
 

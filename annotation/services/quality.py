@@ -1,0 +1,502 @@
+"""Quality control (issue 16): gold pairs, an annotator's standing in a queue, adaptive overlap
+and adjudication.
+
+- Gold pairs have a known answer (`Pair.gold_winner`). They come from counterfactual pairs whose
+  intended winner is known by construction (procedural renders whose relations the renderer
+  checked are gold at once; other counterfactual pairs are proposed and become gold when a
+  lead confirms them) or from a lead who marks a pair with its answer. NEXT serves them at the
+  queue's gold rate, interleaved through each annotator's stream (statements.next_sql); their
+  answers never fill an overlap (judgments_needed is GOLD_CAPACITY).
+- Each gold answer updates the annotator's `AnnotatorQueueState`: a qualifying annotator is let
+  in, or not, after the queue's qualification count; an active one is paused when the upper
+  bound of the Wilson interval of their gold accuracy since the last resume falls below the
+  queue's `pause_accuracy`, after at least `pause_min_gold` gold answers. A lead resumes them.
+- When a pair's counted votes reach its target, `pair_votes_settle` decides: the leading answer
+  leads by `adaptive_margin` votes (confident), or one more vote is wanted (up to
+  `overlap_max`), or it stays split (ambiguous). Ambiguous pairs, and counterfactual pairs whose
+  human majority goes against the intended winner, are disputed: with a review queue set, a
+  copy goes there, and its answer settles the original (`settled_*`), which aggregation prefers.
+
+These run after the hot path's statement, only for what needs them (a gold answer, a pair
+reaching its target, a review answer): a few ORM queries in one transaction, the pair row (or
+the state row) locked first.
+"""
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from annotation.models import (
+    GOLD_CAPACITY,
+    AnnotatorProfile,
+    AnnotatorQueueState,
+    Judgment,
+    LabelingQueue,
+    Pair,
+)
+from annotation.stats import posterior_accuracy, wilson_interval
+from config.errors import Conflict, NotFound, ValidationFailed
+from config.input_checks import is_row_id
+
+log = logging.getLogger(__name__)
+
+MAX_EXPLANATION = 500
+PAUSED = (AnnotatorQueueState.Status.PAUSED, AnnotatorQueueState.Status.DISQUALIFIED)
+
+
+# --- gold answers and an annotator's standing -----------------------------------------------
+
+
+def gold_answer_record(*, queue_id: int, annotator_id: int, correct: bool) -> AnnotatorQueueState:
+    """Count one gold answer (not a skip) and apply the queue's qualification and pause rules."""
+    now = timezone.now()
+    with transaction.atomic():
+        queue = LabelingQueue.objects.get(pk=queue_id)
+        state, _ = AnnotatorQueueState.objects.select_for_update().get_or_create(
+            queue_id=queue_id,
+            annotator_id=annotator_id,
+            defaults={
+                "status": AnnotatorQueueState.Status.QUALIFYING
+                if queue.qualification_gold
+                else AnnotatorQueueState.Status.ACTIVE
+            },
+        )
+        state.gold_answers += 1
+        state.gold_correct += int(correct)
+        state.window_answers += 1
+        state.window_correct += int(correct)
+        state.trust = posterior_accuracy(state.gold_correct, state.gold_answers)
+        _standing_apply(state, queue, now)
+        state.save()
+        _profile_score_update(annotator_id)
+    return state
+
+
+def _standing_apply(state: AnnotatorQueueState, queue: LabelingQueue, now) -> None:
+    Status = AnnotatorQueueState.Status
+    if state.status == Status.QUALIFYING:
+        if state.gold_answers < queue.qualification_gold:
+            return
+        accuracy = state.gold_correct / state.gold_answers
+        passed = accuracy >= queue.qualification_accuracy
+        state.status = Status.ACTIVE if passed else Status.DISQUALIFIED
+        state.reason = (
+            f"{'passed' if passed else 'failed'} qualification: {state.gold_correct} of "
+            f"{state.gold_answers} gold pairs right ({accuracy:.0%}; needed "
+            f"{queue.qualification_accuracy:.0%})"
+        )
+        state.window_answers = state.window_correct = 0
+        state.changed_at, state.changed_by = now, None
+        log.info(
+            "labeling.quality.qualification queue=%s user=%s passed=%s",
+            queue.pk,
+            state.annotator_id,
+            passed,
+        )
+        return
+    if (
+        state.status == Status.ACTIVE
+        and queue.pause_accuracy > 0
+        and state.window_answers >= max(queue.pause_min_gold, 1)
+    ):
+        low, high = wilson_interval(state.window_correct, state.window_answers)
+        if high < queue.pause_accuracy:
+            state.status = Status.PAUSED
+            state.reason = (
+                f"auto-paused: {state.window_correct} of {state.window_answers} gold pairs right "
+                f"({state.window_correct / state.window_answers:.0%}; 95% interval "
+                f"{low:.0%}-{high:.0%}, below {queue.pause_accuracy:.0%})"
+            )
+            state.changed_at, state.changed_by = now, None
+            log.warning(
+                "labeling.quality.paused queue=%s user=%s gold=%d/%d",
+                queue.pk,
+                state.annotator_id,
+                state.window_correct,
+                state.window_answers,
+            )
+
+
+def _profile_score_update(annotator_id: int) -> None:
+    """The annotator's overall trust: the gold posterior over every queue."""
+    totals = AnnotatorQueueState.objects.filter(annotator_id=annotator_id).aggregate(
+        answers=Sum("gold_answers"), correct=Sum("gold_correct")
+    )
+    score = posterior_accuracy(totals["correct"] or 0, totals["answers"] or 0)
+    AnnotatorProfile.objects.update_or_create(
+        user_id=annotator_id, defaults={"quality_score": score}
+    )
+
+
+def _state_locked(*, queue_id: int, annotator_id: object) -> AnnotatorQueueState:
+    if not is_row_id(annotator_id):
+        raise ValidationFailed("annotator must be a user id", field="annotator")
+    if not LabelingQueue.objects.filter(pk=queue_id).exists():
+        raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
+    state = (
+        AnnotatorQueueState.objects.select_for_update()
+        .filter(queue_id=queue_id, annotator_id=annotator_id)
+        .first()
+    )
+    if state is None:
+        raise NotFound(f"user {annotator_id} has not labeled queue {queue_id}", field="annotator")
+    return state
+
+
+def annotator_queue_resume(
+    *, queue_id: int, annotator_id: int, by: AbstractBaseUser | None
+) -> AnnotatorQueueState:
+    """Let a paused (or disqualified) annotator label the queue again. The pause rule then
+    counts only the gold answers they give from now on."""
+    with transaction.atomic():
+        state = _state_locked(queue_id=queue_id, annotator_id=annotator_id)
+        if state.status not in PAUSED:
+            raise Conflict(
+                f"user {annotator_id} is {state.status} in this queue, not paused",
+                field="annotator",
+                code="not_paused",
+            )
+        state.status = AnnotatorQueueState.Status.ACTIVE
+        state.reason = f"resumed by {by}" if by else "resumed"
+        state.window_answers = state.window_correct = 0
+        state.changed_at, state.changed_by = timezone.now(), by
+        state.save()
+    log.info("labeling.quality.resumed queue=%s user=%s", queue_id, annotator_id)
+    return state
+
+
+def annotator_queue_pause(
+    *, queue_id: int, annotator_id: int, by: AbstractBaseUser | None, reason: str = ""
+) -> AnnotatorQueueState:
+    """A lead stops serving this queue to an annotator (their past answers stay)."""
+    reason = (reason or "").strip()
+    if len(reason) > 250 or "\x00" in reason:
+        raise ValidationFailed("reason must be at most 250 characters", field="reason")
+    with transaction.atomic():
+        state = _state_locked(queue_id=queue_id, annotator_id=annotator_id)
+        if state.status in PAUSED:
+            raise Conflict(
+                f"user {annotator_id} is already {state.status}",
+                field="annotator",
+                code="already_paused",
+            )
+        state.status = AnnotatorQueueState.Status.PAUSED
+        state.reason = f"paused by {by}: {reason}" if reason else f"paused by {by}"
+        state.changed_at, state.changed_by = timezone.now(), by
+        state.save()
+    log.info("labeling.quality.paused_by_lead queue=%s user=%s", queue_id, annotator_id)
+    return state
+
+
+def annotator_ensure_state(*, queue_id: int, annotator_id: int) -> AnnotatorQueueState:
+    """The annotator's state row (made active, or qualifying when the queue asks for it)."""
+    queue = LabelingQueue.objects.get(pk=queue_id)
+    state, _ = AnnotatorQueueState.objects.get_or_create(
+        queue_id=queue_id,
+        annotator_id=annotator_id,
+        defaults={
+            "status": AnnotatorQueueState.Status.QUALIFYING
+            if queue.qualification_gold
+            else AnnotatorQueueState.Status.ACTIVE
+        },
+    )
+    return state
+
+
+# --- gold pairs ------------------------------------------------------------------------------
+
+
+def _pair_locked(pair_id: object) -> Pair:
+    if not is_row_id(pair_id):
+        raise ValidationFailed("pair must be a pair id", field="pair")
+    pair = Pair.objects.select_for_update().filter(pk=pair_id).first()
+    if pair is None:
+        raise NotFound(f"pair {pair_id} does not exist", field="pair")
+    if pair.review_of_id is not None:
+        raise Conflict(
+            "this pair is a review copy of another pair", field="pair", code="review_copy"
+        )
+    return pair
+
+
+def _explanation_clean(explanation: object) -> str:
+    if explanation is None:
+        return ""
+    if not isinstance(explanation, str) or len(explanation) > MAX_EXPLANATION:
+        raise ValidationFailed(
+            f"explanation must be text of at most {MAX_EXPLANATION} characters",
+            field="explanation",
+        )
+    if "\x00" in explanation:
+        raise ValidationFailed("explanation must not contain NUL", field="explanation")
+    return explanation.strip()
+
+
+def _gold_set(pair: Pair, *, winner_id: int, source: str, explanation: str | None) -> None:
+    pair.is_gold = True
+    pair.gold_winner_id = winner_id
+    pair.gold_source = source
+    if explanation is not None:
+        pair.gold_explanation = explanation
+    pair.judgments_needed = GOLD_CAPACITY
+    pair.save(
+        update_fields=[
+            "is_gold",
+            "gold_winner",
+            "gold_source",
+            "gold_explanation",
+            "judgments_needed",
+        ]
+    )
+
+
+def pair_gold_mark(
+    *, pair_id: object, winner_id: object, explanation: object = "", by: AbstractBaseUser | None
+) -> Pair:
+    """A lead marks a pair as gold with its answer (one of its two images) and, optionally, an
+    explanation shown after a miss when the queue gives feedback."""
+    explanation = _explanation_clean(explanation)
+    with transaction.atomic():
+        pair = _pair_locked(pair_id)
+        if winner_id not in (pair.candidate_a_id, pair.candidate_b_id):
+            raise ValidationFailed(
+                "winner must be the id of one of the pair's two candidates", field="winner"
+            )
+        _gold_set(pair, winner_id=winner_id, source=Pair.GoldSource.LEAD, explanation=explanation)
+    log.info("labeling.gold.marked pair=%s by=%s", pair.pk, getattr(by, "pk", None))
+    return pair
+
+
+def pair_gold_unmark(*, pair_id: object, by: AbstractBaseUser | None) -> Pair:
+    """The pair is a regular pair again, wanting the queue's overlap (or what it has)."""
+    with transaction.atomic():
+        pair = _pair_locked(pair_id)
+        if not pair.is_gold:
+            raise Conflict("this pair is not gold", field="pair", code="not_gold")
+        queue = LabelingQueue.objects.get(pk=pair.queue_id)
+        pair.is_gold = False
+        pair.gold_source = ""
+        pair.judgments_needed = max(queue.overlap, pair.judgments_count + pair.reserved_count, 1)
+        pair.save(update_fields=["is_gold", "gold_source", "judgments_needed"])
+    log.info("labeling.gold.unmarked pair=%s by=%s", pair.pk, getattr(by, "pk", None))
+    return pair
+
+
+def pairs_gold_confirm(*, queue_id: int, pair_ids: object, by: AbstractBaseUser | None) -> int:
+    """A lead confirms proposed gold pairs (counterfactual pairs whose renderer could not
+    check the intended winner): they become gold, their intended winner the answer."""
+    if (
+        not isinstance(pair_ids, list)
+        or not 1 <= len(pair_ids) <= 1000
+        or not all(is_row_id(p) for p in pair_ids)
+    ):
+        raise ValidationFailed("pairs must be a list of 1 to 1000 pair ids", field="pairs")
+    confirmed = 0
+    with transaction.atomic():
+        pairs = list(
+            Pair.objects.select_for_update()
+            .filter(pk__in=pair_ids, queue_id=queue_id)
+            .order_by("pk")
+        )
+        found = {p.pk for p in pairs}
+        missing = [p for p in pair_ids if p not in found]
+        if missing:
+            raise NotFound(f"pairs not in this queue: {missing[:5]}", field="pairs")
+        for pair in pairs:
+            if pair.gold_source != Pair.GoldSource.PROPOSED or pair.intended_winner_id is None:
+                raise Conflict(
+                    f"pair {pair.pk} is not a proposed gold pair",
+                    field="pairs",
+                    code="not_proposed",
+                )
+            _gold_set(
+                pair,
+                winner_id=pair.intended_winner_id,
+                source=Pair.GoldSource.CONFIRMED,
+                explanation=None,
+            )
+            confirmed += 1
+    log.info("labeling.gold.confirmed queue=%s n=%d", queue_id, confirmed)
+    return confirmed
+
+
+def gold_verified_by_renderer(winner_params: dict | None) -> bool:
+    """A procedural render whose renderer checked that every relation of its prompt holds."""
+    holds = (winner_params or {}).get("relations_hold")
+    return isinstance(holds, list) and bool(holds) and all(h is True for h in holds)
+
+
+def pairs_gold_choose(
+    *, pair_ids: Iterable[int], share: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Of freshly built counterfactual pairs, the seeded `share` that becomes gold: those whose
+    intended winner the procedural renderer checked (gold at once) and the others (proposed,
+    for a lead to confirm). Returns (gold ids, proposed ids)."""
+    ids = sorted(pair_ids)
+    if share <= 0 or not ids:
+        return [], []
+    rng = random.Random(seed)
+    take = sorted(rng.sample(ids, max(1, round(len(ids) * share))))
+    gold, proposed = [], []
+    rows = Pair.objects.filter(pk__in=take, intended_winner__isnull=False).values_list(
+        "pk", "intended_winner__generation_params", "intended_winner__config__backend"
+    )
+    for pk, params, backend in rows:
+        if backend == "procedural" and gold_verified_by_renderer(params):
+            gold.append(pk)
+        else:
+            proposed.append(pk)
+    if gold:
+        Pair.objects.filter(pk__in=gold).update(
+            is_gold=True,
+            gold_winner_id=F("intended_winner_id"),
+            gold_source=Pair.GoldSource.PROCEDURAL,
+            judgments_needed=GOLD_CAPACITY,
+        )
+    if proposed:
+        Pair.objects.filter(pk__in=proposed).update(gold_source=Pair.GoldSource.PROPOSED)
+    return gold, proposed
+
+
+# --- votes: adaptive overlap, ambiguity, disputes, adjudication --------------------------------
+
+
+def _vote_key(choice: str, winner_id: int | None) -> str | None:
+    if choice in ("left", "right"):
+        return f"w{winner_id}"
+    if choice in ("tie", "both_wrong"):
+        return choice
+    return None  # a skip is no vote
+
+
+def pair_votes_settle(*, pair_id: int) -> Pair | None:
+    """Called when a pair's counted judgments reached its target: stop (confident), ask for one
+    more vote (adaptive overlap, up to the queue's maximum), or mark it ambiguous; send a
+    disputed pair to the queue's review queue. A gold pair or a pair not at its target is left
+    alone. Idempotent: settling a pair again changes nothing."""
+    with transaction.atomic():
+        pair = Pair.objects.select_for_update().filter(pk=pair_id).first()
+        if pair is None or pair.is_gold or pair.judgments_count < pair.judgments_needed:
+            return pair
+        queue = LabelingQueue.objects.get(pk=pair.queue_id)
+        votes = Counter(
+            key
+            for key in (
+                _vote_key(choice, winner)
+                for choice, winner in Judgment.objects.filter(pair_id=pair.pk).values_list(
+                    "choice", "winner_id"
+                )
+            )
+            if key is not None
+        )
+        ranked = votes.most_common()
+        lead = ranked[0][1] if ranked else 0
+        margin = lead - (ranked[1][1] if len(ranked) > 1 else 0)
+        maximum = max(queue.overlap_max or queue.overlap, pair.judgments_needed)
+        if margin >= min(queue.adaptive_margin, max(pair.judgments_needed, 1)):
+            resolution = Pair.Resolution.CONFIDENT
+        elif pair.judgments_needed < maximum:
+            pair.judgments_needed += 1
+            pair.resolution = Pair.Resolution.OPEN
+            pair.save(update_fields=["judgments_needed", "resolution"])
+            log.debug("labeling.adaptive.extended pair=%s to=%d", pair.pk, pair.judgments_needed)
+            return pair
+        else:
+            resolution = Pair.Resolution.AMBIGUOUS
+        pair.resolution = resolution
+        fields = ["resolution"]
+        against_intended = (
+            pair.intended_winner_id is not None
+            and ranked
+            and margin > 0
+            and ranked[0][0] != f"w{pair.intended_winner_id}"
+        )
+        if (
+            (resolution == Pair.Resolution.AMBIGUOUS or against_intended)
+            and queue.review_queue_id
+            and pair.review == Pair.Review.NONE
+            and queue.kind == LabelingQueue.Kind.LABELING
+        ):
+            _review_copy(pair, review_queue_id=queue.review_queue_id)
+            pair.review = Pair.Review.PENDING
+            fields.append("review")
+        pair.save(update_fields=fields)
+    return pair
+
+
+def _review_copy(pair: Pair, *, review_queue_id: int) -> Pair:
+    copy, _ = Pair.objects.get_or_create(
+        queue_id=review_queue_id,
+        candidate_a_id=pair.candidate_a_id,
+        candidate_b_id=pair.candidate_b_id,
+        defaults={
+            "kind": pair.kind,
+            "prompt_id": pair.prompt_id,
+            "intended_winner_id": pair.intended_winner_id,
+            "review_of": pair,
+            "judgments_needed": 1,
+            "priority": pair.priority,
+        },
+    )
+    log.info("labeling.review.sent pair=%s copy=%s", pair.pk, copy.pk)
+    return copy
+
+
+def pair_review_send(*, pair_id: object, by: AbstractBaseUser | None) -> Pair:
+    """A lead sends a pair to its queue's review queue by hand."""
+    with transaction.atomic():
+        pair = _pair_locked(pair_id)
+        queue = LabelingQueue.objects.get(pk=pair.queue_id)
+        if not queue.review_queue_id:
+            raise Conflict(
+                "this pair's queue has no review queue",
+                field="review_queue",
+                code="no_review_queue",
+            )
+        if pair.review != Pair.Review.NONE:
+            raise Conflict("this pair is in review already", field="pair", code="in_review")
+        _review_copy(pair, review_queue_id=queue.review_queue_id)
+        pair.review = Pair.Review.PENDING
+        pair.save(update_fields=["review"])
+    log.info("labeling.review.requested pair=%s by=%s", pair.pk, getattr(by, "pk", None))
+    return pair
+
+
+def pair_review_settle(*, review_pair_id: int) -> Pair | None:
+    """A reviewer's answer on a review copy settles the original pair (a skip settles nothing).
+    The first answer settles it; the copy wants one."""
+    with transaction.atomic():
+        copy = Pair.objects.select_for_update().filter(pk=review_pair_id).first()
+        if copy is None or copy.review_of_id is None:
+            return None
+        original = Pair.objects.select_for_update().get(pk=copy.review_of_id)
+        judgment = (
+            Judgment.objects.filter(pair_id=copy.pk)
+            .exclude(choice=Judgment.Choice.SKIP)
+            .order_by("created_at", "pk")
+            .first()
+        )
+        if judgment is None or original.review == Pair.Review.SETTLED:
+            return original
+        original.settled_choice = "winner" if judgment.winner_id is not None else judgment.choice
+        original.settled_winner_id = judgment.winner_id
+        original.settled_by_id = judgment.annotator_id
+        original.settled_at = judgment.created_at
+        original.review = Pair.Review.SETTLED
+        original.save(
+            update_fields=[
+                "settled_choice",
+                "settled_winner",
+                "settled_by",
+                "settled_at",
+                "review",
+            ]
+        )
+    log.info("labeling.review.settled pair=%s by=%s", original.pk, judgment.annotator_id)
+    return original
