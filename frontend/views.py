@@ -5,6 +5,7 @@ the page's ES modules (static/frontend/label/) call. Nothing rendered here names
 seed, a prompt's lineage or an intended winner.
 """
 
+import hashlib
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -51,7 +52,34 @@ REASON_TAG_KEYS = [
     {"tag": "quality", "label": "Image quality", "key": "q"},
     {"tag": "other", "label": "Other", "key": "x"},
 ]
-TOOL_KEYS = {"undo": ["u"], "instructions": ["?", "i"]}
+
+
+def _criterion_row(left: str, tie: str, right: str) -> list[dict]:
+    def keys(key: str) -> list[dict[str, str]]:
+        return [{"key": key, "hint": key.upper()}]
+
+    return [
+        {"choice": "left", "label": "Left", "narrow_label": "Top", "keys": keys(left)},
+        {"choice": "tie", "label": "Tie", "keys": keys(tie)},
+        {"choice": "right", "label": "Right", "narrow_label": "Bottom", "keys": keys(right)},
+    ]
+
+
+# The second and third criteria of a queue that asks more than one question (the first is
+# answered with CHOICE_KEYS): J K L and M , . sit under the right hand, left to right as the
+# buttons are. Q W E would clash with the reason tags (Q is image quality). Criteria past these
+# rows are answered by their buttons.
+CRITERION_KEYS = [_criterion_row("j", "k", "l"), _criterion_row("m", ",", ".")]
+
+# The page's tools. Flip acts while its key is held (the left frame shows the right image);
+# Escape closes the instructions, else the zoom.
+TOOL_KEYS = {
+    "undo": [{"key": "u", "hint": "U"}],
+    "instructions": [{"key": "?", "hint": "?"}, {"key": "i", "hint": "I"}],
+    "close": [{"key": "Escape", "hint": "Esc"}],
+    "zoom": [{"key": "z", "hint": "Z"}],
+    "flip": [{"key": "f", "hint": "F"}],
+}
 
 
 def _relation_phrases() -> dict[str, list[str]]:
@@ -61,6 +89,24 @@ def _relation_phrases() -> dict[str, list[str]]:
         if phrase not in phrases[rid]:
             phrases[rid].append(phrase)
     return phrases
+
+
+def _criteria(queue) -> list[dict[str, str]]:
+    """The questions the queue asks, first the primary one (stored as the judgment's choice);
+    none or one means the single question of every queue."""
+    return [
+        {"name": str(c["name"]), "question": str(c.get("question") or "")}
+        for c in queue.criteria or []
+        if isinstance(c, dict) and c.get("name")
+    ]
+
+
+def _criterion_choices(index: int) -> list[dict]:
+    """The answers to the criterion after the primary one at `index` (0: the second), with
+    their keys while CRITERION_KEYS has a row for it."""
+    if index < len(CRITERION_KEYS):
+        return CRITERION_KEYS[index]
+    return [{**c, "keys": []} for c in CRITERION_KEYS[0]]
 
 
 def _unavailable(request: HttpRequest, exc: DomainError) -> HttpResponse:
@@ -107,6 +153,8 @@ def label(request: HttpRequest, queue_id: int) -> HttpResponse:
     def api(name: str) -> str:
         return reverse(f"api:annotation:{name}", kwargs={"queue_id": queue.pk})
 
+    criteria = _criteria(queue)
+    extra = [{**c, "choices": _criterion_choices(i)} for i, c in enumerate(criteria[1:])]
     page_settings = {
         "user": request.user.pk,
         "csrf_cookie": settings.CSRF_COOKIE_NAME,
@@ -128,12 +176,22 @@ def label(request: HttpRequest, queue_id: int) -> HttpResponse:
         "tags": REASON_TAG_KEYS,
         "tools": TOOL_KEYS,
         "relations": _relation_phrases(),
+        # The questions asked (the first answered with `choices`), and the answers with keys of
+        # each one after the first.
+        "criteria": criteria,
+        "criterion_keys": [c["choices"] for c in extra],
+        # Instructions dismissed stay closed until their text changes.
+        "instructions_version": hashlib.sha256(queue.instructions.encode()).hexdigest()[:16],
     }
     context = {
         "queue": queue,
         "instructions": instructions_render(markdown=queue.instructions, example_urls=examples),
         "choices": CHOICE_KEYS,
         "tags": REASON_TAG_KEYS,
+        "tools": TOOL_KEYS,
+        "primary_question": criteria[0]["question"] if criteria else "",
+        "primary_name": criteria[0]["name"] if criteria else "",
+        "extra_criteria": extra,
         "label_settings": page_settings,
     }
     return render(request, "frontend/label.html", context)

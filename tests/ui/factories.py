@@ -170,3 +170,8 @@ def ui_queue(
             make_thumbnails=False,
         )
     return queue, list(Pair.objects.filter(queue=queue).order_by("-priority", "id")), perturbed
+
+
+def queue_criteria_set(queue: LabelingQueue, criteria: list[dict]) -> None:
+    """Give `queue` these criteria ({"name", "question"}, the primary one first)."""
+    LabelingQueue.objects.filter(pk=queue.pk).update(criteria=criteria)

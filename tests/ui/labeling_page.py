@@ -3,6 +3,7 @@
 from playwright.sync_api import Page
 
 SUBMIT = "**/api/labeling/queues/*/submit/"
+NEXT = "**/api/labeling/queues/*/next/"
 
 
 class LabelingPage:

@@ -191,10 +191,35 @@ def test_the_keys_the_page_announces_do_what_it_says(live_server, context, annot
     labeling.wait_until_waiting(0)
     assert stored(annotator_user)[pair].reason_tags == ["relation", "object", "relation:0"]
 
-    # And "?" opens and closes the instructions
-    opened = page.eval_on_selector("#instructions", "d => d.open")
-    page.keyboard.press("?")
-    assert page.eval_on_selector("#instructions", "d => d.open") is (not opened)
+    # And each tool button announces the keys of the page's table, and they do what it says
+    tools = page.eval_on_selector_all(
+        "[data-tool]",
+        "buttons => buttons.map(b => [b.dataset.tool, [...b.querySelectorAll('kbd')].map("
+        "k => k.dataset.key)])",
+    )
+    assert dict(tools) == {
+        "undo": ["u"],
+        "zoom": ["z"],
+        "flip": ["f"],
+        "instructions": ["?", "i"],
+    }
+    for key in ("?", "i"):
+        opened = page.is_visible("#instructions")
+        page.keyboard.press(key)
+        assert page.is_visible("#instructions") is (not opened)
+    assert page.is_visible("#instructions")
+    page.keyboard.press("z")
+    assert page.get_attribute("#label-app", "data-zoom") == "on"
+    # (Escape closes the instructions first, then the zoom)
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#instructions")
+    assert page.get_attribute("#label-app", "data-zoom") == "on"
+    page.keyboard.press("Escape")
+    assert page.get_attribute("#label-app", "data-zoom") == "off"
+    page.keyboard.down("f")
+    assert page.get_attribute("#label-app", "data-flip") == "on"
+    page.keyboard.up("f")
+    assert page.get_attribute("#label-app", "data-flip") == "off"
 
 
 def test_prompt_shows_its_spatial_phrase_highlighted_and_instructions_rendered_safely(

@@ -15,7 +15,7 @@ from annotation.services.judgments import REASON_TAG_KINDS, judgment_submit
 from annotation.services.queues import labeling_queue_create, labeling_queue_pause
 from config.roles import Role
 from frontend.instructions import instructions_render
-from frontend.views import CHOICE_KEYS, REASON_TAG_KEYS
+from frontend.views import CHOICE_KEYS, CRITERION_KEYS, REASON_TAG_KEYS, TOOL_KEYS
 from tests.ui.factories import MODEL_NAMES, ui_queue
 
 pytestmark = pytest.mark.django_db
@@ -165,7 +165,10 @@ def test_labeling_page_hands_the_script_its_queue_keys_and_relation_phrases(anno
 
 def test_every_key_the_page_announces_is_unique():
     keys = [k["key"].lower() for c in CHOICE_KEYS for k in c["keys"]]
-    keys += [t["key"] for t in REASON_TAG_KEYS] + ["u", "?", "i"]
+    keys += [k["key"].lower() for row in CRITERION_KEYS for c in row for k in c["keys"]]
+    keys += [t["key"] for t in REASON_TAG_KEYS]
+    keys += [k["key"].lower() for tool in TOOL_KEYS.values() for k in tool]
+    assert "q" in keys and "j" in keys and "f" in keys
     assert len(keys) == len(set(keys))
 
 

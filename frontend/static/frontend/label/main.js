@@ -1,6 +1,8 @@
 // The labeling page: one pair on screen, the next ones already leased and their images loaded,
 // answers stored in the outbox (outbox.js) before the next pair shows, heartbeats for the pairs
 // held, undo of the last answer while its lease holds, progress and the outbox in the top bar.
+// A queue that asks several questions (settings.criteria) gets an answer to each before the
+// pair is submitted once.
 
 import { apiCall, configureApi, newSubmissionId, serverStatus } from "./api.js";
 import { bindInput } from "./input.js";
@@ -27,6 +29,10 @@ const PROGRESS_EVERY_MS = 60000;
 // when nothing else is due, so that the page sees it come back.
 const PROBE_MS = 5000;
 const MAX_DURATION_MS = 24 * 3600 * 1000;
+// The questions after the primary one (whose answer is the judgment's `choice`).
+const extraCriteria = (settings.criteria || []).slice(1).map((c) => c.name);
+// Answers given in this tab's session (sessionStorage: a reload keeps the count).
+const SESSION_KEY = `spatialprefs:session-answers:${settings.user}:${queueId}`;
 
 const screen = new Screen(settings);
 const outbox = new Outbox({ userId: settings.user });
@@ -37,6 +43,8 @@ const state = {
   answered: new Set(), // pairs answered on this page (sent or not)
   rejected: new Set(), // submission ids the server refused for good
   tags: new Set(),
+  pending: null, // {choice, criteria} given so far to the pair on screen (several questions)
+  session: readSession(),
   shownAt: 0,
   acceptAt: 0,
   last: null, // {entry, item} of the last answer, for undo
@@ -48,6 +56,23 @@ const state = {
   progressTimer: null,
   probeTimer: null,
 };
+
+function readSession() {
+  try {
+    return Math.max(0, Number.parseInt(sessionStorage.getItem(SESSION_KEY) || "0", 10) || 0);
+  } catch (_storageRefused) {
+    return 0;
+  }
+}
+
+function countSession(delta) {
+  state.session = Math.max(0, state.session + delta);
+  try {
+    sessionStorage.setItem(SESSION_KEY, String(state.session));
+  } catch (_storageRefused) {
+    // counted on this page only
+  }
+}
 
 // --- Display ------------------------------------------------------------------------------
 
@@ -65,6 +90,7 @@ function show(item) {
   state.current = item;
   state.mode = "labeling";
   state.tags.clear();
+  state.pending = null;
   if (!item.preloaded) preload(item, imageFailed);
   // The preloaded (fetched and decoded) images themselves go on screen: nothing to wait for.
   screen.showItem(item, state.tags);
@@ -85,11 +111,13 @@ function showNextOrWait() {
 function renderCounts() {
   screen.renderCounts({
     progress: state.progress,
+    session: state.session,
     waitingAll: outbox.pending().length,
     waitingHere: outbox.pending(queueId).length,
     outboxState: outbox.state,
     durable: outbox.durable,
     serverAvailable: serverStatus.available,
+    online: navigator.onLine !== false,
   });
 }
 
@@ -218,16 +246,57 @@ async function heartbeat() {
 
 // --- Answers ------------------------------------------------------------------------------
 
+function accepting(item) {
+  return (
+    item &&
+    state.mode === "labeling" &&
+    performance.now() >= state.acceptAt &&
+    !state.answered.has(item.pair)
+  );
+}
+
+// The primary question's answer (or skip, which skips the whole pair).
 function answer(choice) {
   const item = state.current;
-  if (!item || state.mode !== "labeling" || performance.now() < state.acceptAt) return;
-  if (state.answered.has(item.pair)) return;
+  if (!accepting(item)) return;
+  if (choice === "skip" || !extraCriteria.length) {
+    submit(item, choice, null);
+    return;
+  }
+  state.pending = { choice, criteria: { ...state.pending?.criteria } };
+  answeredPart(item, choice);
+}
+
+// The answer to one of the other questions.
+function answerCriterion(name, choice) {
+  const item = state.current;
+  if (!accepting(item) || !extraCriteria.includes(name)) return;
+  state.pending = {
+    choice: state.pending?.choice ?? null,
+    criteria: { ...state.pending?.criteria, [name]: choice },
+  };
+  answeredPart(item, choice);
+}
+
+// Submitted once every question has an answer; until then the buttons show those given.
+function answeredPart(item, choice) {
+  const { pending } = state;
+  if (pending.choice && extraCriteria.every((name) => name in pending.criteria)) {
+    submit(item, pending.choice, { ...pending.criteria });
+    return;
+  }
+  screen.syncAnswers(pending);
+  screen.flash(screen.choiceLabel(choice), choice);
+}
+
+function submit(item, choice, criteria) {
   const entry = {
     sid: newSubmissionId(),
     queue: queueId,
     url: settings.urls.submit,
     pair: item.pair,
     choice,
+    ...(criteria ? { criteria } : {}),
     reason_tags: [...state.tags],
     duration_ms: Math.min(MAX_DURATION_MS, Math.round(performance.now() - state.shownAt)),
     at: Date.now(),
@@ -235,6 +304,7 @@ function answer(choice) {
   state.answered.add(item.pair);
   outbox.add(entry); // stored (localStorage) before the page moves on
   state.last = { entry, item };
+  countSession(1);
   screen.flash(screen.choiceLabel(choice), choice);
   showNextOrWait();
   updateUndo();
@@ -264,6 +334,7 @@ async function undo() {
     const entry = outbox.take(sid); // no more sends of it from here on
     if (entry && !entry.attempted) {
       restore(last.item); // it never left this browser: the lease is still ours
+      countSession(-1);
     } else if (state.rejected.has(sid)) {
       screen.notice("That answer was not stored, so there is nothing to undo.");
       return;
@@ -283,6 +354,7 @@ async function undo() {
         }
       }
       restore(item);
+      countSession(-1);
       refreshProgressSoon();
     }
     screen.flash("Undone", "undo");
@@ -339,6 +411,18 @@ function serverChanged() {
   probe();
 }
 
+// The browser says the network is back: ask for pairs now rather than at the next planned try
+// (the outbox sends what waits at once too), and see whether the server answers.
+function networkBack() {
+  renderCounts();
+  if (state.retryTimer || !state.current) {
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    topUp();
+  }
+  if (!serverStatus.available) refreshProgress();
+}
+
 function probe() {
   state.probeTimer = setTimeout(async () => {
     if (serverStatus.available) return;
@@ -350,10 +434,12 @@ function probe() {
 // --- Start ------------------------------------------------------------------------------
 
 function start() {
-  bindInput({ settings, screen, actions: { answer, toggleTag, undo } });
+  bindInput({ settings, screen, actions: { answer, answerCriterion, toggleTag, undo } });
   outbox.addEventListener("change", renderCounts);
   outbox.addEventListener("state", renderCounts);
   serverStatus.addEventListener("change", serverChanged);
+  window.addEventListener("online", networkBack);
+  window.addEventListener("offline", renderCounts);
   outbox.addEventListener("acked", refreshProgressSoon);
   outbox.addEventListener("rejected", (event) => {
     const { entry, error } = event.detail;
@@ -367,7 +453,9 @@ function start() {
       outbox.kick();
     }
   });
-  screen.instructionsOnFirstVisit(`spatialprefs:instructions-seen:${settings.user}:${queueId}`);
+  screen.setupInstructions(
+    `spatialprefs:instructions:${settings.user}:${queueId}:${settings.instructions_version}`,
+  );
   renderCounts();
   outbox.kick(); // answers left by an earlier page (a reload, a closed tab) go first
   refreshProgress();

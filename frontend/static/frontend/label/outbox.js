@@ -1,8 +1,9 @@
-// The outbox: every answer is written to localStorage before the page moves on, then sent in
-// the background, oldest first, with the same client_submission_id until the server
-// acknowledges it (201 stored, or 200 stored before). A dropped network, a reload or a closed
-// tab loses nothing: the next page load sends what is left. The server keeps a retried
-// submission to one judgment, so two tabs sending the same entry are harmless.
+// The outbox: every answer (with the answers to the queue's other questions, if it asks more
+// than one) is written to localStorage before the page moves on, then sent in the background,
+// oldest first, with the same client_submission_id until the server acknowledges it (201
+// stored, or 200 stored before). A dropped network, a reload or a closed tab loses nothing: the
+// next page load sends what is left. The server keeps a retried submission to one judgment, so
+// two tabs sending the same entry are harmless.
 //
 // Events: "change" (entries added or removed, here or in another tab), "acked" (detail: the
 // entry and the server's answer), "rejected" (detail: entry, error: the server refused it for
@@ -204,6 +205,8 @@ export class Outbox extends EventTarget {
           pair: entry.pair,
           client_submission_id: entry.sid,
           choice: entry.choice,
+          // the answers to a queue's other questions (absent when it asks one)
+          ...(entry.criteria ? { criteria: entry.criteria } : {}),
           reason_tags: entry.reason_tags,
           duration_ms: entry.duration_ms,
         },
