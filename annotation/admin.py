@@ -24,22 +24,25 @@ from annotation.models import (
     PairBuild,
     UndoneJudgment,
 )
+from annotation.services import quality
 from annotation.services.pairs import pair_build_options_check, pair_build_start
 from annotation.services.queues import (
     EVERY_ANNOTATOR,
+    QUALITY_DEFAULTS,
     labeling_queue_audience_check,
     labeling_queue_create,
     labeling_queue_pause,
+    labeling_queue_quality_check,
     labeling_queue_resume,
     labeling_queue_settings_check,
     labeling_queue_update,
 )
-from config.errors import DomainError
+from config.errors import DomainError, ValidationFailed
 from config.permissions import RoleMatrixAdmin, RoleMatrixInline
 
 
 def _form_error(form: forms.Form, exc: DomainError) -> None:
-    field = (exc.field or "").split(".", 1)[0]
+    field = (exc.field or "").removeprefix("quality.").split(".", 1)[0].split("[", 1)[0]
     form.add_error(field if field in form.fields else None, exc.detail)
 
 
@@ -69,6 +72,7 @@ class LabelingQueueForm(forms.ModelForm):
             "status",
             "allowed_groups",
             "allowed_users",
+            *QUALITY_DEFAULTS,
         ]
 
     def __init__(self, *args, **kwargs):
@@ -78,14 +82,29 @@ class LabelingQueueForm(forms.ModelForm):
             self.initial.setdefault(
                 "allowed_groups", list(Group.objects.filter(name__in=EVERY_ANNOTATOR))
             )
+        for key in QUALITY_DEFAULTS:
+            if key in self.fields:
+                self.fields[key].required = False
 
     def clean(self):
         cleaned = super().clean()
+        for key, default in QUALITY_DEFAULTS.items():
+            # quality settings left blank keep their value (or the default on a new queue)
+            if cleaned.get(key) in (None, "") and default is not None and key in self.fields:
+                cleaned[key] = getattr(self.instance, key) if self.instance.pk else default
         try:
             labeling_queue_settings_check(
                 overlap=cleaned.get("overlap") or 0,
                 lease_seconds=cleaned.get("lease_seconds") or 0,
                 prefetch=cleaned.get("prefetch") or 0,
+            )
+        except DomainError as exc:
+            _form_error(self, exc)
+        try:
+            labeling_queue_quality_check(
+                {key: cleaned[key] for key in QUALITY_DEFAULTS if key in cleaned},
+                overlap=cleaned.get("overlap") or 1,
+                queue_id=self.instance.pk,
             )
         except DomainError as exc:
             _form_error(self, exc)
@@ -122,6 +141,7 @@ class LabelingQueueAdmin(RoleMatrixAdmin, admin.ModelAdmin):
             "prefetch": data["prefetch"],
             "allowed_users": list(data["allowed_users"]),
             "allowed_group_names": [group.name for group in data["allowed_groups"]],
+            "quality": {key: data[key] for key in QUALITY_DEFAULTS if key in data},
         }
         if change:
             queue = labeling_queue_update(queue_id=obj.pk, **fields)
@@ -214,11 +234,73 @@ class PairAdmin(RoleMatrixAdmin, admin.ModelAdmin):
         "id", "queue", "kind", "candidate_a_id", "candidate_b_id", "priority",
         "judgments_count", "reserved_count", "judgments_needed", "is_gold",
     ]  # fmt: skip
-    list_filter = ["kind", "is_gold", "queue"]
+    list_filter = ["kind", "is_gold", "gold_source", "resolution", "review", "queue"]
     list_select_related = ["queue"]
     raw_id_fields = ["candidate_a", "candidate_b", "intended_winner", "prompt"]
-    readonly_fields = ["judgments_count", "reserved_count", "fresh", "created_at"]
+    # Gold, votes and review change only through the quality services (the actions below).
+    readonly_fields = [
+        "judgments_count", "reserved_count", "fresh", "created_at", "is_gold", "gold_source",
+        "gold_winner", "resolution", "review", "review_of", "settled_choice", "settled_winner",
+        "settled_by", "settled_at",
+    ]  # fmt: skip
     show_full_result_count = False
+    actions = ["gold_from_intended", "gold_confirm", "gold_unmark", "review_send"]
+
+    def _each(self, request: HttpRequest, queryset: QuerySet, action, done: str) -> None:
+        count, errors = 0, []
+        for pair in queryset.order_by("pk"):
+            try:
+                action(pair)
+                count += 1
+            except DomainError as exc:
+                errors.append(f"pair {pair.pk}: {exc.detail}")
+        if count:
+            self.message_user(request, f"{done} {count} pair(s).", messages.SUCCESS)
+        for error in errors[:10]:
+            self.message_user(request, error, messages.ERROR)
+
+    @admin.action(
+        description="Make gold, the intended winner the answer (counterfactual pairs)",
+        permissions=["change"],
+    )
+    def gold_from_intended(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def mark(pair: Pair) -> None:
+            if pair.intended_winner_id is None:
+                raise ValidationFailed("it has no intended winner", field="winner")
+            quality.pair_gold_mark(
+                pair_id=pair.pk, winner_id=pair.intended_winner_id, by=request.user
+            )
+
+        self._each(request, queryset, mark, "Made gold:")
+
+    @admin.action(description="Confirm proposed gold pairs", permissions=["change"])
+    def gold_confirm(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda pair: quality.pairs_gold_confirm(
+                queue_id=pair.queue_id, pair_ids=[pair.pk], by=request.user
+            ),
+            "Confirmed as gold:",
+        )
+
+    @admin.action(description="No longer gold", permissions=["change"])
+    def gold_unmark(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda pair: quality.pair_gold_unmark(pair_id=pair.pk, by=request.user),
+            "Unmarked:",
+        )
+
+    @admin.action(description="Send to the queue's review queue", permissions=["change"])
+    def review_send(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda pair: quality.pair_review_send(pair_id=pair.pk, by=request.user),
+            "Sent to review:",
+        )
 
 
 @admin.register(Assignment)

@@ -33,12 +33,22 @@ class InstructionImageSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
+class CriterionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    question = serializers.CharField()
+
+
 class QueueSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     instructions = serializers.CharField(help_text="Markdown.")
     prefetch = serializers.IntegerField()
     lease_seconds = serializers.IntegerField()
+    criteria = CriterionSerializer(
+        many=True,
+        help_text="The questions asked per pair; empty: the one default question. The first "
+        "is answered by `choice`, the others in submit's `criteria`.",
+    )
 
 
 class QueueDetailSerializer(QueueSerializer):
@@ -190,6 +200,18 @@ class LeadQueueSerializer(serializers.ModelSerializer):
             "allowed_groups",
             "allowed_users",
             "created_at",
+            "kind",
+            "criteria",
+            "gold_rate",
+            "gold_feedback",
+            "qualification_gold",
+            "qualification_accuracy",
+            "pause_accuracy",
+            "pause_min_gold",
+            "speed_floor_ms",
+            "overlap_max",
+            "adaptive_margin",
+            "review_queue",
         ]
         read_only_fields = fields
 
@@ -211,6 +233,15 @@ class LeadQueueCreateSerializer(serializers.Serializer):
     )
     allowed_usernames = serializers.ListField(
         child=serializers.CharField(max_length=150), required=False, default=list
+    )
+    quality = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="Quality control: gold_rate (0 to 0.5), gold_feedback, qualification_gold, "
+        "qualification_accuracy, pause_accuracy (0: never auto-pause), pause_min_gold, "
+        "speed_floor_ms, overlap_max (adaptive overlap above `overlap`), adaptive_margin, "
+        "review_queue (id of a queue of kind review), criteria ([{name, question}]), kind "
+        "(labeling | review). A bad one is a 400 naming quality.<key>.",
     )
 
 

@@ -76,6 +76,7 @@ def _queue_data(queue: LabelingQueue) -> dict[str, Any]:
         "instructions": queue.instructions,
         "prefetch": queue.prefetch,
         "lease_seconds": queue.lease_seconds,
+        "criteria": queue.criteria or [],
     }
 
 

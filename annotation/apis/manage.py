@@ -60,6 +60,7 @@ class LeadQueueListApi(ListAPIView):
             allowed_users=users,
             allowed_group_names=data.get("allowed_groups"),
             created_by=request.user,
+            quality=data.get("quality"),
         )
         return Response(s.LeadQueueSerializer(queue).data, status=status.HTTP_201_CREATED)
 

@@ -37,6 +37,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import LabelingQueue, Pair, PairBuild
+from annotation.services import quality
 from config.celery import stale_cutoff
 from config.errors import NotFound, ValidationFailed
 from generation_workers.models import Campaign
@@ -70,6 +71,7 @@ def pair_build_options_check(*, kind: str, options: dict) -> dict:
         "judgments_needed",
         "seed",
         "make_thumbnails",
+        "gold_share",
     }
     unknown = sorted(set(options) - known)
     if unknown:
@@ -82,6 +84,7 @@ def pair_build_options_check(*, kind: str, options: dict) -> dict:
         "judgments_needed": options.get("judgments_needed"),
         "seed": options.get("seed", 0),
         "make_thumbnails": options.get("make_thumbnails", True),
+        "gold_share": options.get("gold_share", 0.0),
     }
 
     def _int(name: str, low: int, high: int, *, optional: bool = False) -> None:
@@ -104,6 +107,15 @@ def pair_build_options_check(*, kind: str, options: dict) -> dict:
         raise ValidationFailed(
             f"must be one of {', '.join(MATCHES)}", field="options.counterfactual_match"
         )
+    share = out["gold_share"]
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise ValidationFailed("must be a number from 0 to 1", field="options.gold_share")
+    if share and kind != Pair.Kind.COUNTERFACTUAL:
+        raise ValidationFailed(
+            "applies to counterfactual pairs only (their intended winner is the answer); mark "
+            "other pairs gold one by one",
+            field="options.gold_share",
+        )
     if kind == Pair.Kind.COUNTERFACTUAL and out["sample_per_prompt"] is not None:
         raise ValidationFailed(
             "applies to same-prompt pairs only", field="options.sample_per_prompt"
@@ -123,13 +135,17 @@ def pairs_build(
     judgments_needed: int | None = None,
     seed: int = 0,
     make_thumbnails: bool = True,
+    gold_share: float = 0.0,
     after_batch: Callable[[], None] | None = None,
 ) -> PairBuildCounts:
     """Build pairs of `kind` from a campaign's finished candidates into a queue (synchronous).
 
     Returns how many pairs were new and how many the queue held already. Thumbnails of the
     images involved are queued on the `cpu` queue (make_thumbnails). `after_batch` is called
-    after each batch of pairs is stored (a recorded build beats there).
+    after each batch of pairs is stored (a recorded build beats there). `gold_share` of the
+    new counterfactual pairs (chosen by a hash of the seed and the pair) become gold pairs
+    (services/quality.py: gold at once when the procedural renderer checked the intended
+    winner, else proposed for a lead to confirm).
     """
     options = pair_build_options_check(
         kind=kind,
@@ -141,6 +157,7 @@ def pairs_build(
             "judgments_needed": judgments_needed,
             "seed": seed,
             "make_thumbnails": make_thumbnails,
+            "gold_share": gold_share,
         },
     )
     queue = LabelingQueue.objects.filter(pk=queue_id).first()
@@ -166,6 +183,8 @@ def pairs_build(
         existing += old
         if options["make_thumbnails"] and new:
             _thumbnails_enqueue(batch)
+        if new and options["gold_share"]:
+            _gold_choose(queue.pk, batch, share=options["gold_share"], seed=options["seed"])
         if after_batch is not None:
             after_batch()
     log.info(
@@ -299,6 +318,22 @@ def _insert(
     ]
     Pair.objects.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
     return len(rows), len(wanted) - len(rows)
+
+
+def _gold_choose(queue_id: int, keys: list[_Key], *, share: float, seed: int) -> None:
+    """The gold share among a batch's pairs that nobody has been served yet."""
+    untouched = Pair.objects.filter(
+        queue_id=queue_id,
+        candidate_a_id__in={key[0] for key in keys},
+        fresh=True,
+        is_gold=False,
+        gold_source="",
+        intended_winner__isnull=False,
+    ).values_list("pk", "candidate_a_id", "candidate_b_id")
+    wanted = {(key[0], key[1]) for key in keys}
+    quality.pairs_gold_choose(
+        pair_ids=[pk for pk, a, b in untouched if (a, b) in wanted], share=share, seed=seed
+    )
 
 
 def pairs_add(

@@ -22,8 +22,8 @@ reaching its target, a review answer): a few ORM queries in one transaction, the
 the state row) locked first.
 """
 
+import hashlib
 import logging
-import random
 from collections import Counter
 from collections.abc import Iterable
 
@@ -332,17 +332,22 @@ def gold_verified_by_renderer(winner_params: dict | None) -> bool:
     return isinstance(holds, list) and bool(holds) and all(h is True for h in holds)
 
 
+def gold_chosen(pair_id: int, *, share: float, seed: int) -> bool:
+    """Whether a pair is among the seeded `share` made gold: a hash of (seed, pair), so the
+    choice does not depend on how a build was batched."""
+    digest = hashlib.blake2b(f"{seed}:{pair_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
 def pairs_gold_choose(
     *, pair_ids: Iterable[int], share: float, seed: int
 ) -> tuple[list[int], list[int]]:
     """Of freshly built counterfactual pairs, the seeded `share` that becomes gold: those whose
     intended winner the procedural renderer checked (gold at once) and the others (proposed,
     for a lead to confirm). Returns (gold ids, proposed ids)."""
-    ids = sorted(pair_ids)
-    if share <= 0 or not ids:
+    take = [pk for pk in pair_ids if gold_chosen(pk, share=share, seed=seed)]
+    if not take:
         return [], []
-    rng = random.Random(seed)
-    take = sorted(rng.sample(ids, max(1, round(len(ids) * share))))
     gold, proposed = [], []
     rows = Pair.objects.filter(pk__in=take, intended_winner__isnull=False).values_list(
         "pk", "intended_winner__generation_params", "intended_winner__config__backend"
@@ -361,6 +366,7 @@ def pairs_gold_choose(
         )
     if proposed:
         Pair.objects.filter(pk__in=proposed).update(gold_source=Pair.GoldSource.PROPOSED)
+    log.info("labeling.gold.chosen gold=%d proposed=%d", len(gold), len(proposed))
     return gold, proposed
 
 

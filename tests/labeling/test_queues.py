@@ -138,6 +138,7 @@ def test_annotators_see_only_the_active_queues_they_may_label():
             "instructions": "",
             "prefetch": 3,
             "lease_seconds": 600,
+            "criteria": [],
         }
     ]
     assert [q["name"] for q in client_for(vip).get("/api/labeling/queues/").json()] == [
