@@ -385,3 +385,32 @@ def test_a_queue_with_one_criterion_shows_its_question_and_submits_at_once(
     page.keyboard.press("j")
     assert labeling.pair_on_screen() == on_screen
     assert labeling.waiting() == 0 and len(sent) == 1
+
+
+def test_a_missed_gold_pair_shows_its_explanation_in_a_queue_that_gives_feedback(
+    live_server, context, annotator_user
+):
+    # Given a queue that gives feedback, whose every pair is gold (the lead's answer: image A)
+    from annotation.services import quality
+
+    queue, pairs, _ = ui_queue(n_pairs=3)
+    LabelingQueue.objects.filter(pk=queue.pk).update(gold_rate=0.5, gold_feedback=True)
+    for pair in pairs:
+        quality.pair_gold_mark(
+            pair_id=pair.pk,
+            winner_id=pair.candidate_a_id,
+            explanation="The cup is left of the plate in the other image.",
+            by=None,
+        )
+    sign_in(context, live_server, annotator_user)
+    page = context.new_page()
+    labeling = LabelingPage(page, live_server, queue).open()
+    labeling.wait_for_pair()
+    # When the annotator answers "tie" (never the known answer)
+    with page.expect_response(SUBMIT):
+        page.keyboard.press("t")
+    # Then the page says why, once the answer is stored
+    page.wait_for_function(
+        "() => document.getElementById('notice').textContent.includes('other image')"
+    )
+    assert "Feedback" in page.inner_text("#notice")

@@ -441,6 +441,11 @@ function start() {
   window.addEventListener("online", networkBack);
   window.addEventListener("offline", renderCounts);
   outbox.addEventListener("acked", refreshProgressSoon);
+  // A queue that gives feedback says why, after a missed pair whose answer is known.
+  outbox.addEventListener("acked", (event) => {
+    const feedback = event.detail.data && event.detail.data.feedback;
+    if (feedback) screen.notice(`Feedback on an earlier pair: ${feedback}`);
+  });
   outbox.addEventListener("rejected", (event) => {
     const { entry, error } = event.detail;
     state.rejected.add(entry.sid);
