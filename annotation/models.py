@@ -187,6 +187,9 @@ class Pair(models.Model):
         Candidate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     gold_explanation = models.CharField(max_length=500, blank=True, default="", db_default="")
+    # A gold pair's random place in its queue's pool: NEXT draws a gold pair by walking
+    # pair_gold_idx from a random key, so the draw is uniform and reads a few entries.
+    gold_key = models.FloatField(null=True, blank=True)
     resolution = models.CharField(
         max_length=16, choices=Resolution.choices, blank=True, default="", db_default=""
     )
@@ -285,7 +288,9 @@ class Pair(models.Model):
                 & Q(judgments_count__lt=F("judgments_needed") - F("reserved_count")),
             ),
             # The queue's gold pairs, drawn from by NEXT at the gold rate.
-            models.Index(fields=["queue"], name="pair_gold_idx", condition=Q(is_gold=True)),
+            models.Index(
+                fields=["queue", "gold_key"], name="pair_gold_idx", condition=Q(is_gold=True)
+            ),
             # Pairs in need of the lead's eye (dashboard drill-down).
             models.Index(
                 fields=["queue", "resolution"],

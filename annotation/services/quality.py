@@ -24,12 +24,13 @@ the state row) locked first.
 
 import hashlib
 import logging
+import random
 from collections import Counter
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, Func, Sum
 from django.utils import timezone
 
 from annotation.models import (
@@ -240,6 +241,7 @@ def _explanation_clean(explanation: object) -> str:
 
 def _gold_set(pair: Pair, *, winner_id: int, source: str, explanation: str | None) -> None:
     pair.is_gold = True
+    pair.gold_key = random.random()
     pair.gold_winner_id = winner_id
     pair.gold_source = source
     if explanation is not None:
@@ -248,6 +250,7 @@ def _gold_set(pair: Pair, *, winner_id: int, source: str, explanation: str | Non
     pair.save(
         update_fields=[
             "is_gold",
+            "gold_key",
             "gold_winner",
             "gold_source",
             "gold_explanation",
@@ -360,6 +363,7 @@ def pairs_gold_choose(
     if gold:
         Pair.objects.filter(pk__in=gold).update(
             is_gold=True,
+            gold_key=Func(function="random"),
             gold_winner_id=F("intended_winner_id"),
             gold_source=Pair.GoldSource.PROCEDURAL,
             judgments_needed=GOLD_CAPACITY,

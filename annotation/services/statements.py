@@ -147,7 +147,7 @@ plan AS (
                COALESCE(st.status, CASE WHEN q.qualification_gold > 0 THEN 'qualifying'
                                         ELSE 'active' END) AS status,
                COALESCE(st.served, 0) AS served, COALESCE(st.gold_served, 0) AS gold_served,
-               g.block,
+               g.block, random() AS draw,
                COALESCE(st.next_gold_at, 1 + floor(random() * g.block)::int) AS next_gold
         FROM q CROSS JOIN want w
         CROSS JOIN LATERAL (SELECT CASE WHEN q.gold_rate > 0
@@ -156,18 +156,39 @@ plan AS (
         LEFT JOIN st ON true
     ) b
 ),
-gold_pick AS (
-    -- Gold pairs this annotator was never leased, in random order: each at most once to
-    -- each annotator. A few hundred per queue: one probe of the (pair, annotator) index each.
-    SELECT p.id, p.priority, p.judgments_count, p.candidate_a_id, p.candidate_b_id
+gold_after AS (
+    -- Gold pairs this annotator was never leased, walking the gold index (queue, gold_key)
+    -- from a random key (then from its start): a uniform draw from the pool, each gold pair at
+    -- most once to each annotator, one probe of the (pair, annotator) index per gold pair
+    -- passed, whatever the pool's size. OFFSET 0 keeps the probe a per-row lookup (pulled up
+    -- into an anti-join, a plan hashed every lease of the annotator's instead).
+    SELECT p.id, p.candidate_a_id, p.candidate_b_id
     FROM annotation_pair p
     WHERE p.queue_id = %(queue)s AND p.is_gold AND (SELECT gold_k FROM plan) > 0
+      AND p.gold_key >= (SELECT draw FROM plan)
       AND p.judgments_count < (p.judgments_needed - p.reserved_count)
       AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
-                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s)
-    ORDER BY random()
-    LIMIT (SELECT gold_k FROM plan)
+                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s OFFSET 0)
+    ORDER BY p.queue_id, p.gold_key
+    LIMIT {count}
     FOR UPDATE OF p SKIP LOCKED
+),
+gold_before AS (
+    SELECT p.id, p.candidate_a_id, p.candidate_b_id
+    FROM annotation_pair p
+    WHERE p.queue_id = %(queue)s AND p.is_gold AND (SELECT gold_k FROM plan) > 0
+      AND p.gold_key < (SELECT draw FROM plan)
+      AND p.judgments_count < (p.judgments_needed - p.reserved_count)
+      AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
+                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s OFFSET 0)
+    ORDER BY p.queue_id, p.gold_key
+    LIMIT {count}
+    FOR UPDATE OF p SKIP LOCKED
+),
+gold_pick AS (
+    -- read lazily: the second walk runs only when the first comes up short
+    SELECT u.* FROM (SELECT * FROM gold_after UNION ALL SELECT * FROM gold_before) u
+    LIMIT (SELECT gold_k FROM plan)
 ),
 open_pick AS (
     SELECT p.id, p.priority, p.judgments_count, p.candidate_a_id, p.candidate_b_id

@@ -201,3 +201,50 @@ def test_next_is_prepared_once_per_connection_and_again_on_a_new_one():
     # one prepared statement, reused, not parsed and planned on every call
     assert (on_first, on_second) == (1, 1)
     assert held_pair_ids(annotator) == {pairs[0].pk, pairs[1].pk}
+
+
+def test_a_gold_item_reads_a_few_gold_pairs_whatever_the_gold_pool(veteran_and_queue):
+    # A queue whose pool holds thousands of gold pairs (a lead made a tenth of a big build
+    # gold), the annotator's next item is due to be gold: the draw walks the gold index from a
+    # random key and stops at the first pair this annotator was never leased.
+    queue, pairs, annotator = veteran_and_queue
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO annotation_pair (queue_id, candidate_a_id, candidate_b_id, kind,
+                prompt_id, priority, judgments_needed, judgments_count, reserved_count,
+                fresh, is_gold, gold_winner_id, gold_key, created_at)
+            SELECT %(queue)s, c.id, d.id, 'same_prompt', %(prompt)s, 0, 32000, 0, 0, false,
+                   true, c.id, random(), now()
+            FROM generation_workers_candidate c JOIN generation_workers_candidate d
+              ON c.id < d.id
+            ON CONFLICT DO NOTHING
+            """,
+            {"queue": queue.pk, "prompt": pairs[0].prompt_id},
+        )
+        gold_pool = cursor.rowcount
+        cursor.execute(
+            "UPDATE annotation_labelingqueue SET gold_rate = 0.5 WHERE id = %s", [queue.pk]
+        )
+        cursor.execute(
+            """INSERT INTO annotation_annotatorqueuestate (annotator_id, queue_id, status,
+                 served, gold_served, next_gold_at, gold_answers, gold_correct, window_answers,
+                 window_correct, reason)
+               VALUES (%s, %s, 'active', 10, 5, 11, 5, 5, 5, 5, '')""",
+            [annotator.pk, queue.pk],
+        )
+        cursor.execute("ANALYZE annotation_pair")
+    assert gold_pool > 2000
+
+    read = rows_read(
+        statements.next_sql(count=3, window=OPEN_WINDOW),
+        {"queue": queue.pk, "user": annotator.pk, "known": []},
+        "annotation_pair",
+        filtered=True,
+    )
+
+    leased = Pair.objects.filter(pk__in=held_pair_ids(annotator))
+    assert leased.filter(is_gold=True).count() == 1 and leased.count() == 3
+    # the window of started pairs (its index entries, then its rows), a few fresh ones, the
+    # items' rows and the drawn gold pair: far below the pool
+    assert read <= 2 * OPEN_WINDOW + 20 < gold_pool, read
