@@ -255,8 +255,10 @@ class Pair(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(is_gold=False)
-                | Q(gold_winner=F("candidate_a"))
-                | Q(gold_winner=F("candidate_b")),
+                | (
+                    Q(gold_winner__isnull=False)
+                    & (Q(gold_winner=F("candidate_a")) | Q(gold_winner=F("candidate_b")))
+                ),
                 name="pair_gold_has_winner_in_pair",
             ),
             models.CheckConstraint(

@@ -198,7 +198,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='pair',
-            constraint=models.CheckConstraint(condition=models.Q(('is_gold', False), ('gold_winner', models.F('candidate_a')), ('gold_winner', models.F('candidate_b')), _connector='OR'), name='pair_gold_has_winner_in_pair'),
+            constraint=models.CheckConstraint(condition=models.Q(('is_gold', False), models.Q(('gold_winner__isnull', False), models.Q(('gold_winner', models.F('candidate_a')), ('gold_winner', models.F('candidate_b')), _connector='OR')), _connector='OR'), name='pair_gold_has_winner_in_pair'),
         ),
         migrations.AddConstraint(
             model_name='pair',

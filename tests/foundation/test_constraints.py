@@ -227,3 +227,37 @@ def test_reward_model_versions_are_unique_per_name():
 
 def test_queue_overlap_must_be_positive():
     refused(LabelingQueue, lambda: LabelingQueue.objects.create(name="zero", overlap=0))
+
+
+def test_gold_pair_needs_its_answer_among_its_two_images():
+    outsider = CandidateFactory()
+    refused(Pair, lambda: PairFactory(is_gold=True, gold_winner=None))
+    refused(Pair, lambda: PairFactory(is_gold=True, gold_winner=outsider))
+
+
+def test_settled_answer_must_be_one_of_the_pair():
+    refused(Pair, lambda: PairFactory(settled_winner=CandidateFactory()))
+
+
+def test_queue_gold_rate_and_maximum_overlap_stay_in_range():
+    refused(LabelingQueue, lambda: LabelingQueue.objects.create(name="g", gold_rate=0.9))
+    refused(LabelingQueue, lambda: LabelingQueue.objects.create(name="o", overlap=3, overlap_max=2))
+
+
+def test_annotator_standing_once_per_queue_and_correct_within_answers():
+    from annotation.models import AnnotatorQueueState
+
+    pair = PairFactory()
+    user = AssignmentFactory(pair=pair).annotator
+    AnnotatorQueueState.objects.create(annotator=user, queue=pair.queue)
+    refused(
+        AnnotatorQueueState,
+        lambda: AnnotatorQueueState.objects.create(annotator=user, queue=pair.queue),
+    )
+    other = LabelingQueue.objects.create(name="other")
+    refused(
+        AnnotatorQueueState,
+        lambda: AnnotatorQueueState.objects.create(
+            annotator=user, queue=other, gold_answers=1, gold_correct=2
+        ),
+    )
