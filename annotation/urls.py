@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.apis import images, labeling, manage
+from annotation.apis import images, labeling, manage, quality
 
 app_name = "annotation"
 
@@ -46,5 +46,51 @@ urlpatterns = [
         "labeling/manage/pair-builds/<int:build_id>/",
         manage.LeadPairBuildDetailApi.as_view(),
         name="manage-pair-build",
+    ),
+    # quality control (leads): annotation/apis/quality.py
+    path(
+        "labeling/manage/queues/<int:queue_id>/quality/",
+        quality.QueueQualityApi.as_view(),
+        name="manage-queue-quality",
+    ),
+    path(
+        "labeling/manage/queues/<int:queue_id>/quality/pairs/",
+        quality.QueueQualityPairsApi.as_view(),
+        name="manage-queue-quality-pairs",
+    ),
+    path(
+        "labeling/manage/queues/<int:queue_id>/annotators/<int:user_id>/resume/",
+        quality.AnnotatorResumeApi.as_view(),
+        name="manage-annotator-resume",
+    ),
+    path(
+        "labeling/manage/queues/<int:queue_id>/annotators/<int:user_id>/pause/",
+        quality.AnnotatorPauseApi.as_view(),
+        name="manage-annotator-pause",
+    ),
+    path(
+        "labeling/manage/queues/<int:queue_id>/gold/confirm/",
+        quality.GoldConfirmApi.as_view(),
+        name="manage-gold-confirm",
+    ),
+    path(
+        "labeling/manage/annotators/quality/",
+        quality.AnnotatorsQualityApi.as_view(),
+        name="manage-annotators-quality",
+    ),
+    path(
+        "labeling/manage/pairs/<int:pair_id>/",
+        quality.PairDetailApi.as_view(),
+        name="manage-pair",
+    ),
+    path(
+        "labeling/manage/pairs/<int:pair_id>/gold/",
+        quality.PairGoldApi.as_view(),
+        name="manage-pair-gold",
+    ),
+    path(
+        "labeling/manage/pairs/<int:pair_id>/review/",
+        quality.PairReviewApi.as_view(),
+        name="manage-pair-review",
     ),
 ]

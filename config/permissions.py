@@ -99,6 +99,17 @@ API: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "api:annotation:manage-queue-resume"): LEADS,
     ("POST", "api:annotation:manage-pair-build-start"): LEADS,
     ("GET", "api:annotation:manage-pair-build"): LEADS,
+    # -- quality control: leads only (annotators must never learn which pairs are gold) ----
+    ("GET", "api:annotation:manage-queue-quality"): LEADS,
+    ("GET", "api:annotation:manage-queue-quality-pairs"): LEADS,
+    ("GET", "api:annotation:manage-annotators-quality"): LEADS,
+    ("GET", "api:annotation:manage-pair"): LEADS,
+    ("POST", "api:annotation:manage-annotator-resume"): LEADS,
+    ("POST", "api:annotation:manage-annotator-pause"): LEADS,
+    ("POST", "api:annotation:manage-pair-gold"): LEADS,
+    ("DELETE", "api:annotation:manage-pair-gold"): LEADS,
+    ("POST", "api:annotation:manage-gold-confirm"): LEADS,
+    ("POST", "api:annotation:manage-pair-review"): LEADS,
     # -- datasets: leads change, ML engineers read and download ----------------------------
     ("GET", "api:training:datasets"): STAFF,
     ("POST", "api:training:datasets"): LEADS,
