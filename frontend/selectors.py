@@ -13,6 +13,14 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from annotation.models import Assignment, Judgment, LabelingQueue, Pair
+from annotation.selectors_quality import (
+    PAIRS_SHOWN,
+    PairDetail,
+    QueueQuality,
+    pair_detail,
+    pairs_in_state,
+    queue_quality,
+)
 from config.errors import Forbidden, NotFound
 from config.roles import Role, user_has_role
 
@@ -210,3 +218,32 @@ def _annotators(
         )
         for row in rows
     ]
+
+
+# --- quality control (issue 16): the lead's panels; the figures are annotation's ---------------
+
+
+@dataclass(frozen=True)
+class QualityPanel:
+    quality: QueueQuality
+    ambiguous: list[Pair]  # the newest PAIRS_SHOWN, with their vote counts
+    disputed: list[Pair]
+
+
+def queue_quality_panel(*, user: AbstractBaseUser, queue_id: int) -> QualityPanel:
+    """A queue's quality summary and the first pairs of each list; leads (and admins) only."""
+    if not user_has_role(user, Role.LEAD):
+        raise Forbidden("the queue dashboards are for leads", field="queue")
+    quality = queue_quality(queue_id=queue_id)
+    return QualityPanel(
+        quality=quality,
+        ambiguous=list(pairs_in_state(queue_id=queue_id, state="ambiguous")[:PAIRS_SHOWN]),
+        disputed=list(pairs_in_state(queue_id=queue_id, state="disputed")[:PAIRS_SHOWN]),
+    )
+
+
+def lead_pair_detail(*, user: AbstractBaseUser, pair_id: int) -> PairDetail:
+    """A pair and every vote on it, for a lead's drill-down page."""
+    if not user_has_role(user, Role.LEAD):
+        raise Forbidden("the queue dashboards are for leads", field="pair")
+    return pair_detail(pair_id=pair_id)
