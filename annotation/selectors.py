@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from annotation.models import LabelingQueue
+from annotation.models import AnnotatorQueueState, LabelingQueue
 from annotation.services import statements
 from config.db import statement_run
 from config.errors import Conflict, Forbidden, NotFound
@@ -83,3 +83,20 @@ def annotator_progress(*, user: AbstractBaseUser, queue_id: int) -> Progress:
         available=min(available, AVAILABLE_COUNT_CAP),
         available_capped=available > AVAILABLE_COUNT_CAP,
     )
+
+
+def annotator_stopped(*, queue_id: int, user: AbstractBaseUser) -> Conflict | None:
+    """Why this annotator gets no pairs from the queue (paused by quality control or a lead,
+    or failed its qualification), as the 409 NEXT answers; None when they may label."""
+    status = (
+        AnnotatorQueueState.objects.filter(queue_id=queue_id, annotator_id=user.pk)
+        .values_list("status", flat=True)
+        .first()
+    )
+    if status == AnnotatorQueueState.Status.DISQUALIFIED:
+        detail = "you did not pass this queue's qualification; a lead can let you in again"
+    elif status == AnnotatorQueueState.Status.PAUSED:
+        detail = "a lead paused your work on this queue; they can resume it"
+    else:
+        return None
+    return Conflict(detail, field="queue", code="annotator_paused")

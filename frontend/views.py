@@ -16,7 +16,11 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from annotation.models import Judgment
-from annotation.selectors import labeling_queue_for_labeling, queues_for_annotator
+from annotation.selectors import (
+    annotator_stopped,
+    labeling_queue_for_labeling,
+    queues_for_annotator,
+)
 from annotation.services.queues import MAX_PREFETCH
 from config.errors import DomainError
 from config.roles import Role, user_has_role
@@ -143,6 +147,9 @@ def label(request: HttpRequest, queue_id: int) -> HttpResponse:
         queue = labeling_queue_for_labeling(queue_id=queue_id, user=request.user)
     except DomainError as exc:
         return _unavailable(request, exc)
+    stopped = annotator_stopped(queue_id=queue.pk, user=request.user)
+    if stopped is not None:
+        return _unavailable(request, stopped)
     examples = {
         image.name: reverse(
             "api:annotation:example-image", kwargs={"queue_id": queue.pk, "name": image.name}

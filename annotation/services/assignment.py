@@ -17,7 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 
 from annotation.models import LabelingQueue
-from annotation.selectors import labeling_queue_for_labeling
+from annotation.selectors import annotator_stopped, labeling_queue_for_labeling
 from annotation.services import statements
 from annotation.services.images import ImageSource
 from annotation.services.queues import MAX_PREFETCH
@@ -114,7 +114,9 @@ def pairs_next_for_client(
         return NextResult(items=[], known_held=[])
     holding, lease_due, standing = rows[0][1], rows[0][3], rows[0][4]
     if standing in PAUSED_STANDINGS:
-        raise _annotator_paused(standing)
+        raise annotator_stopped(queue_id=queue_id, user=user) or Conflict(
+            "you get no pairs from this queue now", field="queue", code="annotator_paused"
+        )
     if lease_due:
         leases_reclaim_expired()
     if holding < count:
@@ -127,14 +129,6 @@ def pairs_next_for_client(
         items=[_item_from_row(row[7:]) for row in rows if row[7] is not None],
         known_held=list(rows[0][2] or []),
     )
-
-
-def _annotator_paused(standing: str) -> Conflict:
-    if standing == "disqualified":
-        detail = "you did not pass this queue's qualification; a lead can let you in again"
-    else:
-        detail = "a lead paused your work on this queue; they can resume it"
-    return Conflict(detail, field="queue", code="annotator_paused")
 
 
 def _next_run(sql: str, params: dict) -> list[tuple]:

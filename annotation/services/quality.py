@@ -28,6 +28,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F, Func, Sum
@@ -179,6 +180,11 @@ def annotator_queue_pause(
     reason = (reason or "").strip()
     if len(reason) > 250 or "\x00" in reason:
         raise ValidationFailed("reason must be at most 250 characters", field="reason")
+    if not is_row_id(annotator_id):
+        raise ValidationFailed("annotator must be a user id", field="annotator")
+    if not get_user_model().objects.filter(pk=annotator_id).exists():
+        raise NotFound(f"user {annotator_id} does not exist", field="annotator")
+    annotator_ensure_state(queue_id=queue_id, annotator_id=annotator_id)
     with transaction.atomic():
         state = _state_locked(queue_id=queue_id, annotator_id=annotator_id)
         if state.status in PAUSED:
@@ -197,7 +203,9 @@ def annotator_queue_pause(
 
 def annotator_ensure_state(*, queue_id: int, annotator_id: int) -> AnnotatorQueueState:
     """The annotator's state row (made active, or qualifying when the queue asks for it)."""
-    queue = LabelingQueue.objects.get(pk=queue_id)
+    queue = LabelingQueue.objects.filter(pk=queue_id).first()
+    if queue is None:
+        raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
     state, _ = AnnotatorQueueState.objects.get_or_create(
         queue_id=queue_id,
         annotator_id=annotator_id,

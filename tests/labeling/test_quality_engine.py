@@ -523,3 +523,20 @@ def test_a_build_makes_checked_procedural_pairs_gold_and_proposes_the_others():
     assert Pair.objects.filter(pk__in=proposed, is_gold=True, gold_source="confirmed").count() == (
         len(proposed)
     )
+
+
+@pytest.mark.django_db
+def test_a_paused_annotator_opening_the_labeling_page_is_told_why(client):
+    queue, _ = queue_with_pairs(n_pairs=2, overlap=1)
+    (user,) = annotators(1)
+    stream(user, queue, 1)
+    lead = annotators(1, prefix="lead")[0]
+    quality.annotator_queue_pause(
+        queue_id=queue.pk, annotator_id=user.pk, by=lead, reason="too fast"
+    )
+    client.force_login(user)
+    page = client.get(f"/label/{queue.pk}/")
+    assert page.status_code == 409
+    assert "a lead paused your work on this queue" in page.content.decode()
+    quality.annotator_queue_resume(queue_id=queue.pk, annotator_id=user.pk, by=lead)
+    assert client.get(f"/label/{queue.pk}/").status_code == 200
