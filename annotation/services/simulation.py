@@ -36,13 +36,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
+from django.db.models import Count
 
-from annotation.models import AnnotatorQueueState, LabelingQueue, Pair
+from annotation.models import AnnotatorQueueState, Judgment, LabelingQueue, Pair
 from annotation.services.annotators import user_create
 from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import judgment_submit
@@ -297,6 +298,7 @@ def simulation_check(
     *,
     answers: object,
     max_gold: object,
+    budget: object = None,
     seed: object,
     speed: object,
     mode: object,
@@ -310,6 +312,12 @@ def simulation_check(
         isinstance(max_gold, bool) or not isinstance(max_gold, int) or max_gold < 1
     ):
         raise ValidationFailed("max_gold must be a whole number >= 1 (per bot)", field="max_gold")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
+    ):
+        raise ValidationFailed(
+            "budget must be a whole number >= 1 (answers of the run)", field="budget"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValidationFailed("seed must be a whole number", field="seed")
     if not _number(speed) or speed < 0:
@@ -325,10 +333,20 @@ class _Runner:
     """One bot's state and its step: answer the next item it holds, asking `next` for more
     when it holds none."""
 
-    def __init__(self, *, bot: Bot, index: int, queue_id: int, seed: int, answers, max_gold):
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        index: int,
+        queue_id: int,
+        seed: int,
+        answers: int | None,
+        max_gold: int | None,
+    ):
         self.bot = bot
         self.queue_id = queue_id
         self.rng = random.Random(f"{seed}:{index}:{bot.profile.label}")
+        # What this run may add (the bounds count what earlier runs stored).
         self.answers = answers
         self.max_gold = max_gold
         self.held: list[LeasedItem] = []
@@ -426,16 +444,38 @@ def simulation_run(
     seed: int = 0,
     speed: float = 0.0,
     mode: str = "sequential",
-    stop: Callable[[], bool] | None = None,
+    budget: int | None = None,
 ) -> SimulationReport:
     """Run `bots` against the queue through `next` and `submit` until each stops (see the
-    module's docstring); `answers` and `max_gold` bound each bot's stored answers and gold
-    answers; `stop` (checked between steps) ends the run early."""
-    simulation_check(answers=answers, max_gold=max_gold, seed=seed, speed=speed, mode=mode)
+    module's docstring). `answers` and `max_gold` bound each bot's stored answers and gold
+    answers in this queue, those of earlier runs included (so a run repeated with the same
+    bounds adds nothing). `budget` ends the run once its bots stored that many answers
+    between them (in threads, each bot checks before its next answer)."""
+    simulation_check(
+        answers=answers, max_gold=max_gold, budget=budget, seed=seed, speed=speed, mode=mode
+    )
     if not LabelingQueue.objects.filter(pk=queue_id).exists():
         raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
+    users = [b.user.pk for b in bots]
+    answered = dict(
+        Judgment.objects.filter(pair__queue_id=queue_id, annotator_id__in=users)
+        .values_list("annotator_id")
+        .annotate(n=Count("id"))
+    )
+    gold_answered = dict(
+        AnnotatorQueueState.objects.filter(queue_id=queue_id, annotator_id__in=users).values_list(
+            "annotator_id", "gold_answers"
+        )
+    )
     runners = [
-        _Runner(bot=bot, index=i, queue_id=queue_id, seed=seed, answers=answers, max_gold=max_gold)
+        _Runner(
+            bot=bot,
+            index=i,
+            queue_id=queue_id,
+            seed=seed,
+            answers=_left(answers, answered.get(bot.user.pk, 0)),
+            max_gold=_left(max_gold, gold_answered.get(bot.user.pk, 0)),
+        )
         for i, bot in enumerate(bots)
     ]
     started = time.monotonic()
@@ -447,9 +487,9 @@ def simulation_run(
         seed,
     )
     if mode == "sequential":
-        _run_sequential(runners, seed=seed, speed=speed, stop=stop)
+        _run_sequential(runners, seed=seed, speed=speed, budget=budget)
     else:
-        _run_threads(runners, speed=speed, stop=stop)
+        _run_threads(runners, speed=speed, budget=budget)
     states = {
         s.annotator_id: s
         for s in AnnotatorQueueState.objects.filter(
@@ -476,7 +516,15 @@ def simulation_run(
     return report
 
 
-def _run_sequential(runners: list[_Runner], *, seed: int, speed: float, stop) -> None:
+def _left(bound: int | None, done: int) -> int | None:
+    return None if bound is None else max(bound - done, 0)
+
+
+def _stored(runners: list[_Runner]) -> int:
+    return sum(r.report.answers for r in runners)
+
+
+def _run_sequential(runners: list[_Runner], *, seed: int, speed: float, budget: int | None) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT setseed(%s)", [_sql_seed(seed)])
     # Arrivals spread over one mean answer time, from each bot's own draws.
@@ -484,7 +532,9 @@ def _run_sequential(runners: list[_Runner], *, seed: int, speed: float, stop) ->
     heapq.heapify(clock)
     origin = time.monotonic()
     while clock:
-        if stop is not None and stop():
+        if budget is not None and _stored(runners) >= budget:
+            for runner in runners:
+                runner.report.stopped = runner.report.stopped or "budget"
             return
         at, i = heapq.heappop(clock)
         if speed > 0:
@@ -494,7 +544,7 @@ def _run_sequential(runners: list[_Runner], *, seed: int, speed: float, stop) ->
             heapq.heappush(clock, (at + took, i))
 
 
-def _run_threads(runners: list[_Runner], *, speed: float, stop) -> None:
+def _run_threads(runners: list[_Runner], *, speed: float, budget: int | None) -> None:
     halt = threading.Event()
     errors: list[BaseException] = []
 
@@ -502,7 +552,8 @@ def _run_threads(runners: list[_Runner], *, speed: float, stop) -> None:
         try:
             halt.wait(runner.rng.random() * runner.bot.profile.seconds_mean / speed if speed else 0)
             while not halt.is_set():
-                if stop is not None and stop():
+                if budget is not None and _stored(runners) >= budget:
+                    runner.report.stopped = "budget"
                     halt.set()
                     return
                 took = runner.step()

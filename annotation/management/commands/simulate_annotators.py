@@ -34,6 +34,7 @@ OPTIONS = {
     "bots": "--bots",
     "answers": "--answers",
     "max_gold": "--max-gold",
+    "budget": "--budget",
     "seed": "--seed",
     "speed": "--speed",
     "mode": "--mode",
@@ -52,8 +53,18 @@ class Command(BaseCommand):
             required=True,
             help='groups like "8:good:0.92,1:random:0.55,1:left", or a .json/.yaml file',
         )
-        parser.add_argument("--answers", type=int, help="stored answers per bot at most")
-        parser.add_argument("--max-gold", type=int, help="gold answers per bot at most")
+        parser.add_argument(
+            "--answers",
+            type=int,
+            help="answers per bot in the queue at most, earlier runs' included (a second run "
+            "with the same number adds nothing)",
+        )
+        parser.add_argument(
+            "--max-gold", type=int, help="gold answers per bot in the queue at most (as --answers)"
+        )
+        parser.add_argument(
+            "--budget", type=int, help="answers of this run, all bots together, at most"
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
             "--speed",
@@ -78,6 +89,7 @@ class Command(BaseCommand):
                 bots=bots,
                 answers=options["answers"],
                 max_gold=options["max_gold"],
+                budget=options["budget"],
                 seed=options["seed"],
                 speed=options["speed"],
                 mode=options["mode"],
