@@ -1,6 +1,7 @@
 """Canonical records as `record_build` writes them, for the Parquet exporter's tests: one
 builder with keyword overrides, and a set of awkward ones (escapes, keys like ours inside the
-prompt's structure, non-ASCII text, empty lists, nulls, every label)."""
+prompt's structure, non-ASCII text, empty lists, nulls, every label, a settled answer, a
+confidence written in exponent form)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +30,8 @@ def record(
     intended: str | None = None,
     perturbed_text: str | None = None,
     agreement: float = 2 / 3,
+    confidence: float = 0.873421,
+    settled: bool = False,
     annotators: tuple[int, ...] = (9, 3, 5),
     split: str = "train",
     size: int | None = 256,
@@ -65,7 +68,14 @@ def record(
     votes = {"a": 2, "b": 1, "tie": 0, "both_wrong": 0, "skip": 0}
     return record_build(
         pair=pair,
-        aggregate=Aggregate(label=label, votes=votes, agreement=agreement, num_votes=3),
+        aggregate=Aggregate(
+            label=label,
+            votes=votes,
+            agreement=agreement,
+            num_votes=3,
+            confidence=confidence,
+            settled=settled,
+        ),
         split=split,
         annotator_ids=list(annotators),
         judged_at=datetime(2025, 3, 1, tzinfo=UTC) + timedelta(microseconds=pair_id % 10**9),
@@ -95,5 +105,7 @@ def awkward_lines() -> list[str]:
         ),  # fmt: skip
         record(7, structure=None, split="test"),
         record(2**40, text="", split="train", annotators=(1, 2, 3, 4, 5, 6)),
+        record(9, label="b", agreement=1 / 3, confidence=1.0, settled=True, split="test"),
+        record(10, label="a", confidence=1e-07, split="test"),
     ]
     return [canonical_line(record) for record in records]

@@ -97,9 +97,11 @@ def test_frozen_version_page_draws_the_composition_and_lists_downloads(lead_brow
         reverse("admin:training_bridge_datasetversion_change", args=[version.pk])
     ).content.decode()
 
-    assert page.count('<div class="sp-chart">') == 6
+    assert page.count('<div class="sp-chart">') == 7
     for title in ("By split", "By label", "By relation", "By perturbation type"):
         assert title in page
+    assert "By confidence (majority)" in page
+    assert "0.6-0.7: 12 (100.0%)" in page  # every record's votes are 2 to 1
     assert '<rect class="bar"' in page
     assert "a: 12 (100.0%)" in page  # every pair's label is a
     assert "swap: 9 (75.0%)" in page

@@ -3,7 +3,7 @@
 import pytest
 
 from training_bridge.datasets.aggregation.diff import diff_streams
-from training_bridge.datasets.aggregation.labels import MajorityAggregator
+from training_bridge.datasets.aggregation.labels import MajorityAggregator, PairVotes
 from training_bridge.datasets.aggregation.records import ContentHasher, canonical_line
 from training_bridge.datasets.aggregation.specs import (
     SpecInvalid,
@@ -13,33 +13,36 @@ from training_bridge.datasets.aggregation.specs import (
 from training_bridge.datasets.aggregation.splits import split_for_group
 
 
-def test_majority_labels_the_most_voted_choice_with_its_share_as_agreement():
-    result = MajorityAggregator().aggregate(["a", "a", "b"])
+def _majority(votes, **options):
+    return MajorityAggregator(**options).aggregate(PairVotes(pair_id=1, votes=tuple(votes)))
+
+
+def test_majority_labels_the_most_voted_choice_with_its_share_as_agreement_and_confidence():
+    result = _majority(["a", "a", "b"])
     assert result.label == "a"
     assert result.votes == {"a": 2, "b": 1, "tie": 0, "both_wrong": 0, "skip": 0}
-    assert result.agreement == 2 / 3
+    assert result.agreement == result.confidence == 2 / 3
     assert result.num_votes == 3
+    assert result.settled is False
 
 
 def test_majority_tie_rule_tie_labels_a_split_vote_a_tie():
-    result = MajorityAggregator(tie_rule="tie").aggregate(["a", "b"])
-    assert (result.label, result.agreement) == ("tie", 0.5)
+    result = _majority(["a", "b"], tie_rule="tie")
+    assert (result.label, result.agreement, result.confidence) == ("tie", 0.5, 0.5)
 
 
 def test_majority_tie_rule_drop_leaves_a_split_vote_unlabelled():
-    assert (
-        MajorityAggregator(tie_rule="drop").aggregate(["a", "b", "tie", "tie", "a"]).label is None
-    )
+    assert _majority(["a", "b", "tie", "tie", "a"], tie_rule="drop").label is None
 
 
 def test_skips_dilute_the_agreement_but_never_win():
-    result = MajorityAggregator().aggregate(["skip", "skip", "b"])
+    result = _majority(["skip", "skip", "b"])
     assert (result.label, result.agreement, result.num_votes) == ("b", 1 / 3, 3)
-    assert MajorityAggregator().aggregate(["skip"]).label is None
+    assert _majority(["skip"]).label is None
 
 
 def test_both_wrong_majority_is_a_label_of_its_own():
-    assert MajorityAggregator().aggregate(["both_wrong", "both_wrong", "a"]).label == "both_wrong"
+    assert _majority(["both_wrong", "both_wrong", "a"]).label == "both_wrong"
 
 
 def test_filter_spec_normalises_with_every_default_spelled_out():
@@ -50,16 +53,49 @@ def test_filter_spec_normalises_with_every_default_spelled_out():
         "judged_after": None,
         "judged_before": None,
         "pair_kinds": ["counterfactual", "same_prompt"],
-        "include_gold": True,
+        "include_gold": False,
+        "criterion": None,
         "min_judgments": 1,
         "min_agreement": 1.0,
+        "min_confidence": 0.0,
+        "exclude_ambiguous": False,
         "count_choices": ["left", "right", "tie", "both_wrong"],
         "keep_labels": ["winner", "tie"],
         "annotators": {"mode": "all"},
+        "exclude_paused": False,
         "counterfactual_filter": "none",
         "aggregator": "majority",
         "aggregator_options": {"tie_rule": "tie"},
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("majority", {"tie_rule": "tie"}),
+        ("trust_weighted", {"tie_rule": "tie", "weighting": "trust", "default_trust": 0.5}),
+        ("dawid_skene", {"tie_rule": "tie", "n_iter": 100, "tol": 1e-5}),
+        ("glad", {"tie_rule": "tie", "n_iter": 100, "tol": 1e-5}),
+        ("bradley_terry", {"tie_rule": "tie", "n_iter": 100, "tol": 1e-5, "prior": 1}),
+        (
+            "noisy_bt",
+            {"tie_rule": "tie", "n_iter": 100, "tol": 1e-5, "regularization_ratio": 1e-5},
+        ),
+    ],
+)
+def test_every_aggregator_stores_its_options_with_the_defaults_spelled_out(name, options):
+    spec = filter_spec_parse({"aggregator": name})
+    assert (spec.as_json()["aggregator"], spec.as_json()["aggregator_options"]) == (
+        name,
+        dict(sorted(options.items())),
+    )
+
+
+def test_given_options_replace_the_defaults_and_integers_become_numbers():
+    spec = filter_spec_parse(
+        {"aggregator": "dawid_skene", "aggregator_options": {"n_iter": 7, "tol": 1}}
+    )
+    assert spec.as_json()["aggregator_options"] == {"n_iter": 7, "tie_rule": "tie", "tol": 1.0}
 
 
 def test_filter_spec_times_are_read_as_utc():
@@ -98,12 +134,59 @@ def test_filter_spec_times_are_read_as_utc():
             "between 0 and 1",
         ),
         ({"counterfactual_filter": "yes"}, "filter_spec.counterfactual_filter", "unknown value"),
-        ({"aggregator": "dawid_skene"}, "filter_spec.aggregator", "unknown aggregator"),
+        ({"aggregator": "plurality"}, "filter_spec.aggregator", "unknown aggregator"),
+        ({"aggregator": ["majority"]}, "filter_spec.aggregator", "unknown aggregator"),
         (
             {"aggregator_options": {"tie_rule": "coin"}},
             "filter_spec.aggregator_options.tie_rule",
             "unknown value 'coin'",
         ),
+        ({"aggregator_options": []}, "filter_spec.aggregator_options", "must be a JSON object"),
+        (
+            {"aggregator": "dawid_skene", "aggregator_options": {"n_iter": 0}},
+            "filter_spec.aggregator_options.n_iter",
+            "must be from 1 to 10000, got 0",
+        ),
+        (
+            {"aggregator": "glad", "aggregator_options": {"n_iter": 2.5}},
+            "filter_spec.aggregator_options.n_iter",
+            "must be an integer",
+        ),
+        (
+            {"aggregator": "dawid_skene", "aggregator_options": {"tol": 0}},
+            "filter_spec.aggregator_options.tol",
+            "must be in (0, 1], got 0",
+        ),
+        (
+            {"aggregator": "noisy_bt", "aggregator_options": {"regularization_ratio": "x"}},
+            "filter_spec.aggregator_options.regularization_ratio",
+            "must be a number",
+        ),
+        (
+            {"aggregator": "bradley_terry", "aggregator_options": {"regularization_ratio": 1}},
+            "filter_spec.aggregator_options.regularization_ratio",
+            "unknown option for bradley_terry; known: tie_rule, n_iter, tol, prior",
+        ),
+        (
+            {"aggregator": "trust_weighted", "aggregator_options": {"default_trust": 1}},
+            "filter_spec.aggregator_options.default_trust",
+            "must be in (0, 1), got 1",
+        ),
+        (
+            {"aggregator": "trust_weighted", "aggregator_options": {"weighting": "square"}},
+            "filter_spec.aggregator_options.weighting",
+            "unknown value 'square'",
+        ),
+        (
+            {"aggregator": "majority", "aggregator_options": {"n_iter": 5}},
+            "filter_spec.aggregator_options.n_iter",
+            "unknown option for majority; known: tie_rule",
+        ),
+        ({"min_confidence": 1.2}, "filter_spec.min_confidence", "must be between 0 and 1"),
+        ({"criterion": "two words"}, "filter_spec.criterion", "must be a criterion's name"),
+        ({"criterion": 3}, "filter_spec.criterion", "must be a criterion's name"),
+        ({"exclude_paused": "yes"}, "filter_spec.exclude_paused", "must be true or false"),
+        ({"exclude_ambiguous": 1}, "filter_spec.exclude_ambiguous", "must be true or false"),
     ],
 )
 def test_malformed_filter_spec_names_the_key(raw, field, message):

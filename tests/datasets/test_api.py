@@ -57,6 +57,76 @@ def test_malformed_spec_is_a_400_naming_the_key_and_saves_nothing(lead_client, w
     assert DatasetVersion.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("extra", "field", "detail"),
+    [
+        (
+            {"aggregator": "median"},
+            "filter_spec.aggregator",
+            "unknown aggregator 'median'; choose from bradley_terry, dawid_skene, glad, "
+            "majority, noisy_bt, trust_weighted",
+        ),
+        (
+            {"aggregator": "dawid_skene", "aggregator_options": {"n_iter": -1}},
+            "filter_spec.aggregator_options.n_iter",
+            "must be from 1 to 10000, got -1",
+        ),
+        (
+            {"aggregator": "glad", "aggregator_options": {"prior": 2}},
+            "filter_spec.aggregator_options.prior",
+            "unknown option for glad; known: tie_rule, n_iter, tol",
+        ),
+        (
+            {"criterion": "overall"},
+            "filter_spec.criterion",
+            "queue '{queue}' asks no criterion 'overall' (it asks: (only the default question))",
+        ),
+    ],
+)
+def test_a_bad_aggregator_option_or_criterion_is_a_400_naming_the_key_and_saves_nothing(
+    lead_client, world, extra, field, detail
+):
+    dataset = Dataset.objects.create(name="spatial")
+    response = lead_client.post(
+        f"/api/datasets/{dataset.pk}/versions/",
+        {"filter_spec": {"queues": [world.queue.name], **extra}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid",
+        "detail": detail.format(queue=world.queue.name),
+        "field": field,
+    }
+    assert DatasetVersion.objects.count() == 0
+
+
+def test_a_version_with_a_label_model_stores_its_options_spelled_out(lead_client, world):
+    dataset = Dataset.objects.create(name="spatial")
+    response = lead_client.post(
+        f"/api/datasets/{dataset.pk}/versions/",
+        {
+            "filter_spec": {
+                "queues": [world.queue.name],
+                "aggregator": "noisy_bt",
+                "aggregator_options": {"n_iter": 50},
+                "min_confidence": 0.6,
+            }
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["aggregator"] == "noisy_bt"
+    assert body["filter_spec"]["aggregator_options"] == {
+        "n_iter": 50,
+        "regularization_ratio": 1e-5,
+        "tie_rule": "tie",
+        "tol": 1e-5,
+    }
+    assert body["filter_spec"]["min_confidence"] == 0.6
+
+
 def test_empty_selection_is_a_400_naming_the_key_and_saves_nothing(lead_client, world):
     dataset = Dataset.objects.create(name="spatial")
     response = lead_client.post(

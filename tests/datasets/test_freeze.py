@@ -443,18 +443,23 @@ def test_campaign_and_gold_filters_choose_the_pairs():
     for world in (first, second):
         judge_bulk(world, lambda pair: ["left"])
     gold = first.pairs[0]
-    type(gold).objects.filter(pk=gold.pk).update(is_gold=True)
+    type(gold).objects.filter(pk=gold.pk).update(is_gold=True, gold_winner=gold.candidate_b_id)
 
     by_campaign = version_frozen(
         dataset_name="by-campaign", filter_spec={"campaigns": [first.campaign.name]}
     )
-    assert {pair_id for pair_id, _, _, _ in records_of(by_campaign)} == {p.pk for p in first.pairs}
-    without_gold = version_frozen(
-        dataset_name="no-gold",
-        filter_spec={"campaigns": [first.campaign.pk], "include_gold": False},
-    )
-    assert {pair_id for pair_id, _, _, _ in records_of(without_gold)} == {
+    assert {pair_id for pair_id, _, _, _ in records_of(by_campaign)} == {
         p.pk for p in first.pairs if p.pk != gold.pk
     }
+    with_gold = version_frozen(
+        dataset_name="gold",
+        filter_spec={"campaigns": [first.campaign.pk], "include_gold": True},
+    )
+    records = {pair_id: json.loads(line) for pair_id, _, _, line in records_of(with_gold)}
+    assert set(records) == {p.pk for p in first.pairs}
+    # a gold pair's label is its known answer, whatever the votes said
+    assert (records[gold.pk]["label"], records[gold.pk]["gold"]) == ("b", True)
+    assert (records[gold.pk]["votes"]["a"], records[gold.pk]["confidence"]) == (1, 1.0)
+    assert records[gold.pk]["settled"] is False
     everything = version_frozen(dataset_name="all", filter_spec={})
-    assert everything.record_count == 12
+    assert everything.record_count == 11

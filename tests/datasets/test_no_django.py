@@ -1,5 +1,7 @@
 """The dataset maths (`training_bridge.datasets.aggregation`) and the exporters import no Django
-and no Celery: a process that imports every module of both has neither loaded."""
+and no Celery: a process that imports every module of both has neither loaded. Nor has it
+loaded crowd-kit and what it brings (pandas, scipy, scikit-learn): the label models import it
+when they fit, so the web process never carries it."""
 
 import json
 import pkgutil
@@ -45,4 +47,6 @@ def test_aggregation_and_exporters_load_without_django_or_celery():
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert "training_bridge.datasets.exporters.parquet" in modules
     assert "training_bridge.datasets.aggregation.specs" in modules
+    assert "training_bridge.datasets.aggregation.label_models" in modules
     assert {"django", "celery", "config", "kombu"} & loaded == set()
+    assert {"crowdkit", "pandas", "scipy", "sklearn"} & loaded == set()

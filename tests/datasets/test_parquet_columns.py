@@ -75,6 +75,7 @@ def _expected_row(record: dict) -> dict:
         "pair_kind": record["kind"],
         "label": label,
         "agreement": record["agreement"],
+        "confidence": record.get("confidence"),
         "num_votes": record["num_votes"],
         **{f"votes_{name}": record["votes"][name] for name in parquet.VOTES},
         "intended_winner": record["intended_winner"],

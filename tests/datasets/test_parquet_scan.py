@@ -79,3 +79,13 @@ def test_a_chunk_of_only_unreadable_lines_and_an_empty_chunk():
     assert Scan(lines).good.tolist() == [False]
     _assert_same(parquet.split_tables(lines), _by_json_reader(lines))
     assert parquet.split_tables([]) == {}
+
+
+def test_a_line_frozen_before_records_carried_a_confidence_exports_a_null_one():
+    old = record(60, split="val")
+    del old["confidence"], old["settled"]
+    lines = [*awkward_lines()[:2], canonical_line(old)]
+    assert Scan(lines).good.tolist() == [True, True, False]
+    got = parquet.split_tables(lines)
+    _assert_same(got, _by_json_reader(lines))
+    assert got["val"].column("confidence").to_pylist() == [0.873421, None]

@@ -12,9 +12,12 @@ COUNT_GAP = 6
 MAX_BARS = 24
 
 
-def bar_chart(title: str, counts: dict[str, int]) -> dict[str, Any]:
-    """Horizontal bars, largest first (ties by name), the tail folded into 'other'."""
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+def bar_chart(title: str, counts: dict[str, int], *, in_order: bool = False) -> dict[str, Any]:
+    """Horizontal bars, largest first (ties by name) or in the given order (a histogram), the
+    tail folded into 'other'."""
+    items = (
+        list(counts.items()) if in_order else sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
     if len(items) > MAX_BARS:
         rest = sum(count for _, count in items[MAX_BARS - 1 :])
         items = [*items[: MAX_BARS - 1], (f"other ({len(items) - MAX_BARS + 1})", rest)]
@@ -48,6 +51,13 @@ def bar_chart(title: str, counts: dict[str, int]) -> dict[str, Any]:
 
 def version_charts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     counts = manifest.get("counts", {})
+    histogram = (manifest.get("confidence") or {}).get("histogram")
+    aggregator = (manifest.get("aggregator") or {}).get("name", "the aggregator")
+    confidence = (
+        [bar_chart(f"By confidence ({aggregator})", histogram, in_order=True)]
+        if histogram and any(histogram.values())
+        else []
+    )
     return [
         bar_chart(title, counts.get(key, {}))
         for title, key in (
@@ -59,4 +69,4 @@ def version_charts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             ("By pair kind", "kind"),
         )
         if counts.get(key)
-    ]
+    ] + confidence

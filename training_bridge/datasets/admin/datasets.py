@@ -66,7 +66,9 @@ class DatasetVersionAddForm(forms.ModelForm):
     filter_spec = JSONFormField(
         initial=dict,
         help_text='e.g. {"queues": ["my-queue"], "min_judgments": 3, "min_agreement": 0.6, '
-        '"keep_labels": ["winner", "tie"], "counterfactual_filter": "agree_with_intended"}',
+        '"keep_labels": ["winner", "tie"], "counterfactual_filter": "agree_with_intended", '
+        '"aggregator": "dawid_skene", "min_confidence": 0.7, "exclude_paused": true}; '
+        "aggregators: majority, trust_weighted, dawid_skene, glad, bradley_terry, noisy_bt",
     )
     split_spec = JSONFormField(
         initial=dict,
@@ -96,7 +98,9 @@ class DatasetVersionAddForm(forms.ModelForm):
 
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(RoleMatrixAdmin, admin.ModelAdmin):
-    list_display = ["__str__", "status", "record_count", "hash_short", "frozen_at", "created_at"]
+    list_display = [
+        "__str__", "status", "aggregator", "record_count", "hash_short", "frozen_at", "created_at",
+    ]  # fmt: skip
     list_filter = ["status", "dataset"]
     search_fields = ["dataset__name", "content_hash"]
     list_select_related = ["dataset"]

@@ -135,6 +135,9 @@ def record_build(
         "votes": aggregate.votes,
         "num_votes": aggregate.num_votes,
         "agreement": aggregate.agreement,
+        # The aggregator's confidence in the label (labels.Aggregate); 1 for a known answer.
+        "confidence": aggregate.confidence,
+        "settled": aggregate.settled,
         "intended_winner": intended,
         "agrees_with_intended": None if intended is None else aggregate.label == intended,
         "perturbation_type": perturbation_type,
@@ -183,10 +186,16 @@ class Composition:
         "split_label",
     )
 
+    CONFIDENCE_BINS = 10
+
     def __init__(self) -> None:
         self.counts: dict[str, Counter] = {name: Counter() for name in self.DIMENSIONS}
         self.judgments_by_annotator: Counter = Counter()
         self.records = 0
+        self.confidence_bins = [0] * self.CONFIDENCE_BINS
+        self.confidence_sum = 0.0
+        self.confidence_min = 1.0
+        self.settled = 0
 
     def add(self, record: dict[str, Any]) -> None:
         self.records += 1
@@ -203,10 +212,31 @@ class Composition:
             counts["config"][candidate["model"]] += 1
         for annotator_id in record["annotator_ids"]:
             self.judgments_by_annotator[str(annotator_id)] += 1
+        confidence = record["confidence"]
+        self.confidence_bins[
+            min(int(confidence * self.CONFIDENCE_BINS), self.CONFIDENCE_BINS - 1)
+        ] += 1
+        self.confidence_sum += confidence
+        self.confidence_min = min(self.confidence_min, confidence)
+        self.settled += record["settled"]
+
+    def confidence_json(self) -> dict[str, Any]:
+        """The records' confidences: mean, minimum, a histogram in tenths, settled records."""
+        width = 1 / self.CONFIDENCE_BINS
+        return {
+            "mean": round(self.confidence_sum / self.records, 6) if self.records else None,
+            "min": round(self.confidence_min, 6) if self.records else None,
+            "histogram": {
+                f"{i * width:.1f}-{(i + 1) * width:.1f}": count
+                for i, count in enumerate(self.confidence_bins)
+            },
+            "settled": self.settled,
+        }
 
     def as_json(self) -> dict[str, Any]:
         return {
             "records": self.records,
+            "confidence": self.confidence_json(),
             "counts": {name: dict(sorted(c.items())) for name, c in self.counts.items()},
             "annotators": {
                 "count": len(self.judgments_by_annotator),

@@ -10,6 +10,7 @@ every default spelled out), or raises `SpecInvalid` naming the offending key, e.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +32,8 @@ KEEP_LABELS = ("winner", "tie", "both_wrong")
 SPLITS = ("train", "val", "test")
 ANNOTATOR_MODES = ("all", "list", "quality")
 COUNTERFACTUAL_FILTERS = ("none", "agree_with_intended")
-TIE_RULES = ("tie", "drop")
+
+CRITERION = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")
 
 DEFAULT_COUNT_CHOICES = ("left", "right", "tie", "both_wrong")
 DEFAULT_KEEP_LABELS = ("winner", "tie")
@@ -137,12 +139,19 @@ class FilterSpec:
     judged_after: datetime | None = None
     judged_before: datetime | None = None
     pair_kinds: tuple[str, ...] = PAIR_KINDS
-    include_gold: bool = True
+    # Gold pairs score annotators; a dataset takes them (with their known answer) only if asked.
+    include_gold: bool = False
+    # The queue's question the labels answer: None is each queue's first (primary) criterion.
+    criterion: str | None = None
     min_judgments: int = 1
     min_agreement: float = 0.0
+    min_confidence: float = 0.0
+    exclude_ambiguous: bool = False
     count_choices: tuple[str, ...] = DEFAULT_COUNT_CHOICES
     keep_labels: tuple[str, ...] = DEFAULT_KEEP_LABELS
     annotators: AnnotatorFilter = field(default_factory=AnnotatorFilter)
+    # Leave out the judgments of annotators paused or disqualified in the pair's queue.
+    exclude_paused: bool = False
     counterfactual_filter: str = "none"
     aggregator: str = "majority"
     aggregator_options: dict[str, Any] = field(default_factory=lambda: {"tie_rule": "tie"})
@@ -155,11 +164,15 @@ class FilterSpec:
             "judged_before": self.judged_before.isoformat() if self.judged_before else None,
             "pair_kinds": list(self.pair_kinds),
             "include_gold": self.include_gold,
+            "criterion": self.criterion,
             "min_judgments": self.min_judgments,
             "min_agreement": self.min_agreement,
+            "min_confidence": self.min_confidence,
+            "exclude_ambiguous": self.exclude_ambiguous,
             "count_choices": list(self.count_choices),
             "keep_labels": list(self.keep_labels),
             "annotators": self.annotators.as_json(),
+            "exclude_paused": self.exclude_paused,
             "counterfactual_filter": self.counterfactual_filter,
             "aggregator": self.aggregator,
             "aggregator_options": dict(sorted(self.aggregator_options.items())),
@@ -171,7 +184,7 @@ _FILTER_KEYS = tuple(FilterSpec.__dataclass_fields__)
 
 def filter_spec_parse(raw: Any, *, prefix: str = "filter_spec") -> FilterSpec:
     """Validate a filter spec; every error names its key under `prefix`."""
-    from training_bridge.datasets.aggregation.labels import aggregator_options_parse
+    from training_bridge.datasets.aggregation.aggregators import aggregator_options_parse
 
     data = _as_object(raw, prefix)
     _check_keys(data, _FILTER_KEYS, prefix)
@@ -189,12 +202,16 @@ def filter_spec_parse(raw: Any, *, prefix: str = "filter_spec") -> FilterSpec:
         spec["pair_kinds"] = _choices(
             data["pair_kinds"], f"{prefix}.pair_kinds", PAIR_KINDS, allow_empty=False
         )
-    if "include_gold" in data:
-        spec["include_gold"] = _bool(data["include_gold"], f"{prefix}.include_gold")
+    for key in ("include_gold", "exclude_ambiguous", "exclude_paused"):
+        if key in data:
+            spec[key] = _bool(data[key], f"{prefix}.{key}")
+    if data.get("criterion") is not None:
+        spec["criterion"] = _criterion(data["criterion"], f"{prefix}.criterion")
     if "min_judgments" in data:
         spec["min_judgments"] = _int(data["min_judgments"], f"{prefix}.min_judgments", minimum=1)
-    if "min_agreement" in data:
-        spec["min_agreement"] = _fraction(data["min_agreement"], f"{prefix}.min_agreement")
+    for key in ("min_agreement", "min_confidence"):
+        if key in data:
+            spec[key] = _fraction(data[key], f"{prefix}.{key}")
     if "count_choices" in data:
         spec["count_choices"] = _choices(
             data["count_choices"], f"{prefix}.count_choices", CHOICES, allow_empty=False
@@ -220,6 +237,12 @@ def filter_spec_parse(raw: Any, *, prefix: str = "filter_spec") -> FilterSpec:
         name, data.get("aggregator_options"), prefix=prefix
     )
     return FilterSpec(**spec)
+
+
+def _criterion(raw: Any, name: str) -> str:
+    if not isinstance(raw, str) or not CRITERION.match(raw):
+        raise _fail(name, f"must be a criterion's name (letters, digits, - and _), got {raw!r}")
+    return raw
 
 
 def _annotators_parse(raw: Any, name: str) -> AnnotatorFilter:

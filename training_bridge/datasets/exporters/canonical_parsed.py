@@ -19,6 +19,7 @@ INPUT_SCHEMA = pa.schema(
         ("kind", pa.string()),
         ("label", pa.string()),
         ("agreement", pa.float64()),
+        ("confidence", pa.float64()),
         ("num_votes", pa.int64()),
         ("votes", pa.struct([(name, pa.int64()) for name in VOTES])),
         ("intended_winner", pa.string()),

@@ -36,14 +36,16 @@ _CANDIDATE_KEYS = (
 HEAD = (
     "agreement", "agrees_with_intended", "annotator_ids", "candidates",
     *_CANDIDATE_KEYS, *_CANDIDATE_KEYS,
-    "gold", "intended_winner", "judged_at", "kind", "label", "num_example_per_prompt",
-    "num_perturbations", "num_votes", "pair_id", "perturbation_type", "prompt",
-    "group_key", "id", "num_perturbations", "objects", "parent_id", "perturbation_type",
-    "relations", "structure",
+    "confidence", "gold", "intended_winner", "judged_at", "kind", "label",
+    "num_example_per_prompt", "num_perturbations", "num_votes", "pair_id", "perturbation_type",
+    "prompt", "group_key", "id", "num_perturbations", "objects", "parent_id",
+    "perturbation_type", "relations", "structure",
 )  # fmt: skip
-TAIL = ("text", "tier", "queue_id", "split", "votes", "a", "b", "both_wrong", "skip", "tie")
+TAIL = (
+    "text", "tier", "queue_id", "settled", "split", "votes", "a", "b", "both_wrong", "skip", "tie",
+)  # fmt: skip
 # Keys that open an object (`{"name"`); every other key used follows a comma.
-_FIRST_IN_OBJECT = {("head", 0), ("head", 4), ("head", 16), ("head", 39), ("tail", 5)}
+_FIRST_IN_OBJECT = {("head", 0), ("head", 4), ("head", 16), ("head", 40), ("tail", 6)}
 
 _C0, _C1 = 4, 16  # where each candidate's keys start in HEAD
 # field: ((HEAD or TAIL, index of its key), type). The value runs from the key to the comma
@@ -57,21 +59,22 @@ FIELDS = {
     "key_1": (("head", _C1 + 3), pa.string()),
     "model_1": (("head", _C1 + 4), pa.string()),
     "uid_1": (("head", _C1 + 10), pa.string()),
-    "intended_winner": (("head", 29), pa.string()),
-    "judged_at": (("head", 30), pa.string()),
-    "kind": (("head", 31), pa.string()),
-    "label": (("head", 32), pa.string()),
-    "num_example_per_prompt": (("head", 33), pa.int64()),
-    "num_perturbations": (("head", 34), pa.int64()),
-    "num_votes": (("head", 35), pa.int64()),
-    "pair_id": (("head", 36), pa.int64()),
-    "perturbation_type": (("head", 37), pa.string()),
-    "group_key": (("head", 39), pa.string()),
-    "prompt_id": (("head", 40), pa.int64()),
-    "relations": (("head", 45), pa.list_(pa.string())),
+    "confidence": (("head", 28), pa.float64()),
+    "intended_winner": (("head", 30), pa.string()),
+    "judged_at": (("head", 31), pa.string()),
+    "kind": (("head", 32), pa.string()),
+    "label": (("head", 33), pa.string()),
+    "num_example_per_prompt": (("head", 34), pa.int64()),
+    "num_perturbations": (("head", 35), pa.int64()),
+    "num_votes": (("head", 36), pa.int64()),
+    "pair_id": (("head", 37), pa.int64()),
+    "perturbation_type": (("head", 38), pa.string()),
+    "group_key": (("head", 40), pa.string()),
+    "prompt_id": (("head", 41), pa.int64()),
+    "relations": (("head", 46), pa.list_(pa.string())),
     "caption": (("tail", 0), pa.string()),
-    "split": (("tail", 3), pa.string()),
-    **{f"votes_{name}": (("tail", 5 + TAIL[5:].index(name)), pa.int64()) for name in VOTES},
+    "split": (("tail", 4), pa.string()),
+    **{f"votes_{name}": (("tail", 6 + TAIL[6:].index(name)), pa.int64()) for name in VOTES},
 }
 NULLABLE = ("intended_winner",)  # may be JSON null; every other string field is a string
 

@@ -1,7 +1,11 @@
 """HPSv3-style JSON: `[{"prompt", "path1" (the preferred image), "path2", "confidence"}]`.
 
 One JSON list per split (`<split>.json`). Only pairs with a winner are written (ties and
-both-wrong pairs have no preferred image); `confidence` is the agreement of the label. With
+both-wrong pairs have no preferred image); `confidence` is the record's confidence: the
+aggregator's confidence in the label (the vote share for `majority`, the posterior probability
+for a label model, 1 for an answer settled by review), so HPSv3's confidence-weighted loss and
+its threshold apply as intended (versions frozen before records carried a confidence give
+their agreement). With
 images, paths are `images/<sha[:2]>/<sha>.<ext>` inside the image folder, shipped as tar shards
 `images-00000.tar` ... (extract them side by side to get the folder); without images, paths are
 the storage keys of the default storage.
@@ -107,7 +111,7 @@ def export(
                             "prompt": record["prompt"]["text"],
                             "path1": path1,
                             "path2": path2,
-                            "confidence": record["agreement"],
+                            "confidence": record.get("confidence", record["agreement"]),
                         },
                     )
                 done += len(lines)

@@ -6,9 +6,11 @@ Columns: `caption, jpg_0, jpg_1` (image bytes, as stored: PNG or WebP; null with
 `user_id` (the lowest id among the pair's annotators), `num_example_per_prompt,
 image_0_uid, image_1_uid` (content sha256), `best_image_uid` ("" unless a winner),
 `has_label` (false for both-wrong, which gets 0.5/0.5), `are_different, created_at` (the last
-counted judgment), then ours: `split, pair_id, pair_kind, label, agreement, num_votes,
-votes_*, intended_winner, perturbation_type, num_perturbations, relations, prompt_id,
-group_key, image_0_key, image_1_key, annotator_ids`.
+counted judgment), then ours: `split, pair_id, pair_kind, label, agreement, confidence,
+num_votes, votes_*, intended_winner, perturbation_type, num_perturbations, relations, prompt_id,
+group_key, image_0_key, image_1_key, annotator_ids`. `confidence` is the aggregator's
+confidence in the label (its posterior for a label model; 1 for a settled or gold answer;
+null for versions frozen before records carried it).
 
 The fields are read from the canonical lines' bytes by `canonical_scan.Scan` (numpy over a
 chunk; pyarrow's JSON reader takes the lines it cannot read): parsing every line with the JSON
@@ -72,6 +74,7 @@ SCHEMA = pa.schema(
         ("pair_kind", pa.string()),
         ("label", pa.string()),
         ("agreement", pa.float64()),
+        ("confidence", pa.float64()),
         ("num_votes", pa.int64()),
         *[(f"votes_{name}", pa.int64()) for name in VOTES],
         ("intended_winner", pa.string()),
@@ -124,6 +127,7 @@ def pickapic_table(fields: dict[str, pa.Array]) -> pa.Table:
         "pair_kind": fields["kind"],
         "label": label,
         "agreement": fields["agreement"],
+        "confidence": fields["confidence"],
         "num_votes": fields["num_votes"],
         **{f"votes_{name}": fields[f"votes_{name}"] for name in VOTES},
         "intended_winner": fields["intended_winner"],

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -127,6 +131,32 @@ def _record_row(version_id: int, position: int, record: dict[str, Any], line: st
     )
 
 
+@contextmanager
+def _beating(version_id: int, token: uuid.UUID) -> Iterator[None]:
+    """Beat from a thread while the freeze runs. A label model collects every vote and fits in
+    one library call before the first batch is written (minutes on millions of votes); without
+    a beat the recovery sweep would take such a freeze over, again and again."""
+    stop = threading.Event()
+    every = min(60.0, max(settings.RECOVERY_STALE_SECONDS / 4, 0.5))
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every):
+                DatasetVersion.objects.filter(
+                    pk=version_id, status=DatasetVersion.Status.FREEZING, freeze_token=token
+                ).update(freeze_heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"freeze-beat-{version_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def dataset_version_freeze(*, version_id: int) -> DatasetVersion:
     """Freeze a version in this process (the task and the command call this). Idempotent.
 
@@ -166,17 +196,18 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
     hasher = ContentHasher()
     composition = Composition()
     batch: list[tuple] = []
-    for position, record in enumerate(
-        selection_records(spec=specs.filter, split=specs.split, stats=stats)
-    ):
-        line = canonical_line(record)
-        hasher.add(line)
-        composition.add(record)
-        batch.append(_record_row(version.pk, position, record, line))
-        if len(batch) >= BATCH_RECORDS:
+    with _beating(version.pk, token):
+        for position, record in enumerate(
+            selection_records(spec=specs.filter, split=specs.split, stats=stats)
+        ):
+            line = canonical_line(record)
+            hasher.add(line)
+            composition.add(record)
+            batch.append(_record_row(version.pk, position, record, line))
+            if len(batch) >= BATCH_RECORDS:
+                _write(version.pk, token, batch)
+        if batch:
             _write(version.pk, token, batch)
-    if batch:
-        _write(version.pk, token, batch)
     if hasher.count == 0:
         raise stats.empty_error(specs.filter)
     # A million fresh rows: let the planner see them before exports page through them.

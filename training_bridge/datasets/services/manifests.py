@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
+from training_bridge.datasets.aggregation.aggregators import AGGREGATORS
 from training_bridge.datasets.aggregation.records import Composition
 from training_bridge.datasets.selectors.selection import SelectionStats
 from training_bridge.datasets.services.artifacts import artifact_put_bytes, version_prefix
@@ -50,6 +51,29 @@ def code_version() -> str:
         return "unknown"
 
 
+def library_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def aggregator_json(*, specs: ResolvedSpecs, stats: SelectionStats) -> dict[str, Any]:
+    """How the labels were made: the aggregator, its options (defaults spelled out), the
+    criterion, the library and its version, and what the model's fit reported."""
+    spec = specs.filter
+    library = AGGREGATORS[spec.aggregator].library
+    return {
+        "name": spec.aggregator,
+        "options": dict(sorted(spec.aggregator_options.items())),
+        "criterion": spec.criterion,
+        "library": None
+        if library is None
+        else {"name": library, "version": library_version(library)},
+        "fit": stats.fit,
+    }
+
+
 def manifest_build(
     *,
     version: DatasetVersion,
@@ -65,7 +89,7 @@ def manifest_build(
         parent = row.first()
     composed = composition.as_json()
     return {
-        "manifest_format": 1,
+        "manifest_format": 2,
         "dataset": version.dataset.name,
         "version": version.number,
         "parent": parent,
@@ -75,7 +99,8 @@ def manifest_build(
         "frozen_at": version.frozen_at.isoformat() if version.frozen_at else None,
         "filter_spec": version.filter_spec,
         "split_spec": version.split_spec,
-        "aggregator": {"name": specs.filter.aggregator, **specs.filter.aggregator_options},
+        "aggregator": aggregator_json(specs=specs, stats=stats),
+        "confidence": composed["confidence"],
         "queues": [{"id": pk, "name": name} for pk, name in specs.queue_names.items()],
         "campaigns": [{"id": pk, "name": name} for pk, name in specs.campaign_names.items()],
         "counts": composed["counts"],

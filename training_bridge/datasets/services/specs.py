@@ -2,7 +2,8 @@
 
 `dataset_specs_resolve` parses both specs (training_bridge.datasets.aggregation.specs), replaces
 queue, campaign and annotator names with ids, and refuses references to nothing, naming the exact
-key (`filter_spec.queues[1]: no labeling queue 'nope'`).
+key (`filter_spec.queues[1]: no labeling queue 'nope'`; `filter_spec.criterion: queue 'q' asks
+no criterion 'overall'`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Model
 
-from annotation.models import AnnotatorProfile, LabelingQueue
+from annotation.models import AnnotatorProfile, AnnotatorQueueState, LabelingQueue
 from config.errors import ValidationFailed
 from generation_workers.models import Campaign, Prompt
 from training_bridge.datasets.aggregation.specs import (
@@ -50,6 +51,26 @@ def _mentioned(keys_field: str, key: str) -> bool:
     return Prompt.objects.filter(**{f"{keys_field}__contains": f"|{key}|"}).exists()
 
 
+def _criterion_check(name: str, queues: dict[int, str]) -> None:
+    """Every named queue asks the criterion; without queues, at least one queue does."""
+    asked = LabelingQueue.objects.filter(pk__in=list(queues)) if queues else LabelingQueue.objects
+    criteria = dict(asked.values_list("pk", "criteria"))
+    asking = [pk for pk, items in criteria.items() if any(c.get("name") == name for c in items)]
+    if not queues:
+        if not asking:
+            raise ValidationFailed(
+                f"no labeling queue asks a criterion {name!r}", field="filter_spec.criterion"
+            )
+        return
+    for pk, queue_name in queues.items():
+        if pk not in asking:
+            names = [c.get("name") for c in criteria[pk]] or ["(only the default question)"]
+            raise ValidationFailed(
+                f"queue {queue_name!r} asks no criterion {name!r} (it asks: {', '.join(names)})",
+                field="filter_spec.criterion",
+            )
+
+
 def dataset_specs_resolve(*, filter_spec: Any, split_spec: Any) -> ResolvedSpecs:
     try:
         spec = filter_spec_parse(filter_spec)
@@ -81,9 +102,13 @@ def dataset_specs_resolve(*, filter_spec: Any, split_spec: Any) -> ResolvedSpecs
         )
         annotators = replace(annotators, ids=tuple(users))
     elif annotators.mode == "quality":
-        if not AnnotatorProfile.objects.filter(quality_score__isnull=False).exists():
+        if (
+            not AnnotatorProfile.objects.filter(quality_score__isnull=False).exists()
+            and not AnnotatorQueueState.objects.filter(trust__isnull=False).exists()
+        ):
             raise ValidationFailed(
-                "no annotator has a quality score yet; use mode 'all' or 'list'",
+                "no annotator has a trust score yet (gold answers or a quality score); use "
+                "mode 'all' or 'list'",
                 field="filter_spec.annotators.min_quality",
             )
     for index, key in enumerate(split.held_out_objects):
@@ -98,5 +123,7 @@ def dataset_specs_resolve(*, filter_spec: Any, split_spec: Any) -> ResolvedSpecs
                 f"no prompt mentions the relation {key!r}",
                 field=f"split_spec.held_out.relations[{index}]",
             )
+    if spec.criterion is not None:
+        _criterion_check(spec.criterion, queues)
     spec = replace(spec, queues=tuple(queues), campaigns=tuple(campaigns), annotators=annotators)
     return ResolvedSpecs(filter=spec, split=split, queue_names=queues, campaign_names=campaigns)
