@@ -15,7 +15,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from annotation.models import Judgment
 from annotation.selectors import (
     annotator_stopped,
     labeling_queue_for_labeling,
@@ -25,7 +24,7 @@ from annotation.services.queues import MAX_PREFETCH
 from config.errors import DomainError
 from config.roles import Role, user_has_role
 from frontend.instructions import instructions_render
-from frontend.selectors import dashboard_queues, queue_dashboard
+from frontend.selectors import dashboard_queues
 from generation_workers.spatial.relations import RELATION_IDS, SYNONYMS
 
 # The answers and their keys, as the page shows them (the single source for buttons, the key
@@ -202,34 +201,3 @@ def label(request: HttpRequest, queue_id: int) -> HttpResponse:
         "label_settings": page_settings,
     }
     return render(request, "frontend/label.html", context)
-
-
-@login_required
-def queue_dashboard_page(request: HttpRequest, queue_id: int) -> HttpResponse:
-    """A lead's view of one queue: progress, throughput, annotators, agreement."""
-    try:
-        dashboard = queue_dashboard(user=request.user, queue_id=queue_id)
-    except DomainError as exc:
-        return _unavailable(request, exc)
-    peak = max((h.judgments for h in dashboard.hours), default=0)
-    context = {
-        "d": dashboard,
-        "peak": peak,
-        "choices": [
-            {"choice": c, "label": Judgment.Choice(c).label.capitalize(), "n": n}
-            for c, n in dashboard.choices.items()
-        ],
-        "bars": [
-            {
-                "hour": h.hour,
-                "n": h.judgments,
-                "height": height,
-                "y": 64 - height,
-                "x": i * 14,
-            }
-            for i, (h, height) in enumerate(
-                (h, round(60 * h.judgments / peak) if peak else 0) for h in dashboard.hours
-            )
-        ],
-    }
-    return render(request, "frontend/queue_dashboard.html", context)

@@ -47,6 +47,7 @@ from tests.factories import (
     DatasetVersionFactory,
     GeneratorConfigFactory,
     LabelingQueueFactory,
+    PairFactory,
     RewardModelFactory,
     TrainingRunFactory,
 )
@@ -113,6 +114,8 @@ def path_values(accounts) -> dict[str, str]:
         "export_id": export.pk,
         "run_id": run.pk,
         "model_id": model.pk,
+        "pair_id": PairFactory(queue=queue).pk,
+        "user_id": accounts[ANNOTATOR].pk,
         "token": "not-a-lease-of-yours",
         "name": "example",  # a slug (example images) and a path (artifacts)
     }
