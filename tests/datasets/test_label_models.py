@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
-from training_bridge.datasets.aggregation import pairwise
+from training_bridge.datasets.aggregation import label_models, pairwise
 from training_bridge.datasets.aggregation.aggregators import (
     aggregator_build,
     aggregator_options_parse,
@@ -217,6 +217,15 @@ def test_bradley_terry_groups_packed_together_score_as_if_fitted_alone(monkeypat
 
     np.testing.assert_allclose(packed.posteriors.confidence, alone.posteriors.confidence, atol=1e-6)
     assert (packed.posteriors.label == alone.posteriors.label).all()
+
+
+def test_a_selection_too_large_for_glad_names_the_aggregator(monkeypatch):
+    monkeypatch.setattr(label_models, "GLAD_MAX_VOTES", 1999)
+    with pytest.raises(SpecInvalid) as caught:
+        aggregator_build(*aggregator_options_parse("glad", None)).fit(Crowd(SPAMMY).table())
+    assert caught.value.field == "filter_spec.aggregator"
+    assert "glad fits at most 1,999 votes" in caught.value.detail
+    assert "this selection has 2,000" in caught.value.detail
 
 
 def test_a_group_of_images_too_large_for_bradley_terry_names_the_aggregator(monkeypatch):

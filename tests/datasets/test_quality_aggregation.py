@@ -128,6 +128,21 @@ def test_a_freeze_whose_confidences_all_fall_below_the_threshold_fails_naming_th
     assert DatasetRecord.objects.filter(version=version).count() == 0
 
 
+def test_a_selection_a_label_model_cannot_fit_fails_to_freeze_naming_the_aggregator(monkeypatch):
+    world = _spammy_world(groups=1)
+    monkeypatch.setattr(label_models, "GLAD_MAX_VOTES", 5)
+    dataset = dataset_create(name="glad")
+    version = dataset_version_create(
+        dataset_id=dataset.pk, filter_spec={"queues": [world.queue.pk], "aggregator": "glad"}
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        dataset_version_freeze(version_id=version.pk)
+    assert caught.value.field == "filter_spec.aggregator"
+    version.refresh_from_db()
+    assert version.status == DatasetVersion.Status.FAILED
+    assert "glad fits at most 5 votes" in version.error
+
+
 @pytest.mark.parametrize("aggregator", ["majority", "dawid_skene", "bradley_terry"])
 def test_a_settled_answer_wins_over_the_votes_with_confidence_one(aggregator):
     world = world_build(groups=1, annotators=3, store_images=False)
