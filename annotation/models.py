@@ -29,8 +29,12 @@ class AnnotatorProfile(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_profile"
     )
-    # Filled in by quality control (gold accuracy, agreement); null until measured.
+    # Filled in by quality control: the gold posterior over every queue; null until measured.
     quality_score = models.FloatField(null=True, blank=True)
+    # The aggregation model's estimate of this annotator's accuracy (Dawid-Skene, from the
+    # newest version frozen with it: its id), a trust score for annotators without gold answers.
+    model_score = models.FloatField(null=True, blank=True)
+    model_score_version = models.PositiveIntegerField(null=True, blank=True)
     daily_target = models.PositiveIntegerField(null=True, blank=True)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -136,6 +136,28 @@ def _profile_score_update(annotator_id: int) -> None:
     )
 
 
+def annotators_model_scores_record(*, scores: dict[int, float], version_id: int) -> int:
+    """The aggregation model's accuracy estimate per annotator (a dataset version frozen with
+    Dawid-Skene), kept as their model trust; a newer version's estimate replaces an older one.
+    Returns how many profiles were written."""
+    written = 0
+    with transaction.atomic():
+        for annotator_id, score in sorted(scores.items()):
+            if not 0.0 <= float(score) <= 1.0:
+                continue
+            profile, _ = AnnotatorProfile.objects.select_for_update().get_or_create(
+                user_id=annotator_id
+            )
+            if profile.model_score_version is not None and profile.model_score_version > version_id:
+                continue
+            profile.model_score = float(score)
+            profile.model_score_version = version_id
+            profile.save(update_fields=["model_score", "model_score_version"])
+            written += 1
+    log.info("labeling.quality.model_scores version=%s n=%d", version_id, written)
+    return written
+
+
 def _state_locked(*, queue_id: int, annotator_id: object) -> AnnotatorQueueState:
     if not is_row_id(annotator_id):
         raise ValidationFailed("annotator must be a user id", field="annotator")

@@ -438,3 +438,37 @@ def test_a_long_fit_keeps_the_freezes_heartbeat_going(monkeypatch, settings):
 
     assert frozen.status == DatasetVersion.Status.FROZEN
     assert len(beats) == 1 and beats[0][1] > beats[0][0]
+
+
+def test_a_dawid_skene_fit_gives_each_annotator_a_model_trust_that_trust_weighting_uses():
+    # Annotators without a single gold answer: the aggregation model's accuracy estimate is
+    # their trust (the second source after gold), and the trust-weighted vote reads it.
+    world = _spammy_world()
+    version = version_frozen(
+        dataset_name="ds-trust",
+        filter_spec={"queues": [world.queue.pk], "aggregator": "dawid_skene"},
+    )
+    accuracy = version.manifest["aggregator"]["fit"]["annotator_accuracy"]
+    careful, clickers = world.annotators[:3], world.annotators[3:]
+    profiles = {p.user_id: p for p in AnnotatorProfile.objects.all()}
+    for user in world.annotators:
+        assert profiles[user.pk].model_score == pytest.approx(accuracy[str(user.pk)])
+        assert profiles[user.pk].model_score_version == version.pk
+    assert min(profiles[u.pk].model_score for u in careful) > max(
+        profiles[u.pk].model_score for u in clickers
+    )
+    from training_bridge.datasets.selectors.votes import trust_scores
+
+    scores = trust_scores()
+    assert scores.of(world.queue.pk, careful[0].pk) == profiles[careful[0].pk].model_score
+    # gold trust, where it exists, comes first
+    AnnotatorQueueState.objects.create(annotator=careful[0], queue=world.queue, trust=0.31)
+    assert trust_scores().of(world.queue.pk, careful[0].pk) == 0.31
+    weighted = version_frozen(
+        dataset_name="tw",
+        filter_spec={"queues": [world.queue.pk], "aggregator": "trust_weighted"},
+    )
+    records = _records(weighted)
+    # two careful annotators (model trust high) outweigh two left-clickers (low)
+    for pair in world.pairs:
+        assert records[pair.pk]["label"] == ("b" if pair.pk % 3 else "a")

@@ -10,7 +10,9 @@ every criterion with a skip). Sides are mapped to the pair's candidates through 
 
 An annotator's trust in a queue (one rule, used by the quality filter and by `trust_weighted`):
 their gold posterior in that queue (`AnnotatorQueueState.trust`), else their overall
-`AnnotatorProfile.quality_score`, else unknown.
+`AnnotatorProfile.quality_score` (gold over every queue), else the aggregation model's estimate
+(`AnnotatorProfile.model_score`: their accuracy in the newest version frozen with Dawid-Skene),
+else unknown.
 """
 
 from __future__ import annotations
@@ -49,13 +51,15 @@ def trust_scores(*, queue_ids: tuple[int, ...] = ()) -> TrustScores:
     states = AnnotatorQueueState.objects.filter(trust__isnull=False)
     if queue_ids:
         states = states.filter(queue_id__in=queue_ids)
-    profiles = AnnotatorProfile.objects.filter(quality_score__isnull=False)
+    profiles = AnnotatorProfile.objects.filter(
+        Q(quality_score__isnull=False) | Q(model_score__isnull=False)
+    ).values_list("user_id", "quality_score", "model_score")
     return TrustScores(
         by_queue={
             (queue, annotator): trust
             for queue, annotator, trust in states.values_list("queue_id", "annotator_id", "trust")
         },
-        overall=dict(profiles.values_list("user_id", "quality_score")),
+        overall={user: gold if gold is not None else model for user, gold, model in profiles},
     )
 
 

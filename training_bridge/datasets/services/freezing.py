@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from annotation.services.quality import annotators_model_scores_record
 from config.celery import stale_cutoff
 from config.errors import DomainError, NotFound, ValidationFailed
 from training_bridge.datasets.aggregation.records import Composition, ContentHasher, canonical_line
@@ -237,6 +238,7 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
         # Published below: the export sweep counts its wait from now, not from the request.
         DatasetExport.objects.filter(pk__in=queued).update(heartbeat_at=timezone.now())
         transaction.on_commit(lambda: _after_freeze(version.pk, queued))
+        _model_scores_record(version.pk, stats.fit)
     log.info(
         "dataset.freeze.done version=%s records=%s hash=%s seconds=%.1f",
         version.pk,
@@ -245,6 +247,17 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
         (timezone.now() - started).total_seconds(),
     )
     return version
+
+
+def _model_scores_record(version_id: int, fit: dict | None) -> None:
+    """A Dawid-Skene fit's accuracy per annotator becomes their model trust (quality control's
+    second source of trust, after gold answers)."""
+    accuracy = (fit or {}).get("annotator_accuracy")
+    if accuracy:
+        annotators_model_scores_record(
+            scores={int(annotator): value for annotator, value in accuracy.items()},
+            version_id=version_id,
+        )
 
 
 def _after_freeze(version_id: int, queued_exports: list[int]) -> None:
