@@ -1,33 +1,43 @@
 """The demo: accounts and data that show the whole loop.
 
 prompts -> procedural images (rendered by the background worker) -> counterfactual pairs in a
-labeling queue -> two simulated annotators ("demo-bot-1/2", agreeing with the intended winner
-90% of the time) leave one judgment per pair for the human demo annotator -> a frozen,
-exported dataset version with a test split -> a short reward-model training run on the worker
--> its reward model promoted, so the scoring API serves it. The prompts use a few objects that
-the procedural renderer draws distinctly and the four directional relations, with enough of
-them that the model beats chance on the test split (see it in the admin's compare).
+labeling queue with a gold rate (a tenth of the pairs are gold: procedural renders whose
+relations the renderer checked) -> simulated annotators through the labeling services
+(annotation/services/simulation.py): three careful ones ("demo-bot-01..03-good", right 92% of
+the time) and one careless one ("demo-bot-04-left", always "left", which the gold pairs give
+away: the queue auto-pauses it), so the lead's dashboard has agreement, gold accuracy and a
+paused annotator to show; they complete all but about a hundred pairs, left to the human demo
+annotator -> a frozen, exported dataset version with a test split -> a short reward-model
+training run on the worker -> its reward model promoted, so the scoring API serves it. The
+prompts use a few objects that the procedural renderer draws distinctly and the four
+directional relations, with enough of them that the model beats chance on the test split (see
+it in the admin's compare).
 
 Each step calls the owning app's services, exactly as the admin and the API do, and seeds only
 what is missing: a second `make demo` reuses what the first one made and never undoes what a
-user did since (a changed password or role, a cancelled run, another model promoted).
+user did since (a changed password or role, a cancelled run, another model promoted, a bot
+resumed). The bots' answer bound counts their earlier answers, so seeding again adds none.
 """
 
 import logging
-import random
+import math
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotation.models import Assignment, LabelingQueue, Pair
+from annotation.models import LabelingQueue, Pair
 from annotation.services.annotators import user_create
-from annotation.services.assignment import pairs_next_for_annotator
-from annotation.services.judgments import judgment_submit
 from annotation.services.pairs import pairs_build
 from annotation.services.queues import labeling_queue_create
+from annotation.services.simulation import (
+    PRESETS,
+    BotSpec,
+    SimulationReport,
+    bots_ensure,
+    simulation_run,
+)
 from config.errors import DomainError, ValidationFailed
 from config.roles import Role
 from generation_workers.models import Campaign, PromptSet
@@ -42,7 +52,13 @@ from training_bridge.training.services.training import training_run_demo_start
 log = logging.getLogger(__name__)
 
 DEMO_ACCOUNTS = [("demo-lead", Role.LEAD), ("demo-annotator", Role.ANNOTATOR), ("demo-ml", Role.ML)]
-DEMO_BOTS = ["demo-bot-1", "demo-bot-2"]
+DEMO_BOT_PREFIX = "demo-bot-"
+DEMO_BOTS = [BotSpec(count=3, profile=PRESETS["good"]), BotSpec(count=1, profile=PRESETS["left"])]
+# Pairs the bots leave to the human demo annotator: they fill the others' votes (the queue
+# serves pairs closest to completion first, so those stay fresh).
+HUMAN_PAIRS = 100
+DEMO_QUALITY = {"gold_rate": 0.1}  # the engine's pause rule as it comes
+DEMO_GOLD_SHARE = 0.1
 DEMO_QUEUE = "Demo: which image follows the prompt?"
 DEMO_INSTRUCTIONS = """\
 Pick the image that shows **every spatial relation of the prompt** correctly.
@@ -51,7 +67,6 @@ Pick the image that shows **every spatial relation of the prompt** correctly.
 - Choose **tie** if both are equally right, **both wrong** if neither is.
 - Colours and counts matter too; image quality does not.
 """
-BOT_AGREEMENT = 0.9
 UNKNOWN_PASSWORD = "(not-set-by-the-demo:manage.py-changepassword-{username})"
 TRAINING_FINISHED = (
     TrainingRun.Status.SUCCEEDED,
@@ -149,34 +164,15 @@ def _wait(what: str, done: Callable[[], bool], *, timeout: float, say: Say) -> N
         time.sleep(0.5)
 
 
-def demo_bots_judge(*, queue: LabelingQueue, seed: int = 0) -> int:
-    """Two simulated annotators judge every pair once, through the labeling services."""
-    rng = random.Random(seed)
-    stored = 0
-    for username in DEMO_BOTS:
-        bot = user_create(
-            username=username,
-            password=secrets.token_urlsafe(12),
-            role=Role.ANNOTATOR,
-            exist_ok=True,
-        )
-        while items := pairs_next_for_annotator(user=bot, queue_id=queue.pk, count=10):
-            for item in items:
-                pair = Pair.objects.get(pk=item.pair_id)
-                left = Assignment.objects.get(pair=pair, annotator=bot).left_candidate_id
-                intended_left = pair.intended_winner_id == left
-                agrees = rng.random() < BOT_AGREEMENT
-                choice = "left" if intended_left == agrees else "right"
-                judgment_submit(
-                    user=bot,
-                    queue_id=queue.pk,
-                    pair_id=item.pair_id,
-                    client_submission_id=uuid.uuid4(),
-                    choice=choice,
-                    duration_ms=rng.randint(1500, 6000),
-                )
-                stored += 1
-    return stored
+def demo_bots_judge(*, queue: LabelingQueue, seed: int = 0) -> SimulationReport:
+    """The demo's simulated annotators answer through the labeling services (DEMO_BOTS): the
+    careful ones between them give every vote of all but HUMAN_PAIRS of the queue's regular
+    pairs. A bot's bound counts its earlier answers, so seeding again adds nothing."""
+    bots = bots_ensure(queue_id=queue.pk, specs=DEMO_BOTS, prefix=DEMO_BOT_PREFIX)
+    careful = sum(spec.count for spec in DEMO_BOTS if spec.profile.label == "good")
+    regular = Pair.objects.filter(queue=queue, is_gold=False).count()
+    quota = max(1, math.ceil(queue.overlap * max(regular - HUMAN_PAIRS, 0) / careful))
+    return simulation_run(queue_id=queue.pk, bots=bots, answers=quota, seed=seed)
 
 
 def demo_seed(*, logins_file: Path, timeout: float = 600, say: Say = log.info) -> list[Login]:
@@ -205,10 +201,21 @@ def demo_seed(*, logins_file: Path, timeout: float = 600, say: Say = log.info) -
         overlap=3,
         allowed_group_names=[Role.ANNOTATOR.value],
         exist_ok=True,
+        quality=DEMO_QUALITY,
     )
-    built = pairs_build(queue_id=queue.pk, campaign_id=campaign.pk, kind="counterfactual")
+    built = pairs_build(
+        queue_id=queue.pk,
+        campaign_id=campaign.pk,
+        kind="counterfactual",
+        gold_share=DEMO_GOLD_SHARE,
+    )
     say(f"labeling queue {queue.name!r}: pairs {built}")
-    say(f"simulated annotators stored {demo_bots_judge(queue=queue)} judgments")
+    bots = demo_bots_judge(queue=queue)
+    paused = [b.username for b in bots.bots if b.status == "paused"]
+    say(
+        f"simulated annotators stored {bots.judgments} judgments"
+        + (f"; auto-paused: {', '.join(paused)}" if paused else "")
+    )
 
     version = dataset_snapshot(
         dataset_name="demo", filter_spec={"queues": [queue.name]}, split_spec=DEMO_SPLIT_SPEC
