@@ -53,12 +53,19 @@ def main() -> None:
     )
     parser.add_argument("--no-statements", dest="statements", action="store_false")
     parser.add_argument("--farm-annotators", type=int, default=FARM_ANNOTATORS)
+    parser.add_argument(
+        "--quality",
+        default="",
+        help="load.py's quality switches for every load, e.g. \"--gold-rate 0.1 --gold-pairs "
+        '1000 --overlap 2 --overlap-max 5 --adaptive-margin 2"',
+    )
     args = parser.parse_args()
     labels = []
     for size in args.sizes:
         db = f"{args.db_prefix}_{size}"
         farm = size >= RELOAD_BELOW and (not args.only or "farm" in args.only)
         load = [PY, "bench/labeling/load.py", "--pairs", str(size), "--db", db]
+        load += args.quality.split()
         if farm:
             load += ["--annotators", str(args.farm_annotators)]
         subprocess.run(load, cwd=ROOT, check=True)

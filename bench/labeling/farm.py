@@ -17,7 +17,8 @@ annotators x seconds / think), p50/p95/p99 of each request kind, the answers tha
 200/201, and every `next` that came back short ("nothing (more) left for you" while the
 queue has a million open pairs) or left an annotator with nothing on screen. Images are not
 fetched (the bench's candidates have no files). Prints a table; writes
-bench/out/labeling-<label>.json.
+bench/out/labeling-<label>.json. Quality control (gold rate, adaptive overlap) is the loaded
+queue's (load.py's switches); the report repeats the settings and what they did.
 """
 
 import argparse
@@ -35,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import psycopg  # noqa: E402
 from run import (  # noqa: E402 - the helpers run.py measures with
     OUT,
     ROOT,
@@ -243,6 +245,7 @@ def main() -> None:
     tokens = [all_tokens[f"bench{i}"] for i in range(args.annotators)]
     url = f"{args.base}/{db}"
     args.port = free_port()
+    quality0 = queue_quality(url, args.queue)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -299,6 +302,7 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+    quality1 = queue_quality(url, args.queue)
     ncpu = os.cpu_count() or 1
     (b0, t0), (b1, t1) = sampled["busy0"], sampled["busy1"]
     offered = args.annotators / args.think
@@ -330,6 +334,12 @@ def main() -> None:
         },
         "cpus": ncpu,
         "loadavg_before": loadavg,
+        # The queue's quality settings, and what quality control did during the whole run
+        # (warm-up included): gold answers recorded, pairs given votes beyond the overlap.
+        "quality": {
+            **quality1["settings"],
+            **{k: quality1[k] - quality0[k] for k in ("gold_answers", "extended", "ambiguous")},
+        },
     }
     # The shape run.py's report has, so all.py's table reads both.
     report["next_ms"] = report["ms"].get("next", {})
@@ -353,6 +363,41 @@ def main() -> None:
           f"{cpu['gunicorn']:.0f}, postgres {cpu['postgres_backends']:.0f}, clients "
           f"{cpu['annotator_clients']:.0f}")  # fmt: skip
     print(f"  statuses          {json.dumps(stats.statuses, sort_keys=True)}")
+    print(f"  quality           {json.dumps(report['quality'], sort_keys=True)}")
+
+
+def queue_quality(url: str, queue: int) -> dict:
+    """The queue's quality settings, and its running counts: gold answers recorded, pairs
+    extended past the overlap (adaptive overlap), pairs marked ambiguous."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        gold_rate, overlap, overlap_max, margin, pause = conn.execute(
+            "SELECT gold_rate, overlap, overlap_max, adaptive_margin, pause_accuracy "
+            "FROM annotation_labelingqueue WHERE id = %s",
+            [queue],
+        ).fetchone()
+        gold_answers = conn.execute(
+            "SELECT COALESCE(sum(gold_answers), 0) FROM annotation_annotatorqueuestate "
+            "WHERE queue_id = %s",
+            [queue],
+        ).fetchone()[0]
+        extended, ambiguous = conn.execute(
+            "SELECT count(*) FILTER (WHERE judgments_needed > %s AND NOT is_gold), "
+            "count(*) FILTER (WHERE resolution = 'ambiguous') FROM annotation_pair "
+            "WHERE queue_id = %s AND NOT fresh",
+            [overlap, queue],
+        ).fetchone()
+    return {
+        "settings": {
+            "gold_rate": gold_rate,
+            "overlap": overlap,
+            "overlap_max": overlap_max,
+            "adaptive_margin": margin,
+            "pause_accuracy": pause,
+        },
+        "gold_answers": int(gold_answers),
+        "extended": extended,
+        "ambiguous": ambiguous,
+    }
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ loads prompts, candidates (10 per prompt, 45 pairs per prompt) and pairs with CO
 annotators (bench0..bench<N-1>, --annotators, 8 by default, 600 for farm.py, and `veteran`; API
 tokens in bench/out/tokens-<db>.json) and one queue open to the annotator group. `veteran` gets
 --history judgments on pairs at the FRONT of the serving order that stay open (1 of 3
-judgments): the worst case for a history check.
+judgments): the worst case for a history check. Quality control (issue 16): --gold-rate,
+--gold-pairs (the last pairs become gold, marked as a lead marks them) and adaptive overlap
+(--overlap, --overlap-max, --adaptive-margin); the queue never auto-pauses unless
+--pause-accuracy says so (the bench's annotators answer at random).
 Prints what it loaded and how long it took. `--drop` removes the database and exits.
 """
 
@@ -95,6 +98,24 @@ def main() -> None:
     parser.add_argument("--db", default="sp_bench_labeling")
     parser.add_argument("--base", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--drop", action="store_true", help="drop the database and exit")
+    # Quality control (issue 16): the queue's gold rate and adaptive overlap.
+    parser.add_argument("--overlap", type=int, default=3, help="the queue's (and pairs') votes")
+    parser.add_argument("--overlap-max", type=int, help="adaptive overlap: at most this many")
+    parser.add_argument("--adaptive-margin", type=int, default=2)
+    parser.add_argument("--gold-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--gold-pairs",
+        type=int,
+        default=0,
+        help="pairs (the last ones) a lead marked gold, candidate a the answer",
+    )
+    parser.add_argument(
+        "--pause-accuracy",
+        type=float,
+        default=0.0,
+        help="the queue's auto-pause threshold; 0 (never) by default: the bench's annotators "
+        "answer at random and would all be paused",
+    )
     parser.add_argument(
         "--started",
         action="store_true",
@@ -122,7 +143,7 @@ def main() -> None:
     from django.db import connection
 
     from accounts.services import api_token_create
-    from annotation.models import Assignment, Judgment, Pair
+    from annotation.models import GOLD_CAPACITY, Assignment, Judgment, LabelingQueue, Pair
     from annotation.services.annotators import user_create
     from annotation.services.queues import labeling_queue_create
     from config.roles import Role
@@ -144,7 +165,15 @@ def main() -> None:
     veteran = user_create(username="veteran", password="bench-pass-1", role=Role.ANNOTATOR)
     # Annotators get tokens from an admin only (the API issues them to staff roles).
     tokens = {u.username: api_token_create(user=u, name="bench").key for u in [*users, veteran]}
-    queue = labeling_queue_create(name="bench", allowed_group_names=["annotator"])
+    queue = labeling_queue_create(
+        name="bench", overlap=args.overlap, allowed_group_names=["annotator"]
+    )
+    LabelingQueue.objects.filter(pk=queue.pk).update(
+        gold_rate=args.gold_rate,
+        overlap_max=args.overlap_max,
+        adaptive_margin=args.adaptive_margin,
+        pause_accuracy=args.pause_accuracy,
+    )
     pset = PromptSet.objects.create(
         name="bench", source=PromptSet.Source.TEMPLATE, status=PromptSet.Status.READY
     )
@@ -238,15 +267,37 @@ def main() -> None:
                     for y in range(x + 1, PER_PROMPT):
                         if made == args.pairs:
                             return
-                        yield (queue.pk, base + x, base + y, "same_prompt", first_prompt + i)
+                        yield (
+                            queue.pk,
+                            base + x,
+                            base + y,
+                            "same_prompt",
+                            first_prompt + i,
+                            args.overlap,
+                        )
                         made += 1
 
         n_pairs = copy_rows(
             cur,
             Pair,
             pairs(),
-            ["queue_id", "candidate_a_id", "candidate_b_id", "kind", "prompt_id"],
+            [
+                "queue_id",
+                "candidate_a_id",
+                "candidate_b_id",
+                "kind",
+                "prompt_id",
+                "judgments_needed",
+            ],
         )
+        if args.gold_pairs:
+            # The last pairs, so the veteran's history (the first ones) stays regular.
+            cur.execute(
+                "UPDATE annotation_pair SET is_gold = true, gold_winner_id = candidate_a_id, "
+                "gold_source = 'lead', judgments_needed = %s WHERE id IN (SELECT id FROM "
+                "annotation_pair WHERE queue_id = %s ORDER BY id DESC LIMIT %s)",
+                [GOLD_CAPACITY, queue.pk, args.gold_pairs],
+            )
         t_copy = time.monotonic() - t1
 
         # The veteran's history: judged, still open, at the front of the serving order.
@@ -317,6 +368,11 @@ def main() -> None:
     print(f"candidates    {n_prompts * PER_PROMPT:>10,}")
     print(f"pairs         {n_pairs:>10,}   (queue {queue.pk})")
     print(f"history       {args.history:>10,}   (veteran's open judged pairs)")
+    print(
+        f"quality       gold rate {args.gold_rate}, {args.gold_pairs} gold pairs, overlap "
+        f"{args.overlap}..{args.overlap_max or args.overlap} (margin {args.adaptive_margin}), "
+        f"pause below {args.pause_accuracy}"
+    )
     print(f"migrate       {t_migrate:>9.1f}s")
     print(f"COPY          {t_copy:>9.1f}s")
     print(f"history load  {t_history:>9.1f}s")
