@@ -291,11 +291,13 @@ def main() -> None:
             ],
         )
         if args.gold_pairs:
-            # The last pairs, so the veteran's history (the first ones) stays regular.
+            # The last pairs, so the veteran's history (the first ones) stays regular; each with
+            # its place in the gold index NEXT draws from (as quality.pair_gold_mark gives it).
             cur.execute(
                 "UPDATE annotation_pair SET is_gold = true, gold_winner_id = candidate_a_id, "
-                "gold_source = 'lead', judgments_needed = %s WHERE id IN (SELECT id FROM "
-                "annotation_pair WHERE queue_id = %s ORDER BY id DESC LIMIT %s)",
+                "gold_source = 'lead', gold_key = random(), judgments_needed = %s "
+                "WHERE id IN (SELECT id FROM annotation_pair WHERE queue_id = %s "
+                "ORDER BY id DESC LIMIT %s)",
                 [GOLD_CAPACITY, queue.pk, args.gold_pairs],
             )
         t_copy = time.monotonic() - t1
