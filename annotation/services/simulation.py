@@ -24,7 +24,9 @@ gets a guess. Each answer takes a time drawn from the profile (normal, mean/spre
 - `threads`: one thread (and connection) per bot, each sleeping its answer times; concurrent
   like real annotators, not reproducible.
 A bot stops at its answer quota, its gold-answer bound, when the queue pauses it
-(`annotator_paused`) or the queue is paused, or after `EMPTY_LIMIT` empty `next`s in a row.
+(`annotator_paused`) or the queue is paused, or after `EMPTY_LIMIT` empty `next`s in a row (in
+threads, once every other bot is also stopped or finding nothing: another's skip or expired
+lease can free a pair for it).
 """
 
 import heapq
@@ -59,6 +61,8 @@ MIN_SECONDS = 0.3
 # EMPTY_LIMIT times in a row.
 EMPTY_RECHECK_SECONDS = 20.0
 EMPTY_LIMIT = 3
+# In threads without waiting (speed 0): the pause before asking again, in real seconds.
+EMPTY_WAIT_SECONDS = 0.05
 MAX_BOTS = 1000
 MODES = ("sequential", "threads")
 PROFILE_FIELDS = (
@@ -368,7 +372,7 @@ class _Runner:
                 return self._stop(exc.code)
             if not self.held:
                 self.empty += 1
-                return EMPTY_RECHECK_SECONDS if self.empty < EMPTY_LIMIT else self._stop("empty")
+                return EMPTY_RECHECK_SECONDS  # the run decides when to give up
             self.empty = 0
             self.truths = _truths([item.pair_id for item in self.held])
         item = self.held.pop(0)
@@ -539,8 +543,11 @@ def _run_sequential(runners: list[_Runner], *, seed: int, speed: float, budget: 
         at, i = heapq.heappop(clock)
         if speed > 0:
             time.sleep(max(0.0, origin + at / speed - time.monotonic()))
-        took = runners[i].step()
-        if took is not None:
+        runner = runners[i]
+        took = runner.step()
+        if took is not None and runner.empty >= EMPTY_LIMIT:
+            runner._stop("empty")
+        elif took is not None:
             heapq.heappush(clock, (at + took, i))
 
 
@@ -559,8 +566,15 @@ def _run_threads(runners: list[_Runner], *, speed: float, budget: int | None) ->
                 took = runner.step()
                 if took is None:
                     return
+                if runner.empty >= EMPTY_LIMIT and all(
+                    other.report.stopped or other.empty for other in runners
+                ):
+                    runner._stop("empty")  # nobody is answering who could free a pair
+                    return
                 if speed > 0:
                     halt.wait(took / speed)
+                elif runner.empty:
+                    halt.wait(EMPTY_WAIT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - raised again once the others stopped
             errors.append(exc)
             halt.set()

@@ -297,7 +297,7 @@ def test_bots_never_exceed_the_overlap_and_skips_leave_pairs_open():
 @pytest.mark.django_db(transaction=True)
 def test_threads_mode_runs_each_bot_on_its_own_connection():
     queue, pairs = cf_queue(15, overlap=3)
-    bots = bots_ensure(queue_id=queue.pk, specs=bot_specs_parse("4:good:0.9"))
+    bots = bots_ensure(queue_id=queue.pk, specs=bot_specs_parse("4:good:0.9:skip_rate=0"))
 
     report = simulation_run(queue_id=queue.pk, bots=bots, seed=0, mode="threads")
 
