@@ -494,9 +494,15 @@ SELECT t.done, t.skipped, h.held, f.fresh, o.open,
         WHERE pf.user_id = %(user)s ORDER BY pf.id LIMIT 1)
 FROM ({_ACCESS}) acc
 CROSS JOIN LATERAL (
+    -- Today's judgments from the annotator's own index, each pair probed by its key
+    -- (OFFSET 0 keeps the probe per row: as a join, a generic plan merge-joined them with the
+    -- primary key scanned up to the highest pair judged, the whole table once a gold pair
+    -- with a high id was among them).
     SELECT count(*) AS done, count(*) FILTER (WHERE j.choice = 'skip') AS skipped
-    FROM annotation_judgment j JOIN annotation_pair jp ON jp.id = j.pair_id
-    WHERE j.annotator_id = %(user)s AND j.created_at >= %(since)s AND jp.queue_id = acc.id
+    FROM annotation_judgment j
+    WHERE j.annotator_id = %(user)s AND j.created_at >= %(since)s
+      AND EXISTS (SELECT 1 FROM annotation_pair jp
+                  WHERE jp.id = j.pair_id AND jp.queue_id = acc.id OFFSET 0)
 ) t
 CROSS JOIN LATERAL (
     SELECT count(*) AS held
