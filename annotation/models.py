@@ -88,14 +88,14 @@ class LabelingQueue(models.Model):
     )
     qualification_accuracy = models.FloatField(default=0.8, db_default=0.8)
     pause_accuracy = models.FloatField(
-        default=0.7,
-        db_default=0.7,
+        default=0.8,
+        db_default=0.8,
         help_text="Auto-pause an annotator whose gold accuracy's upper bound (Wilson 95%) falls "
         "below this (0: never).",
     )
     pause_min_gold = models.PositiveSmallIntegerField(
-        default=10,
-        db_default=10,
+        default=20,
+        db_default=20,
         help_text="Gold answers needed before an annotator can be auto-paused.",
     )
     speed_floor_ms = models.PositiveIntegerField(

@@ -82,12 +82,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='labelingqueue',
             name='pause_accuracy',
-            field=models.FloatField(db_default=0.7, default=0.7, help_text="Auto-pause an annotator whose gold accuracy's upper bound (Wilson 95%) falls below this (0: never)."),
+            field=models.FloatField(db_default=0.8, default=0.8, help_text="Auto-pause an annotator whose gold accuracy's upper bound (Wilson 95%) falls below this (0: never)."),
         ),
         migrations.AddField(
             model_name='labelingqueue',
             name='pause_min_gold',
-            field=models.PositiveSmallIntegerField(db_default=10, default=10, help_text='Gold answers needed before an annotator can be auto-paused.'),
+            field=models.PositiveSmallIntegerField(db_default=20, default=20, help_text='Gold answers needed before an annotator can be auto-paused.'),
         ),
         migrations.AddField(
             model_name='labelingqueue',

@@ -24,14 +24,13 @@ the state row) locked first.
 
 import hashlib
 import logging
-import random
 from collections import Counter
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Func, Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from annotation.models import (
@@ -271,7 +270,7 @@ def _explanation_clean(explanation: object) -> str:
 
 def _gold_set(pair: Pair, *, winner_id: int, source: str, explanation: str | None) -> None:
     pair.is_gold = True
-    pair.gold_key = random.random()
+    pair.gold_key = gold_key_of(pair.pk)
     pair.gold_winner_id = winner_id
     pair.gold_source = source
     if explanation is not None:
@@ -365,6 +364,13 @@ def gold_verified_by_renderer(winner_params: dict | None) -> bool:
     return isinstance(holds, list) and bool(holds) and all(h is True for h in holds)
 
 
+def gold_key_of(pair_id: int) -> float:
+    """A gold pair's place in its queue's pool (pair_gold_idx): a hash of its id, spread
+    uniformly in [0, 1), the same wherever and whenever it is made gold."""
+    digest = hashlib.blake2b(f"gold:{pair_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def gold_chosen(pair_id: int, *, share: float, seed: int) -> bool:
     """Whether a pair is among the seeded `share` made gold: a hash of (seed, pair), so the
     choice does not depend on how a build was batched."""
@@ -393,10 +399,12 @@ def pairs_gold_choose(
     if gold:
         Pair.objects.filter(pk__in=gold).update(
             is_gold=True,
-            gold_key=Func(function="random"),
             gold_winner_id=F("intended_winner_id"),
             gold_source=Pair.GoldSource.PROCEDURAL,
             judgments_needed=GOLD_CAPACITY,
+        )
+        Pair.objects.bulk_update(
+            [Pair(pk=pk, gold_key=gold_key_of(pk)) for pk in gold], ["gold_key"], batch_size=1000
         )
     if proposed:
         Pair.objects.filter(pk__in=proposed).update(gold_source=Pair.GoldSource.PROPOSED)

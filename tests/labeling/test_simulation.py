@@ -69,13 +69,13 @@ def cf_queue(n: int, *, name: str = "sim-queue", overlap: int = 3, quality: dict
 
 
 def with_gold(queue: LabelingQueue, n: int) -> list[Pair]:
-    """`n` gold pairs: counterfactual ones a lead marked with their intended winner. Marking
-    draws each one's place in the gold index from Python's random: seeded here, so the same
-    call makes the same data."""
+    """`n` gold pairs: counterfactual ones a lead marked with their intended winner. A gold
+    pair's place in the gold index is a hash of its id; here it is set by its position, so
+    the same call in another queue (other ids) makes the same data."""
     pairs = counterfactual_pairs(queue, n, seed=1)
-    random.seed(n)
-    for pair in pairs:
+    for index, pair in enumerate(pairs):
         pair_gold_mark(pair_id=pair.pk, winner_id=pair.intended_winner_id, by=None)
+        Pair.objects.filter(pk=pair.pk).update(gold_key=(index + 0.5) / n)
     return pairs
 
 
