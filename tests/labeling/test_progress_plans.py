@@ -115,11 +115,14 @@ def test_progress_of_a_queue_the_annotator_may_not_label_names_why():
     assert paused_error.value.code == "queue_paused"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_the_hot_path_statements_never_compile_their_plans():
     # A generic plan's estimate can cross jit_above_cost (a parameter's selectivity unknown):
     # then PostgreSQL compiled `progress` on every call, 20 ms for a 1.5 ms statement.
+    # (A new connection, in autocommit as in production: the settings are the connection's.)
     from config.db import statement_run
 
+    connection.close()
     statement_run("SELECT 1 FROM (SELECT 1) AS one", {})
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
