@@ -60,13 +60,7 @@ def gold_answer_record(*, queue_id: int, annotator_id: int, correct: bool) -> An
     with transaction.atomic():
         queue = LabelingQueue.objects.get(pk=queue_id)
         state, _ = AnnotatorQueueState.objects.select_for_update().get_or_create(
-            queue_id=queue_id,
-            annotator_id=annotator_id,
-            defaults={
-                "status": AnnotatorQueueState.Status.QUALIFYING
-                if queue.qualification_gold
-                else AnnotatorQueueState.Status.ACTIVE
-            },
+            queue_id=queue_id, annotator_id=annotator_id, defaults=_state_new(queue)
         )
         state.gold_answers += 1
         state.gold_correct += int(correct)
@@ -228,15 +222,17 @@ def annotator_ensure_state(*, queue_id: int, annotator_id: int) -> AnnotatorQueu
     if queue is None:
         raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
     state, _ = AnnotatorQueueState.objects.get_or_create(
-        queue_id=queue_id,
-        annotator_id=annotator_id,
-        defaults={
-            "status": AnnotatorQueueState.Status.QUALIFYING
-            if queue.qualification_gold
-            else AnnotatorQueueState.Status.ACTIVE
-        },
+        queue_id=queue_id, annotator_id=annotator_id, defaults=_state_new(queue)
     )
     return state
+
+
+def _state_new(queue: LabelingQueue) -> dict:
+    """A new standing: qualifying when the queue asks for qualification, else active (NEXT's
+    statement makes the same choice for the rows it writes)."""
+    qualifying = bool(queue.qualification_gold)
+    Status = AnnotatorQueueState.Status
+    return {"status": Status.QUALIFYING if qualifying else Status.ACTIVE}
 
 
 # --- gold pairs ------------------------------------------------------------------------------

@@ -79,6 +79,26 @@ _OPEN = """annotation_pair w
               AND w.judgments_count < (w.judgments_needed - w.reserved_count)"""
 
 
+def _gold_walk(side: str, count: int) -> str:
+    """Gold pairs this annotator was never leased, walking the gold index (queue, gold_key)
+    from the plan's random key (`>=`), then from its start (`<`): a uniform draw from the pool,
+    each gold pair at most once to each annotator, one probe of the (pair, annotator) index per
+    gold pair passed, whatever the pool's size. OFFSET 0 keeps the probe a per-row lookup
+    (pulled up into an anti-join, a plan hashed every lease of the annotator's instead)."""
+    return f"""
+    SELECT p.id, p.candidate_a_id, p.candidate_b_id
+    FROM annotation_pair p
+    WHERE p.queue_id = %(queue)s AND p.is_gold AND (SELECT gold_k FROM plan) > 0
+      AND p.gold_key {side} (SELECT draw FROM plan)
+      AND p.judgments_count < (p.judgments_needed - p.reserved_count)
+      AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
+                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s OFFSET 0)
+    ORDER BY p.queue_id, p.gold_key
+    LIMIT {int(count)}
+    FOR UPDATE OF p SKIP LOCKED
+"""
+
+
 def next_sql(*, count: int, window: int | None) -> str:
     """NEXT: lease up to `count` pairs (counting the ones already held) to an annotator.
 
@@ -156,35 +176,8 @@ plan AS (
         LEFT JOIN st ON true
     ) b
 ),
-gold_after AS (
-    -- Gold pairs this annotator was never leased, walking the gold index (queue, gold_key)
-    -- from a random key (then from its start): a uniform draw from the pool, each gold pair at
-    -- most once to each annotator, one probe of the (pair, annotator) index per gold pair
-    -- passed, whatever the pool's size. OFFSET 0 keeps the probe a per-row lookup (pulled up
-    -- into an anti-join, a plan hashed every lease of the annotator's instead).
-    SELECT p.id, p.candidate_a_id, p.candidate_b_id
-    FROM annotation_pair p
-    WHERE p.queue_id = %(queue)s AND p.is_gold AND (SELECT gold_k FROM plan) > 0
-      AND p.gold_key >= (SELECT draw FROM plan)
-      AND p.judgments_count < (p.judgments_needed - p.reserved_count)
-      AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
-                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s OFFSET 0)
-    ORDER BY p.queue_id, p.gold_key
-    LIMIT {count}
-    FOR UPDATE OF p SKIP LOCKED
-),
-gold_before AS (
-    SELECT p.id, p.candidate_a_id, p.candidate_b_id
-    FROM annotation_pair p
-    WHERE p.queue_id = %(queue)s AND p.is_gold AND (SELECT gold_k FROM plan) > 0
-      AND p.gold_key < (SELECT draw FROM plan)
-      AND p.judgments_count < (p.judgments_needed - p.reserved_count)
-      AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
-                      WHERE x.pair_id = p.id AND x.annotator_id = %(user)s OFFSET 0)
-    ORDER BY p.queue_id, p.gold_key
-    LIMIT {count}
-    FOR UPDATE OF p SKIP LOCKED
-),
+gold_after AS ({_gold_walk(">=", count)}),
+gold_before AS ({_gold_walk("<", count)}),
 gold_pick AS (
     -- read lazily: the second walk runs only when the first comes up short
     SELECT u.* FROM (SELECT * FROM gold_after UNION ALL SELECT * FROM gold_before) u
