@@ -24,7 +24,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from annotation.models import AnnotatorQueueState, Judgment, Pair
+from annotation.models import AnnotatorQueueState, Judgment, LabelingQueue, Pair
 from annotation.services.annotators import user_create
 from annotation.services.quality import annotator_queue_pause, gold_answer_record, pair_gold_mark
 from config.roles import Role
@@ -37,6 +37,9 @@ PASSWORD = "annotator-pass"
 class QualityQueue:
     def __init__(self):
         self.queue, pairs, _ = ui_queue(n_pairs=13, counterfactual=2, overlap=3, name="qc-ui")
+        # a pause rule that decides within the ten gold pairs here (the default waits for 20)
+        LabelingQueue.objects.filter(pk=self.queue.pk).update(pause_min_gold=10, pause_accuracy=0.7)
+        self.queue.refresh_from_db()
         self.cf1, self.cf2, self.s1, self.s2, self.s3, *self.gold = pairs
         assert [p.kind for p in (self.cf1, self.cf2)] == ["counterfactual"] * 2
         self.lead = user_create(username="qc-lead", password="lead-pass-123", role=Role.LEAD)
