@@ -454,6 +454,9 @@ class AnnotatorQueueState(models.Model):
         PAUSED = "paused", "paused"
         DISQUALIFIED = "disqualified", "failed qualification"
 
+    # The standings in which NEXT serves nothing (services/quality.py, selectors.py).
+    STOPPED = (Status.PAUSED, Status.DISQUALIFIED)
+
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_states"
     )

@@ -115,10 +115,7 @@ class AnnotatorQuality:
 
     @property
     def paused(self) -> bool:
-        return self.status in (
-            AnnotatorQueueState.Status.PAUSED,
-            AnnotatorQueueState.Status.DISQUALIFIED,
-        )
+        return self.status in AnnotatorQueueState.STOPPED
 
 
 @dataclass(frozen=True)

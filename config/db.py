@@ -61,7 +61,7 @@ def _run(sql: str, params: dict[str, Any]) -> list[tuple]:
             raw.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
             # No JIT: these statements read a handful of rows, but a generic plan's estimates
             # (a parameter's selectivity unknown) can cross jit_above_cost, and then every call
-            # compiles its plan: 20 ms of a 1.5 ms `progress` (bench/qc/RESULTS.md).
+            # compiles its plan, costing many times the statement itself (bench/qc/RESULTS.md).
             raw.execute("SELECT set_config('jit', 'off', false)")
             # Django opens its connections with prepare_threshold=None, which makes psycopg
             # ignore `prepare=True`: every call would be parsed and planned again. A threshold

@@ -16,7 +16,7 @@ import logging
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 
-from annotation.models import LabelingQueue
+from annotation.models import AnnotatorQueueState, LabelingQueue
 from annotation.selectors import annotator_stopped, labeling_queue_for_labeling
 from annotation.services import statements
 from annotation.services.images import ImageSource
@@ -37,8 +37,6 @@ RECLAIM_BATCH = 500
 NEXT_ATTEMPTS = 3
 MAX_HEARTBEAT_PAIRS = 50
 MAX_KNOWN = 100
-# An annotator in these standings gets no pairs from the queue (services/quality.py).
-PAUSED_STANDINGS = ("paused", "disqualified")
 
 
 def _check_count(count: int | None) -> int | None:
@@ -113,7 +111,7 @@ def pairs_next_for_client(
         labeling_queue_for_labeling(queue_id=queue_id, user=user)  # raises the precise 4xx
         return NextResult(items=[], known_held=[])
     holding, lease_due, standing = rows[0][1], rows[0][3], rows[0][4]
-    if standing in PAUSED_STANDINGS:
+    if standing in AnnotatorQueueState.STOPPED:
         raise annotator_stopped(queue_id=queue_id, user=user) or Conflict(
             "you get no pairs from this queue now", field="queue", code="annotator_paused"
         )

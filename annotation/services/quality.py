@@ -48,7 +48,6 @@ from config.input_checks import is_row_id
 log = logging.getLogger(__name__)
 
 MAX_EXPLANATION = 500
-PAUSED = (AnnotatorQueueState.Status.PAUSED, AnnotatorQueueState.Status.DISQUALIFIED)
 
 
 # --- gold answers and an annotator's standing -----------------------------------------------
@@ -173,7 +172,7 @@ def annotator_queue_resume(
     counts only the gold answers they give from now on."""
     with transaction.atomic():
         state = _state_locked(queue_id=queue_id, annotator_id=annotator_id)
-        if state.status not in PAUSED:
+        if state.status not in AnnotatorQueueState.STOPPED:
             raise Conflict(
                 f"user {annotator_id} is {state.status} in this queue, not paused",
                 field="annotator",
@@ -202,7 +201,7 @@ def annotator_queue_pause(
     annotator_ensure_state(queue_id=queue_id, annotator_id=annotator_id)
     with transaction.atomic():
         state = _state_locked(queue_id=queue_id, annotator_id=annotator_id)
-        if state.status in PAUSED:
+        if state.status in AnnotatorQueueState.STOPPED:
             raise Conflict(
                 f"user {annotator_id} is already {state.status}",
                 field="annotator",

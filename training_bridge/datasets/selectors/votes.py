@@ -94,9 +94,7 @@ class VoteRules:
 def vote_rules(*, spec: FilterSpec, needs_trust: bool) -> VoteRules:
     paused: frozenset[tuple[int, int]] = frozenset()
     if spec.exclude_paused:
-        states = AnnotatorQueueState.objects.filter(
-            status__in=[AnnotatorQueueState.Status.PAUSED, AnnotatorQueueState.Status.DISQUALIFIED]
-        )
+        states = AnnotatorQueueState.objects.filter(status__in=AnnotatorQueueState.STOPPED)
         if spec.queues:
             states = states.filter(queue_id__in=spec.queues)
         paused = frozenset(states.values_list("queue_id", "annotator_id"))
