@@ -200,6 +200,8 @@ class Pair(models.Model):
     review = models.CharField(
         max_length=16, choices=Review.choices, blank=True, default="", db_default=""
     )
+    # Settled with a clear human majority against the intended winner (services/quality.py).
+    disputed = models.BooleanField(default=False, db_default=False)
     # On a review queue's copy of a disputed pair: the pair it settles.
     review_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="reviews"

@@ -502,42 +502,14 @@ _VOTE_COUNTS = {
     "votes_both_wrong": Count("judgments", filter=Q(judgments__choice=Judgment.Choice.BOTH_WRONG)),
     "skips": Count("judgments", filter=Q(judgments__choice=Judgment.Choice.SKIP)),
 }
-_INTENDED = {
-    "votes_intended": Count("judgments", filter=Q(judgments__winner=F("intended_winner"))),
-    "votes_other": Count(
-        "judgments",
-        filter=Q(judgments__choice__in=[Judgment.Choice.LEFT, Judgment.Choice.RIGHT])
-        & ~Q(judgments__winner=F("intended_winner")),
-    ),
-}
-
-
-def _leads(name: str, *rivals: str) -> Q:
-    leads = Q()
-    for rival in rivals:
-        leads &= Q(**{f"{name}__gt": F(rival)})
-    return leads
-
-
-# The human majority goes against the intended winner: one answer has the most votes (at least
-# two votes in all) and it is not the intended winner (the other image, tie or both wrong), as
-# services/quality.pair_votes_settle decides it when the votes are in.
-_AGAINST_INTENDED = (
-    Q(kind=Pair.Kind.COUNTERFACTUAL)
-    & Q(votes_total__gte=2)
-    & (
-        _leads("votes_other", "votes_intended", "votes_tie", "votes_both_wrong")
-        | _leads("votes_tie", "votes_intended", "votes_other", "votes_both_wrong")
-        | _leads("votes_both_wrong", "votes_intended", "votes_other", "votes_tie")
-    )
-)
 
 
 def pairs_in_state(*, queue_id: int, state: str) -> QuerySet[Pair]:
     """A queue's pairs in one state, newest first, each with its vote counts (votes_a, votes_b,
     votes_tie, votes_both_wrong, skips): `ambiguous` (still split at the maximum votes) or
-    `disputed` (in review or settled there, or a counterfactual pair whose human majority goes
-    against the intended winner). Gold pairs are never listed. Page it."""
+    `disputed` (in review or settled there, or settled with a clear human majority against
+    the intended winner: `Pair.disputed`, services/quality.py). Gold pairs are never listed.
+    Page it."""
     if state not in PAIR_STATES:
         raise ValidationFailed(f"state must be one of {', '.join(PAIR_STATES)}", field="state")
     pairs = (
@@ -548,10 +520,7 @@ def pairs_in_state(*, queue_id: int, state: str) -> QuerySet[Pair]:
     )
     if state == "ambiguous":
         return pairs.filter(resolution=Pair.Resolution.AMBIGUOUS)
-    return pairs.annotate(
-        **_INTENDED,
-        votes_total=Count("judgments", filter=~Q(judgments__choice=Judgment.Choice.SKIP)),
-    ).filter(Q(review__in=[Pair.Review.PENDING, Pair.Review.SETTLED]) | _AGAINST_INTENDED)
+    return pairs.filter(Q(review__in=[Pair.Review.PENDING, Pair.Review.SETTLED]) | Q(disputed=True))
 
 
 def pair_vote_counts(pair: Pair) -> dict[str, int]:

@@ -17,7 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 from psycopg.types.json import Jsonb
 
-from annotation.models import Judgment, LabelingQueue, Pair, UndoneJudgment
+from annotation.models import Judgment, LabelingQueue
 from annotation.selectors import labeling_queue_for_labeling
 from annotation.services import quality, statements
 from annotation.services.results import StoredJudgment, SubmitResult
@@ -191,9 +191,12 @@ def judgment_submit(
             )
             feedback = None
             if is_gold and choice != "skip":
-                feedback = _gold_answered(
-                    queue_id=queue_id, user=user, pair_id=pair_id, correct=bool(gold_correct)
-                )
+                feedback = quality.gold_answer_record(
+                    queue_id=queue_id,
+                    annotator_id=user.pk,
+                    pair_id=pair_id,
+                    correct=bool(gold_correct),
+                ).feedback
             elif review_of is not None:
                 quality.pair_review_settle(review_pair_id=pair_id)
             elif choice != "skip" and count_after is not None and count_after >= needed:
@@ -211,27 +214,6 @@ def judgment_submit(
             log.error("labeling.judgment.refused_active_lease pair=%s user=%s", pair_id, user.pk)
         break
     raise _no_lease(lease_status=lease_status, full=count_before >= needed)
-
-
-def _gold_answered(
-    *, queue_id: int, user: AbstractBaseUser, pair_id: int, correct: bool
-) -> str | None:
-    """Count a gold answer; the explanation of a missed one when the queue gives feedback.
-
-    Only the first answer to a gold pair counts: one given again after an undo does not (with
-    feedback on, an undo would otherwise turn a miss into a hit)."""
-    if not UndoneJudgment.objects.filter(pair_id=pair_id, annotator_id=user.pk).exists():
-        quality.gold_answer_record(queue_id=queue_id, annotator_id=user.pk, correct=correct)
-    if correct:
-        return None
-    row = (
-        Pair.objects.filter(pk=pair_id, queue__gold_feedback=True)
-        .values_list("gold_explanation", flat=True)
-        .first()
-    )
-    if row is None:
-        return None
-    return row or "This pair has a known answer, and it was the other image."
 
 
 def _no_lease(*, lease_status: str | None, full: bool) -> Conflict:

@@ -13,24 +13,26 @@ and adjudication.
   queue's `pause_accuracy`, after at least `pause_min_gold` gold answers. A lead resumes them.
 - When a pair's counted votes reach its target, `pair_votes_settle` decides: the leading answer
   leads by `adaptive_margin` votes (confident), or one more vote is wanted (up to
-  `overlap_max`), or it stays split (ambiguous). Ambiguous pairs, and counterfactual pairs whose
-  human majority goes against the intended winner, are disputed: with a review queue set, a
-  copy goes there, and its answer settles the original (`settled_*`), which aggregation prefers.
+  `overlap_max`), or it stays split (ambiguous). A settled pair whose clear human majority goes
+  against a counterfactual pair's intended winner is disputed (`Pair.disputed`). Ambiguous and
+  disputed pairs, with a review queue set, send a copy there, and its answer settles the
+  original (`settled_*`), which aggregation prefers.
 
-These run after the hot path's statement, only for what needs them (a gold answer, a pair
-reaching its target, a review answer): a few ORM queries in one transaction, the pair row (or
-the state row) locked first.
+A gold answer and a pair reaching its target are each one statement after the submit's
+(statements.GOLD_SQL, SETTLE_SQL: the hot path, a tenth of answers and, with adaptive overlap
+on split votes, most of them); what is rare (a change of standing, a review copy, a review's
+answer) is plain ORM in a transaction, the row it changes locked first.
 """
 
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import (
@@ -41,7 +43,9 @@ from annotation.models import (
     LabelingQueue,
     Pair,
 )
-from annotation.stats import posterior_accuracy, wilson_interval
+from annotation.services import statements
+from annotation.stats import wilson_interval
+from config import db
 from config.errors import Conflict, NotFound, ValidationFailed
 from config.input_checks import is_row_id
 
@@ -53,79 +57,139 @@ MAX_EXPLANATION = 500
 # --- gold answers and an annotator's standing -----------------------------------------------
 
 
-def gold_answer_record(*, queue_id: int, annotator_id: int, correct: bool) -> AnnotatorQueueState:
-    """Count one gold answer (not a skip) and apply the queue's qualification and pause rules."""
-    now = timezone.now()
-    with transaction.atomic():
+@dataclass(frozen=True)
+class GoldAnswer:
+    """A gold answer's effect: whether it counted (the first answer to the pair), the
+    annotator's status after it, and the explanation of a missed pair when the queue gives
+    feedback (None otherwise)."""
+
+    counted: bool
+    status: str | None
+    feedback: str | None
+
+
+def gold_answer_record(
+    *, queue_id: int, annotator_id: int, correct: bool, pair_id: int | None = None
+) -> GoldAnswer:
+    """Count one gold answer (not a skip) and apply the queue's qualification and pause rules.
+
+    One statement counts it (statements.GOLD_SQL: the state's counters and trust, the
+    profile's overall trust); the rules below decide on the counts it returns, and a change
+    of status is written only when there is one. `pair_id`: the gold pair answered (an answer
+    to a pair the annotator answered before and undid does not count); None counts it as a
+    first answer."""
+    params = {"queue": queue_id, "user": annotator_id, "pair": pair_id, "correct": bool(correct)}
+    rows = db.statement_run(statements.GOLD_SQL, params)
+    if not rows:
+        raise NotFound(f"labeling queue {queue_id} does not exist", field="queue")
+    if not rows[0][0]:  # no standing yet (a pair marked gold while someone held it)
+        annotator_ensure_state(queue_id=queue_id, annotator_id=annotator_id)
+        rows = db.statement_run(statements.GOLD_SQL, params)
+    _, counted, status, answers, right, window_answers, window_right, feedback = rows[0]
+    if counted:
         queue = LabelingQueue.objects.get(pk=queue_id)
-        state, _ = AnnotatorQueueState.objects.select_for_update().get_or_create(
-            queue_id=queue_id, annotator_id=annotator_id, defaults=_state_new(queue)
+        change = standing_change(
+            queue,
+            status=status,
+            answers=answers,
+            correct=right,
+            window_answers=window_answers,
+            window_correct=window_right,
         )
-        state.gold_answers += 1
-        state.gold_correct += int(correct)
-        state.window_answers += 1
-        state.window_correct += int(correct)
-        state.trust = posterior_accuracy(state.gold_correct, state.gold_answers)
-        _standing_apply(state, queue, now)
-        state.save()
-        _profile_score_update(annotator_id)
-    return state
+        if change is not None:
+            status = _standing_write(
+                queue_id=queue_id, annotator_id=annotator_id, before=status, change=change
+            )
+    if feedback is not None and not feedback:
+        feedback = "This pair has a known answer, and it was the other image."
+    return GoldAnswer(counted=bool(counted), status=status, feedback=feedback)
 
 
-def _standing_apply(state: AnnotatorQueueState, queue: LabelingQueue, now) -> None:
+@dataclass(frozen=True)
+class StandingChange:
+    status: str
+    reason: str
+    window_reset: bool
+
+
+def standing_change(
+    queue: LabelingQueue,
+    *,
+    status: str,
+    answers: int,
+    correct: int,
+    window_answers: int,
+    window_correct: int,
+) -> StandingChange | None:
+    """The queue's rules on an annotator's gold counts: a qualifying annotator is let in, or
+    not, after `qualification_gold` answers; an active one is paused when the upper bound of
+    the Wilson interval of their accuracy since the last resume is below `pause_accuracy`,
+    after `pause_min_gold` answers. None: no change."""
     Status = AnnotatorQueueState.Status
-    if state.status == Status.QUALIFYING:
-        if state.gold_answers < queue.qualification_gold:
-            return
-        accuracy = state.gold_correct / state.gold_answers
+    if status == Status.QUALIFYING:
+        if answers < queue.qualification_gold:
+            return None
+        accuracy = correct / answers
         passed = accuracy >= queue.qualification_accuracy
-        state.status = Status.ACTIVE if passed else Status.DISQUALIFIED
-        state.reason = (
-            f"{'passed' if passed else 'failed'} qualification: {state.gold_correct} of "
-            f"{state.gold_answers} gold pairs right ({accuracy:.0%}; needed "
-            f"{queue.qualification_accuracy:.0%})"
+        return StandingChange(
+            status=Status.ACTIVE if passed else Status.DISQUALIFIED,
+            reason=(
+                f"{'passed' if passed else 'failed'} qualification: {correct} of "
+                f"{answers} gold pairs right ({accuracy:.0%}; needed "
+                f"{queue.qualification_accuracy:.0%})"
+            ),
+            window_reset=True,
         )
-        state.window_answers = state.window_correct = 0
-        state.changed_at, state.changed_by = now, None
-        log.info(
-            "labeling.quality.qualification queue=%s user=%s passed=%s",
-            queue.pk,
-            state.annotator_id,
-            passed,
-        )
-        return
     if (
-        state.status == Status.ACTIVE
+        status == Status.ACTIVE
         and queue.pause_accuracy > 0
-        and state.window_answers >= max(queue.pause_min_gold, 1)
+        and window_answers >= max(queue.pause_min_gold, 1)
     ):
-        low, high = wilson_interval(state.window_correct, state.window_answers)
+        low, high = wilson_interval(window_correct, window_answers)
         if high < queue.pause_accuracy:
-            state.status = Status.PAUSED
-            state.reason = (
-                f"auto-paused: {state.window_correct} of {state.window_answers} gold pairs right "
-                f"({state.window_correct / state.window_answers:.0%}; 95% interval "
-                f"{low:.0%}-{high:.0%}, below {queue.pause_accuracy:.0%})"
+            return StandingChange(
+                status=Status.PAUSED,
+                reason=(
+                    f"auto-paused: {window_correct} of {window_answers} gold pairs right "
+                    f"({window_correct / window_answers:.0%}; 95% interval "
+                    f"{low:.0%}-{high:.0%}, below {queue.pause_accuracy:.0%})"
+                ),
+                window_reset=False,
             )
-            state.changed_at, state.changed_by = now, None
-            log.warning(
-                "labeling.quality.paused queue=%s user=%s gold=%d/%d",
-                queue.pk,
-                state.annotator_id,
-                state.window_correct,
-                state.window_answers,
-            )
+    return None
 
 
-def _profile_score_update(annotator_id: int) -> None:
-    """The annotator's overall trust: the gold posterior over every queue."""
-    totals = AnnotatorQueueState.objects.filter(annotator_id=annotator_id).aggregate(
-        answers=Sum("gold_answers"), correct=Sum("gold_correct")
+def _standing_write(
+    *, queue_id: int, annotator_id: int, before: str, change: StandingChange
+) -> str:
+    """Write a change of status decided on the counts of one gold answer, unless the status
+    moved meanwhile (a lead's pause or resume, or a concurrent answer's change): the status now."""
+    fields = {
+        "status": change.status,
+        "reason": change.reason,
+        "changed_at": timezone.now(),
+        "changed_by": None,
+    }
+    if change.window_reset:
+        fields.update(window_answers=0, window_correct=0)
+    written = AnnotatorQueueState.objects.filter(
+        queue_id=queue_id, annotator_id=annotator_id, status=before
+    ).update(**fields)
+    if not written:
+        return (
+            AnnotatorQueueState.objects.filter(queue_id=queue_id, annotator_id=annotator_id)
+            .values_list("status", flat=True)
+            .get()
+        )
+    log_call = log.warning if change.status == AnnotatorQueueState.Status.PAUSED else log.info
+    log_call(
+        "labeling.quality.standing queue=%s user=%s status=%s reason=%s",
+        queue_id,
+        annotator_id,
+        change.status,
+        change.reason,
     )
-    score = posterior_accuracy(totals["correct"] or 0, totals["answers"] or 0)
-    AnnotatorProfile.objects.update_or_create(
-        user_id=annotator_id, defaults={"quality_score": score}
-    )
+    return change.status
 
 
 def annotators_model_scores_record(*, scores: dict[int, float], version_id: int) -> int:
@@ -410,67 +474,41 @@ def pairs_gold_choose(
 # --- votes: adaptive overlap, ambiguity, disputes, adjudication --------------------------------
 
 
-def _vote_key(choice: str, winner_id: int | None) -> str | None:
-    if choice in ("left", "right"):
-        return f"w{winner_id}"
-    if choice in ("tie", "both_wrong"):
-        return choice
-    return None  # a skip is no vote
+@dataclass(frozen=True)
+class Settled:
+    resolution: str
+    judgments_needed: int
+    disputed: bool
+    sent_to_review: bool
 
 
-def pair_votes_settle(*, pair_id: int) -> Pair | None:
+def pair_votes_settle(*, pair_id: int) -> Settled | None:
     """Called when a pair's counted judgments reached its target: stop (confident), ask for one
-    more vote (adaptive overlap, up to the queue's maximum), or mark it ambiguous; send a
-    disputed pair to the queue's review queue. A gold pair or a pair not at its target is left
-    alone. Idempotent: settling a pair again changes nothing."""
+    more vote (adaptive overlap, up to the queue's maximum), or mark it ambiguous; a disputed
+    or ambiguous pair goes to the queue's review queue. The rule is statements.SETTLE_SQL, one
+    statement. None: nothing to settle (gold, a review copy, or not at its target).
+    Idempotent: settling a pair again changes nothing."""
+    rows = db.statement_run(statements.SETTLE_SQL, {"pair": pair_id})
+    if not rows:
+        return None
+    resolution, needed, disputed, review_due = rows[0]
+    if resolution == Pair.Resolution.OPEN:
+        log.debug("labeling.adaptive.extended pair=%s to=%d", pair_id, needed)
+    sent = bool(review_due) and _review_open(pair_id=pair_id)
+    return Settled(resolution, needed, bool(disputed), sent)
+
+
+def _review_open(*, pair_id: int) -> bool:
+    """Send a settled, disputed or ambiguous pair to its queue's review queue (once)."""
     with transaction.atomic():
-        pair = Pair.objects.select_for_update().filter(pk=pair_id).first()
-        if pair is None or pair.is_gold or pair.judgments_count < pair.judgments_needed:
-            return pair
+        pair = Pair.objects.select_for_update().get(pk=pair_id)
         queue = LabelingQueue.objects.get(pk=pair.queue_id)
-        votes = Counter(
-            key
-            for key in (
-                _vote_key(choice, winner)
-                for choice, winner in Judgment.objects.filter(pair_id=pair.pk).values_list(
-                    "choice", "winner_id"
-                )
-            )
-            if key is not None
-        )
-        ranked = votes.most_common()
-        lead = ranked[0][1] if ranked else 0
-        margin = lead - (ranked[1][1] if len(ranked) > 1 else 0)
-        maximum = max(queue.overlap_max or queue.overlap, pair.judgments_needed)
-        if margin >= min(queue.adaptive_margin, max(pair.judgments_needed, 1)):
-            resolution = Pair.Resolution.CONFIDENT
-        elif pair.judgments_needed < maximum:
-            pair.judgments_needed += 1
-            pair.resolution = Pair.Resolution.OPEN
-            pair.save(update_fields=["judgments_needed", "resolution"])
-            log.debug("labeling.adaptive.extended pair=%s to=%d", pair.pk, pair.judgments_needed)
-            return pair
-        else:
-            resolution = Pair.Resolution.AMBIGUOUS
-        pair.resolution = resolution
-        fields = ["resolution"]
-        against_intended = (
-            pair.intended_winner_id is not None
-            and ranked
-            and margin > 0
-            and ranked[0][0] != f"w{pair.intended_winner_id}"
-        )
-        if (
-            (resolution == Pair.Resolution.AMBIGUOUS or against_intended)
-            and queue.review_queue_id
-            and pair.review == Pair.Review.NONE
-            and queue.kind == LabelingQueue.Kind.LABELING
-        ):
-            _review_copy(pair, review_queue_id=queue.review_queue_id)
-            pair.review = Pair.Review.PENDING
-            fields.append("review")
-        pair.save(update_fields=fields)
-    return pair
+        if pair.review != Pair.Review.NONE or not queue.review_queue_id:
+            return False
+        _review_copy(pair, review_queue_id=queue.review_queue_id)
+        pair.review = Pair.Review.PENDING
+        pair.save(update_fields=["review"])
+    return True
 
 
 def _review_copy(pair: Pair, *, review_queue_id: int) -> Pair:

@@ -426,6 +426,117 @@ SELECT (SELECT count(*) FROM prev) AS replay,
        (SELECT min(review_of_id) FROM p) AS review_of
 """
 
+# SETTLE_SQL: a pair whose counted votes reached its target is settled (services/quality.py
+# runs it after the submit that filled the pair; a statement of its own because a statement
+# sees only the judgments committed before it began, and the submit waits for the pair's lock
+# after that). Locks: the pair row. Not at its target, gold, or a review queue's copy: nothing.
+# The leading answer (left/right as the candidate, tie, both wrong; skips are no votes) leads
+# the next by `adaptive_margin` votes (at most the target): confident. Else, below the queue's
+# maximum (overlap_max, or overlap): one more vote is wanted. Else: ambiguous. Settled with
+# one answer clearly ahead (margin > 0) that is not a counterfactual pair's intended winner:
+# disputed. Idempotent: an extended pair is no longer at its target; a settled one settles
+# the same way again.
+# Columns: resolution, judgments_needed, disputed, whether it goes to the review queue.
+SETTLE_SQL = """
+WITH p AS (
+    SELECT p.id, p.judgments_needed, p.intended_winner_id, p.review,
+           q.kind AS queue_kind, q.review_queue_id, q.adaptive_margin,
+           GREATEST(COALESCE(q.overlap_max, q.overlap), p.judgments_needed) AS maximum
+    FROM annotation_pair p
+    JOIN annotation_labelingqueue q ON q.id = p.queue_id
+    WHERE p.id = %(pair)s AND NOT p.is_gold AND p.review_of_id IS NULL
+      AND p.judgments_count >= p.judgments_needed
+    FOR UPDATE OF p
+),
+votes AS (
+    SELECT CASE WHEN j.choice IN ('left', 'right') THEN 'w' || j.winner_id ELSE j.choice END
+               AS answer,
+           count(*) AS n
+    FROM annotation_judgment j
+    WHERE j.pair_id = %(pair)s AND j.choice <> 'skip' AND EXISTS (SELECT 1 FROM p)
+    GROUP BY 1
+),
+ranked AS (
+    SELECT answer, n, row_number() OVER (ORDER BY n DESC, answer) AS place FROM votes
+),
+tally AS (
+    SELECT p.*,
+           COALESCE((SELECT n FROM ranked WHERE place = 1), 0)
+               - COALESCE((SELECT n FROM ranked WHERE place = 2), 0) AS margin,
+           (SELECT answer FROM ranked WHERE place = 1) AS leader
+    FROM p
+),
+decided AS (
+    SELECT t.id, t.review, t.queue_kind, t.review_queue_id,
+           CASE WHEN t.margin >= LEAST(t.adaptive_margin, GREATEST(t.judgments_needed, 1))
+                    THEN 'confident'
+                WHEN t.judgments_needed < t.maximum THEN ''
+                ELSE 'ambiguous' END AS resolution,
+           (t.intended_winner_id IS NOT NULL AND t.margin > 0
+            AND t.leader <> 'w' || t.intended_winner_id) AS against_intended
+    FROM tally t
+),
+settled AS (
+    UPDATE annotation_pair sp
+    SET judgments_needed = sp.judgments_needed + (CASE WHEN d.resolution = '' THEN 1 ELSE 0 END),
+        resolution = d.resolution,
+        disputed = (d.resolution <> '' AND d.against_intended)
+    FROM decided d
+    WHERE sp.id = d.id
+    RETURNING sp.resolution, sp.judgments_needed, sp.disputed
+)
+SELECT s.resolution, s.judgments_needed, s.disputed,
+       (s.resolution = 'ambiguous' OR s.disputed) AND d.review_queue_id IS NOT NULL
+           AND d.review = '' AND d.queue_kind = 'labeling' AS review_due
+FROM settled s, decided d
+"""
+
+# GOLD_SQL: count one gold answer (not a skip) in the annotator's standing in the queue: the
+# counters, the queue's trust and the overall one on the profile (the gold posterior
+# (correct + 1) / (answers + 2), annotation.stats.posterior_accuracy). Only the first answer to
+# a gold pair counts: none of theirs on it was undone (with feedback on, an undo would turn a
+# miss into a hit). Locks: the state row; the profile row. The queue's qualification and pause
+# rules are applied to the counts it returns (services/quality.py).
+# Columns: whether the state exists, whether it counted, the status and counts after it, the
+# missed pair's explanation ('' when it has none) when the queue gives feedback, else null.
+GOLD_SQL = """
+WITH counted AS (
+    UPDATE annotation_annotatorqueuestate s
+    SET gold_answers = s.gold_answers + 1,
+        gold_correct = s.gold_correct + %(correct)s::int,
+        window_answers = s.window_answers + 1,
+        window_correct = s.window_correct + %(correct)s::int,
+        trust = (s.gold_correct + %(correct)s::int + 1)::float8 / (s.gold_answers + 3)
+    WHERE s.queue_id = %(queue)s AND s.annotator_id = %(user)s
+      AND NOT EXISTS (SELECT 1 FROM annotation_undonejudgment u
+                      WHERE u.pair_id = %(pair)s AND u.annotator_id = %(user)s)
+    RETURNING s.status, s.gold_answers, s.gold_correct, s.window_answers, s.window_correct
+),
+elsewhere AS (
+    SELECT COALESCE(sum(o.gold_answers), 0) AS answers, COALESCE(sum(o.gold_correct), 0) AS correct
+    FROM annotation_annotatorqueuestate o
+    WHERE o.annotator_id = %(user)s AND o.queue_id <> %(queue)s AND EXISTS (SELECT 1 FROM counted)
+),
+profile AS (
+    INSERT INTO annotation_annotatorprofile (user_id, quality_score, notes, created_at)
+    SELECT %(user)s, (e.correct + c.gold_correct + 1)::float8 / (e.answers + c.gold_answers + 2),
+           '', statement_timestamp()
+    FROM counted c, elsewhere e
+    ON CONFLICT (user_id) DO UPDATE SET quality_score = EXCLUDED.quality_score
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM annotation_annotatorqueuestate s
+               WHERE s.queue_id = %(queue)s AND s.annotator_id = %(user)s) AS has_state,
+       c.status IS NOT NULL AND (SELECT count(*) FROM profile) = 1 AS counted,
+       c.status, c.gold_answers, c.gold_correct, c.window_answers, c.window_correct,
+       CASE WHEN NOT %(correct)s AND q.gold_feedback
+            THEN (SELECT gp.gold_explanation FROM annotation_pair gp WHERE gp.id = %(pair)s)
+       END AS feedback
+FROM annotation_labelingqueue q
+LEFT JOIN counted c ON true
+WHERE q.id = %(queue)s
+"""
+
 # SUBMISSION_SQL: a submission id seen before: the stored judgment (or the undone one). Reads
 # only; the replay path of a retried submit.
 SUBMISSION_SQL = """

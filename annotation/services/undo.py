@@ -99,6 +99,7 @@ def _take_back(*, user: AbstractBaseUser, judgment_id: int, pair_id: int) -> boo
             judgments_count=F("judgments_count") - (1 if counted else 0),
             reserved_count=F("reserved_count") + 1,
             resolution=Pair.Resolution.OPEN if counted else pair.resolution,
+            disputed=False if counted else pair.disputed,
         )
     return True
 

@@ -15,6 +15,7 @@ from django.db.models import Count, F, Q
 
 from annotation.models import (
     GOLD_CAPACITY,
+    AnnotatorProfile,
     AnnotatorQueueState,
     Judgment,
     LabelingQueue,
@@ -24,6 +25,8 @@ from annotation.services import quality
 from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import judgment_submit
 from annotation.services.queues import labeling_queue_create, labeling_queue_update
+from annotation.services.undo import judgment_undo
+from annotation.stats import posterior_accuracy
 from config.errors import Conflict, ValidationFailed
 from config.roles import Role
 from tests.factories import CampaignFactory, CandidateFactory, GeneratorConfigFactory, PromptFactory
@@ -198,6 +201,31 @@ def test_a_missed_gold_pair_shows_its_explanation_when_the_queue_gives_feedback(
 
 
 @pytest.mark.django_db
+def test_only_the_first_answer_to_a_gold_pair_counts_even_after_an_undo():
+    queue, _ = queue_with_pairs(
+        n_pairs=2, overlap=2, quality={"gold_rate": 0.5, "gold_feedback": True}
+    )
+    gold_pairs(queue, 1)
+    (user,) = annotators(1)
+    for _ in range(3):
+        (item,) = pairs_next_for_annotator(user=user, queue_id=queue.pk, count=1)
+        if Pair.objects.get(pk=item.pair_id).is_gold:
+            break
+        answer(user, queue, item)
+    missed = answer(user, queue, item, right_on_gold=False)
+    assert missed.feedback == "the cup is left"
+    again = judgment_undo(
+        user=user, queue_id=queue.pk, client_submission_id=missed.judgment.client_submission_id
+    )
+    assert again.pair_id == item.pair_id
+    # the same pair answered right after the undo: still one gold answer, a miss
+    assert answer(user, queue, again, right_on_gold=True).feedback is None
+    state = AnnotatorQueueState.objects.get(annotator=user, queue=queue)
+    assert (state.gold_answers, state.gold_correct) == (1, 0)
+    assert state.trust == pytest.approx(posterior_accuracy(0, 1))
+
+
+@pytest.mark.django_db
 def test_qualification_serves_gold_first_and_lets_in_only_who_passes():
     queue, regular = queue_with_pairs(
         n_pairs=10,
@@ -231,6 +259,12 @@ def test_a_careless_annotator_is_paused_and_a_lead_resumes_them():
     assert paused.value.code == "annotator_paused"
     state = AnnotatorQueueState.objects.get(annotator=careless, queue=queue)
     assert state.status == "paused" and state.gold_answers == 6 and "auto-paused" in state.reason
+    assert state.reason == (
+        "auto-paused: 0 of 6 gold pairs right (0%; 95% interval 0%-39%, below 70%)"
+    )
+    assert state.trust == pytest.approx(posterior_accuracy(0, 6))
+    profile = AnnotatorProfile.objects.get(user=careless)
+    assert profile.quality_score == pytest.approx(posterior_accuracy(0, 6))
     assert AnnotatorQueueState.objects.get(annotator=careful, queue=queue).status == "active"
     kept = Judgment.objects.filter(annotator=careless).count()
     assert kept >= 6  # their past answers stay
@@ -292,7 +326,7 @@ def test_a_split_pair_gets_more_votes_up_to_the_maximum_then_is_ambiguous_and_re
         _vote(user, queue, pair, vote)
         pair.refresh_from_db()
     assert (pair.judgments_needed, pair.judgments_count) == (4, 4)
-    assert pair.resolution == "ambiguous" and pair.review == "pending"
+    assert pair.resolution == "ambiguous" and pair.review == "pending" and not pair.disputed
     copy = Pair.objects.get(review_of=pair)
     assert copy.queue_id == review.pk and copy.judgments_needed == 1
     # a lead settles it in the review queue; the original records the settled answer
@@ -321,7 +355,7 @@ def test_a_majority_against_the_intended_winner_is_disputed():
     _vote(a, queue, pair, True)
     _vote(b, queue, pair, True)
     pair.refresh_from_db()
-    assert pair.resolution == "confident" and pair.review == "pending"
+    assert pair.resolution == "confident" and pair.disputed and pair.review == "pending"
     assert Pair.objects.filter(review_of=pair, queue=review).exists()
 
 

@@ -35,6 +35,7 @@ from annotation.selectors_quality import (
     queue_agreement,
     queue_quality,
 )
+from annotation.services import quality
 from annotation.services.queues import labeling_queue_create
 from annotation.stats import wilson_interval
 from config.errors import ValidationFailed
@@ -88,6 +89,8 @@ class World:
         Pair.objects.filter(pk=self.p2.pk).update(resolution="ambiguous")
         Pair.objects.filter(pk=self.g1.pk).update(resolution="ambiguous")  # gold: never listed
         Pair.objects.filter(pk=self.p4.pk).update(review="pending")
+        # C1: b leads the intended a 2 to 1, as the settle records it.
+        Pair.objects.filter(pk=self.c1.pk).update(resolution="confident", disputed=True)
         AnnotatorQueueState.objects.create(
             queue=self.queue, annotator=self.u4, status="paused", gold_answers=1, trust=1 / 3,
             reason="auto-paused: 0 of 1 gold pairs right",
@@ -294,15 +297,23 @@ def test_ambiguous_and_disputed_pairs_are_listed_with_their_votes_and_never_gold
     assert bad.value.field == "state"
 
 
+def settle(pair: Pair, *, votes: int):
+    """The pair at its target with `votes` counted votes, settled as the submit settles it."""
+    Pair.objects.filter(pk=pair.pk).update(judgments_count=votes, judgments_needed=votes)
+    return quality.pair_votes_settle(pair_id=pair.pk)
+
+
 def test_a_counterfactual_pair_whose_majority_says_both_wrong_is_disputed_a_tie_is_not(world):
     def disputed() -> set[int]:
         return {p.pk for p in pairs_in_state(queue_id=world.queue.pk, state="disputed")}
 
     # C2 (intended b) gets one more both-wrong vote: b 2, both wrong 2, no majority
     world.vote(world.u4, world.c2, "both_wrong", ms=3000)
+    assert settle(world.c2, votes=4).disputed is False
     assert world.c2.pk not in disputed()
     # and one more: both wrong 3 leads b 2
     world.vote(world.u5, world.c2, "both_wrong", ms=3000)
+    assert settle(world.c2, votes=5).disputed is True
     assert world.c2.pk in disputed()
 
 
@@ -355,7 +366,7 @@ def test_ambiguous_and_disputed_pairs_come_in_pages(world, lead_client):
     (row,) = first.json()["results"]
     assert row == {
         "id": world.c1.pk, "kind": "counterfactual", "prompt": world.c1.prompt.text,
-        "resolution": "", "review": "", "intended_winner": "a",
+        "resolution": "confident", "review": "", "intended_winner": "a",
         "votes": {"a": 1, "b": 2, "tie": 0, "both_wrong": 0, "skip": 0},
         "entropy": pytest.approx(H21),
     }  # fmt: skip
@@ -561,6 +572,7 @@ def test_the_summary_and_a_page_of_pairs_cost_the_same_queries_for_more_annotato
             pair = world.pair("above", kind="counterfactual", intended="a")
             world.vote(user, pair, "b", ms=2000)
             world.vote(world.u1, pair, "b", ms=2000)
+            settle(pair, votes=2)
         AnnotatorQueueState.objects.create(queue=world.queue, annotator=user, status="paused")
 
     assert lead_client.get(url(paths[1])).json()["count"] == 2 + 12

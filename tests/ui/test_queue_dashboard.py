@@ -66,6 +66,7 @@ class QualityQueue:
         for pair in self.gold:
             self.gold_vote(qc3, pair, "b")
         Pair.objects.filter(pk=self.s1.pk).update(resolution="ambiguous")
+        Pair.objects.filter(pk=self.cf1.pk).update(disputed=True)  # as the settle records it
 
     def vote(self, user, pair, category, *, ms=2500):
         winner = {"a": pair.candidate_a, "b": pair.candidate_b}.get(category)
