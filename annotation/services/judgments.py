@@ -133,9 +133,11 @@ def judgment_submit(
 ) -> SubmitResult:
     """Store an annotator's answer on a pair they hold, once per client submission id.
 
-    After the statement, and only when it applies: a gold answer counts towards the
-    annotator's standing (services/quality.py), a pair that reached its target is settled
-    (adaptive overlap, ambiguity, review), and a review copy's answer settles its original."""
+    The statement also settles a pair this answer brings to its target (adaptive overlap,
+    ambiguity, disputes). After it, and only when it applies (services/quality.py): a gold
+    answer counts towards the annotator's standing, a review copy's answer settles its
+    original, a pair the statement could not settle is settled, and a disputed or ambiguous
+    one goes to review."""
     pair_id, sid, choice, tags, duration_ms = judgment_input_check(
         pair_id=pair_id,
         client_submission_id=client_submission_id,
@@ -173,12 +175,14 @@ def judgment_submit(
             _leases,
             judgment_id,
             created_at,
-            count_after,
+            _count_after,
             count_before,
             needed,
             is_gold,
             gold_correct,
             review_of,
+            settle_later,
+            review_due,
         ) = row
         if replay:
             return _replay(user=user, pair_id=pair_id, sid=sid)
@@ -199,8 +203,10 @@ def judgment_submit(
                 ).feedback
             elif review_of is not None:
                 quality.pair_review_settle(review_pair_id=pair_id)
-            elif choice != "skip" and count_after is not None and count_after >= needed:
+            elif settle_later:
                 quality.pair_votes_settle(pair_id=pair_id)
+            elif review_due:
+                quality.pair_review_open(pair_id=pair_id)
             return SubmitResult(
                 judgment=StoredJudgment(pair_id, sid, choice, tags, duration_ms, created_at),
                 replayed=False,

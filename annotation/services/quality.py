@@ -18,10 +18,10 @@ and adjudication.
   disputed pairs, with a review queue set, send a copy there, and its answer settles the
   original (`settled_*`), which aggregation prefers.
 
-A gold answer and a pair reaching its target are each one statement after the submit's
-(statements.GOLD_SQL, SETTLE_SQL: the hot path, a tenth of answers and, with adaptive overlap
-on split votes, most of them); what is rare (a change of standing, a review copy, a review's
-answer) is plain ORM in a transaction, the row it changes locked first.
+The hot path's parts are statements (statements.py): the submit settles the pair it brings to
+its target in its own statement (SUBMIT_SQL, with SETTLE_SQL when it could not), and a gold
+answer is counted by one more (GOLD_SQL). What is rare (a change of standing, a review copy, a
+review's answer) is plain ORM in a transaction, the row it changes locked first.
 """
 
 import hashlib
@@ -85,11 +85,11 @@ def gold_answer_record(
     if not rows[0][0]:  # no standing yet (a pair marked gold while someone held it)
         annotator_ensure_state(queue_id=queue_id, annotator_id=annotator_id)
         rows = db.statement_run(statements.GOLD_SQL, params)
-    _, counted, status, answers, right, window_answers, window_right, feedback = rows[0]
+    _, counted, status, answers, right, window_answers, window_right = rows[0][:7]
+    rules, feedback = StandingRules(*rows[0][7:11]), rows[0][11]
     if counted:
-        queue = LabelingQueue.objects.get(pk=queue_id)
         change = standing_change(
-            queue,
+            rules,
             status=status,
             answers=answers,
             correct=right,
@@ -106,6 +106,16 @@ def gold_answer_record(
 
 
 @dataclass(frozen=True)
+class StandingRules:
+    """A queue's qualification and pause settings (LabelingQueue's fields of these names)."""
+
+    qualification_gold: int
+    qualification_accuracy: float
+    pause_accuracy: float
+    pause_min_gold: int
+
+
+@dataclass(frozen=True)
 class StandingChange:
     status: str
     reason: str
@@ -113,7 +123,7 @@ class StandingChange:
 
 
 def standing_change(
-    queue: LabelingQueue,
+    queue: StandingRules,
     *,
     status: str,
     answers: int,
@@ -483,23 +493,25 @@ class Settled:
 
 
 def pair_votes_settle(*, pair_id: int) -> Settled | None:
-    """Called when a pair's counted judgments reached its target: stop (confident), ask for one
-    more vote (adaptive overlap, up to the queue's maximum), or mark it ambiguous; a disputed
-    or ambiguous pair goes to the queue's review queue. The rule is statements.SETTLE_SQL, one
-    statement. None: nothing to settle (gold, a review copy, or not at its target).
-    Idempotent: settling a pair again changes nothing."""
+    """Settle a pair at its target: stop (confident), ask for one more vote (adaptive overlap,
+    up to the queue's maximum), or mark it ambiguous; a disputed or ambiguous pair goes to the
+    queue's review queue. The submit that brings a pair to its target settles it in its own
+    statement; this is for when it could not (statements.SUBMIT_SQL), in one statement with
+    the same rule (SETTLE_SQL). None: nothing to settle (gold, a review copy, or not at its
+    target). Idempotent: settling a pair again changes nothing."""
     rows = db.statement_run(statements.SETTLE_SQL, {"pair": pair_id})
     if not rows:
         return None
     resolution, needed, disputed, review_due = rows[0]
     if resolution == Pair.Resolution.OPEN:
         log.debug("labeling.adaptive.extended pair=%s to=%d", pair_id, needed)
-    sent = bool(review_due) and _review_open(pair_id=pair_id)
+    sent = bool(review_due) and pair_review_open(pair_id=pair_id)
     return Settled(resolution, needed, bool(disputed), sent)
 
 
-def _review_open(*, pair_id: int) -> bool:
-    """Send a settled, disputed or ambiguous pair to its queue's review queue (once)."""
+def pair_review_open(*, pair_id: int) -> bool:
+    """Send a settled, disputed or ambiguous pair to its queue's review queue (once; the
+    settle decided it should go). False: it is in review already, or the queue has none."""
     with transaction.atomic():
         pair = Pair.objects.select_for_update().get(pk=pair_id)
         queue = LabelingQueue.objects.get(pk=pair.queue_id)

@@ -328,6 +328,48 @@ FROM (SELECT 1) AS one
 """
 
 
+# The settle rule (services/quality.py), shared by SUBMIT_SQL and SETTLE_SQL. Given CTEs
+# `settling` (the pair at its target: id, judgments_needed, intended_winner_id,
+# adaptive_margin, maximum) and `votes` (answer, n: left/right as the candidate, tie, both
+# wrong; skips are no votes): the leading answer leads the next by `adaptive_margin` votes (at
+# most the target): confident. Else, below the queue's maximum (overlap_max, or overlap): one
+# more vote is wanted (extend 1, still collecting). Else: ambiguous. Settled with one answer
+# clearly ahead (margin > 0) that is not a counterfactual pair's intended winner: disputed.
+# Gives `decided` (id, resolution, extend, disputed).
+_SETTLE_RULE = """
+ranked AS (
+    SELECT answer, n, row_number() OVER (ORDER BY n DESC, answer) AS place FROM votes
+),
+tally AS (
+    SELECT s.*,
+           COALESCE((SELECT n FROM ranked WHERE place = 1), 0)
+               - COALESCE((SELECT n FROM ranked WHERE place = 2), 0) AS margin,
+           (SELECT answer FROM ranked WHERE place = 1) AS leader
+    FROM settling s
+),
+ruled AS (
+    SELECT t.id, t.intended_winner_id, t.margin, t.leader,
+           CASE WHEN t.margin >= LEAST(t.adaptive_margin, GREATEST(t.judgments_needed, 1))
+                    THEN 'confident'
+                WHEN t.judgments_needed < t.maximum THEN ''
+                ELSE 'ambiguous' END AS resolution
+    FROM tally t
+),
+decided AS (
+    SELECT r.id, r.resolution, (CASE WHEN r.resolution = '' THEN 1 ELSE 0 END) AS extend,
+           (r.resolution <> '' AND r.intended_winner_id IS NOT NULL AND r.margin > 0
+            AND r.leader <> 'w' || r.intended_winner_id) AS disputed
+    FROM ruled r
+)"""
+
+# A pair's settle facts, joined with its queue `q` (for `settling`).
+_SETTLE_FACTS = """p.id, p.judgments_needed, p.intended_winner_id, q.adaptive_margin,
+           GREATEST(COALESCE(q.overlap_max, q.overlap), p.judgments_needed) AS maximum"""
+
+# A judgment's vote (for `votes`).
+_VOTE = "CASE WHEN j.choice IN ('left', 'right') THEN 'w' || j.winner_id ELSE j.choice END"
+
+
 # SUBMIT_SQL: store an answer, idempotent by client submission id, against a lease that can
 # still be honoured. Locks: the pair row (FOR UPDATE: concurrent submits of one pair queue up
 # there), then this annotator's lease row. One statement, so the pair's counters, the judgment
@@ -342,6 +384,11 @@ FROM (SELECT 1) AS one
 #   status follow from it, so the three change together or not at all. A duplicate
 #   submission id raises (unique index): the whole statement is undone and the caller looks
 #   the submission up.
+# - An answer that brings a pair (not gold, not a review copy) to its target settles it in
+#   the same row update (_SETTLE_RULE on the pair's judgments and this answer). The statement
+#   sees the judgments committed before it began; one committed while it waited for the pair's
+#   lock is missing from them (their count is below the pair's): then `settle_later`, and
+#   the caller settles it with SETTLE_SQL.
 SUBMIT_SQL = f"""
 WITH prev AS (
     SELECT j.id, j.pair_id, j.annotator_id, j.choice, j.reason_tags, j.duration_ms,
@@ -352,9 +399,12 @@ WITH prev AS (
     FROM annotation_undonejudgment u WHERE u.client_submission_id = %(sid)s
 ),
 p AS (
-    SELECT p.id, p.candidate_a_id, p.candidate_b_id, p.judgments_count, p.reserved_count,
-           p.judgments_needed, q.status AS queue_status, p.is_gold, p.gold_winner_id,
-           p.review_of_id,
+    SELECT {_SETTLE_FACTS},
+           p.candidate_a_id, p.candidate_b_id, p.judgments_count, p.reserved_count,
+           q.status AS queue_status, p.is_gold, p.gold_winner_id, p.review_of_id, p.review,
+           q.kind AS queue_kind, q.review_queue_id,
+           NOT p.is_gold AND p.review_of_id IS NULL AND %(choice)s::text <> 'skip'
+               AND p.judgments_count + 1 >= p.judgments_needed AS settles,
            EXISTS (SELECT 1 FROM ({_ACCESS}) acc) AS allowed
     FROM annotation_pair p
     JOIN annotation_labelingqueue q ON q.id = p.queue_id
@@ -373,8 +423,36 @@ a AS (
     FOR UPDATE OF a
 ),
 ok AS (
-    SELECT a.* FROM a WHERE a.status IN ('active', 'expired')
+    SELECT a.*,
+           CASE %(choice)s::text
+               WHEN 'left' THEN a.left_candidate_id
+               WHEN 'right' THEN (CASE WHEN a.left_candidate_id = a.candidate_a_id
+                                       THEN a.candidate_b_id ELSE a.candidate_a_id END)
+           END AS winner_id
+    FROM a WHERE a.status IN ('active', 'expired')
 ),
+seen AS (
+    -- the pair's counted judgments, read only when this answer settles it
+    SELECT j.choice, j.winner_id FROM annotation_judgment j
+    WHERE j.pair_id = %(pair)s AND j.choice <> 'skip' AND (SELECT bool_or(settles) FROM p)
+),
+settling AS (
+    SELECT p.id, p.judgments_needed, p.intended_winner_id, p.adaptive_margin, p.maximum
+    FROM p, ok
+    WHERE p.settles AND (SELECT count(*) FROM seen) = p.judgments_count
+),
+votes AS (
+    SELECT answer, count(*) AS n FROM (
+        SELECT {_VOTE} AS answer FROM seen j
+        UNION ALL
+        SELECT CASE WHEN %(choice)s::text IN ('left', 'right') THEN 'w' || ok.winner_id
+                    ELSE %(choice)s::text END
+        FROM ok
+    ) v
+    WHERE EXISTS (SELECT 1 FROM settling)
+    GROUP BY answer
+),
+{_SETTLE_RULE.strip()},
 counted AS (
     -- The decision is taken here, on the pair row's newest version (an UPDATE re-checks its
     -- WHERE on it): an active lease gives back its reserved slot; a released one needs a free
@@ -382,24 +460,22 @@ counted AS (
     UPDATE annotation_pair cp
     SET judgments_count = cp.judgments_count
             + (CASE WHEN %(choice)s::text = 'skip' THEN 0 ELSE 1 END),
-        reserved_count = cp.reserved_count - (CASE WHEN ok.status = 'active' THEN 1 ELSE 0 END)
-    FROM ok
+        reserved_count = cp.reserved_count - (CASE WHEN ok.status = 'active' THEN 1 ELSE 0 END),
+        judgments_needed = cp.judgments_needed + COALESCE(d.extend, 0),
+        resolution = COALESCE(d.resolution, cp.resolution),
+        disputed = COALESCE(d.disputed, cp.disputed)
+    FROM ok LEFT JOIN decided d ON true
     WHERE cp.id = %(pair)s
       AND ((ok.status = 'active' AND cp.reserved_count >= 1)
            OR (ok.status = 'expired'
                AND cp.judgments_count < (cp.judgments_needed - cp.reserved_count)))
-    RETURNING cp.judgments_count
+    RETURNING cp.judgments_count, cp.resolution, cp.disputed
 ),
 j AS (
     INSERT INTO annotation_judgment
         (pair_id, annotator_id, client_submission_id, left_candidate_id, choice, winner_id,
          reason_tags, criteria_choices, duration_ms, created_at)
-    SELECT %(pair)s, %(user)s, %(sid)s, ok.left_candidate_id, %(choice)s::text,
-           CASE %(choice)s::text
-               WHEN 'left' THEN ok.left_candidate_id
-               WHEN 'right' THEN (CASE WHEN ok.left_candidate_id = ok.candidate_a_id
-                                       THEN ok.candidate_b_id ELSE ok.candidate_a_id END)
-           END,
+    SELECT %(pair)s, %(user)s, %(sid)s, ok.left_candidate_id, %(choice)s::text, ok.winner_id,
            %(tags)s, %(criteria)s, %(duration)s, statement_timestamp()
     FROM ok, counted
     RETURNING id, created_at, winner_id
@@ -423,72 +499,52 @@ SELECT (SELECT count(*) FROM prev) AS replay,
        (SELECT min(judgments_needed) FROM p) AS judgments_needed,
        (SELECT bool_or(is_gold) FROM p) AS is_gold,
        (SELECT min(j.winner_id) = min(p.gold_winner_id) FROM j, p) AS gold_correct,
-       (SELECT min(review_of_id) FROM p) AS review_of
+       (SELECT min(review_of_id) FROM p) AS review_of,
+       (SELECT bool_or(settles) FROM p) AND NOT EXISTS (SELECT 1 FROM settling)
+           AND EXISTS (SELECT 1 FROM counted) AS settle_later,
+       (SELECT bool_or((d.resolution = 'ambiguous' OR d.disputed) AND p.review_queue_id IS NOT NULL
+                       AND p.review = '' AND p.queue_kind = 'labeling')
+        FROM decided d, p, counted) AS review_due
 """
 
-# SETTLE_SQL: a pair whose counted votes reached its target is settled (services/quality.py
-# runs it after the submit that filled the pair; a statement of its own because a statement
-# sees only the judgments committed before it began, and the submit waits for the pair's lock
-# after that). Locks: the pair row. Not at its target, gold, or a review queue's copy: nothing.
-# The leading answer (left/right as the candidate, tie, both wrong; skips are no votes) leads
-# the next by `adaptive_margin` votes (at most the target): confident. Else, below the queue's
-# maximum (overlap_max, or overlap): one more vote is wanted. Else: ambiguous. Settled with
-# one answer clearly ahead (margin > 0) that is not a counterfactual pair's intended winner:
-# disputed. Idempotent: an extended pair is no longer at its target; a settled one settles
-# the same way again.
+# SETTLE_SQL: settle a pair at its target (_SETTLE_RULE) when the submit that brought it there
+# could not (see SUBMIT_SQL), or again (idempotent: an extended pair is no longer at its
+# target; a settled one settles the same way again). Locks: the pair row. Not at its target,
+# gold, or a review queue's copy: nothing. Its own statement, after the pair's lock is taken
+# by the submit that came before, so it sees every judgment.
 # Columns: resolution, judgments_needed, disputed, whether it goes to the review queue.
-SETTLE_SQL = """
+SETTLE_SQL = f"""
 WITH p AS (
-    SELECT p.id, p.judgments_needed, p.intended_winner_id, p.review,
-           q.kind AS queue_kind, q.review_queue_id, q.adaptive_margin,
-           GREATEST(COALESCE(q.overlap_max, q.overlap), p.judgments_needed) AS maximum
+    SELECT {_SETTLE_FACTS}, p.review, q.kind AS queue_kind, q.review_queue_id
     FROM annotation_pair p
     JOIN annotation_labelingqueue q ON q.id = p.queue_id
     WHERE p.id = %(pair)s AND NOT p.is_gold AND p.review_of_id IS NULL
       AND p.judgments_count >= p.judgments_needed
     FOR UPDATE OF p
 ),
+settling AS (
+    SELECT p.id, p.judgments_needed, p.intended_winner_id, p.adaptive_margin, p.maximum FROM p
+),
 votes AS (
-    SELECT CASE WHEN j.choice IN ('left', 'right') THEN 'w' || j.winner_id ELSE j.choice END
-               AS answer,
-           count(*) AS n
+    SELECT {_VOTE} AS answer, count(*) AS n
     FROM annotation_judgment j
     WHERE j.pair_id = %(pair)s AND j.choice <> 'skip' AND EXISTS (SELECT 1 FROM p)
     GROUP BY 1
 ),
-ranked AS (
-    SELECT answer, n, row_number() OVER (ORDER BY n DESC, answer) AS place FROM votes
-),
-tally AS (
-    SELECT p.*,
-           COALESCE((SELECT n FROM ranked WHERE place = 1), 0)
-               - COALESCE((SELECT n FROM ranked WHERE place = 2), 0) AS margin,
-           (SELECT answer FROM ranked WHERE place = 1) AS leader
-    FROM p
-),
-decided AS (
-    SELECT t.id, t.review, t.queue_kind, t.review_queue_id,
-           CASE WHEN t.margin >= LEAST(t.adaptive_margin, GREATEST(t.judgments_needed, 1))
-                    THEN 'confident'
-                WHEN t.judgments_needed < t.maximum THEN ''
-                ELSE 'ambiguous' END AS resolution,
-           (t.intended_winner_id IS NOT NULL AND t.margin > 0
-            AND t.leader <> 'w' || t.intended_winner_id) AS against_intended
-    FROM tally t
-),
+{_SETTLE_RULE.strip()},
 settled AS (
     UPDATE annotation_pair sp
-    SET judgments_needed = sp.judgments_needed + (CASE WHEN d.resolution = '' THEN 1 ELSE 0 END),
+    SET judgments_needed = sp.judgments_needed + d.extend,
         resolution = d.resolution,
-        disputed = (d.resolution <> '' AND d.against_intended)
+        disputed = d.disputed
     FROM decided d
     WHERE sp.id = d.id
     RETURNING sp.resolution, sp.judgments_needed, sp.disputed
 )
 SELECT s.resolution, s.judgments_needed, s.disputed,
-       (s.resolution = 'ambiguous' OR s.disputed) AND d.review_queue_id IS NOT NULL
-           AND d.review = '' AND d.queue_kind = 'labeling' AS review_due
-FROM settled s, decided d
+       (s.resolution = 'ambiguous' OR s.disputed) AND p.review_queue_id IS NOT NULL
+           AND p.review = '' AND p.queue_kind = 'labeling' AS review_due
+FROM settled s, p
 """
 
 # GOLD_SQL: count one gold answer (not a skip) in the annotator's standing in the queue: the
@@ -498,7 +554,8 @@ FROM settled s, decided d
 # miss into a hit). Locks: the state row; the profile row. The queue's qualification and pause
 # rules are applied to the counts it returns (services/quality.py).
 # Columns: whether the state exists, whether it counted, the status and counts after it, the
-# missed pair's explanation ('' when it has none) when the queue gives feedback, else null.
+# queue's rule settings (quality.StandingRules), and the missed pair's explanation ('' when it
+# has none) when the queue gives feedback, else null.
 GOLD_SQL = """
 WITH counted AS (
     UPDATE annotation_annotatorqueuestate s
@@ -529,6 +586,7 @@ SELECT EXISTS (SELECT 1 FROM annotation_annotatorqueuestate s
                WHERE s.queue_id = %(queue)s AND s.annotator_id = %(user)s) AS has_state,
        c.status IS NOT NULL AND (SELECT count(*) FROM profile) = 1 AS counted,
        c.status, c.gold_answers, c.gold_correct, c.window_answers, c.window_correct,
+       q.qualification_gold, q.qualification_accuracy, q.pause_accuracy, q.pause_min_gold,
        CASE WHEN NOT %(correct)s AND q.gold_feedback
             THEN (SELECT gp.gold_explanation FROM annotation_pair gp WHERE gp.id = %(pair)s)
        END AS feedback

@@ -10,8 +10,9 @@ import uuid
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, Q
+from psycopg.types.json import Jsonb
 
 from annotation.models import (
     GOLD_CAPACITY,
@@ -21,12 +22,13 @@ from annotation.models import (
     LabelingQueue,
     Pair,
 )
-from annotation.services import quality
+from annotation.services import quality, statements
 from annotation.services.assignment import pairs_next_for_annotator
 from annotation.services.judgments import judgment_submit
 from annotation.services.queues import labeling_queue_create, labeling_queue_update
 from annotation.services.undo import judgment_undo
 from annotation.stats import posterior_accuracy
+from config import db
 from config.errors import Conflict, ValidationFailed
 from config.roles import Role
 from tests.factories import CampaignFactory, CandidateFactory, GeneratorConfigFactory, PromptFactory
@@ -422,6 +424,71 @@ def test_adaptive_overlap_keeps_its_invariants_with_annotators_in_parallel():
     assert max(per_annotator.values()) == 1
     assert Pair.objects.filter(judgments_needed__gt=2).exists()  # some pairs were split
     assert not Pair.objects.filter(judgments_count__gt=F("judgments_needed")).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_that_waited_for_the_pair_lock_settles_it_on_every_vote():
+    """The answer that fills a pair waits for the pair's lock while another answer to it is
+    committed: its statement cannot see that judgment, so the pair is settled after it, on
+    both votes (confident), not on its own one (which would want a third vote)."""
+    queue, (pair,) = queue_with_pairs(
+        n_pairs=1, overlap=2, quality={"overlap_max": 4, "adaptive_margin": 2}
+    )
+    first, second = annotators(2)
+
+    def params(user) -> dict:
+        (item,) = pairs_next_for_annotator(user=user, queue_id=queue.pk, count=1)
+        a_left = item.left.content_sha256 == pair.candidate_a.content_sha256
+        return {
+            "queue": queue.pk, "user": user.pk, "pair": pair.pk, "sid": uuid.uuid4(),
+            "choice": "left" if a_left else "right", "tags": Jsonb([]), "criteria": Jsonb({}),
+            "duration": 1000,
+        }  # fmt: skip
+
+    first_params, second_params = params(first), params(second)
+    held, release, results = threading.Event(), threading.Event(), {}
+
+    def first_submit() -> None:  # stored, and held uncommitted until released
+        try:
+            with transaction.atomic():
+                db.statement_run(statements.SUBMIT_SQL, first_params)
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second_submit() -> None:
+        try:
+            results["second"] = judgment_submit(
+                user=second, queue_id=queue.pk, pair_id=pair.pk,
+                client_submission_id=second_params["sid"], choice=second_params["choice"],
+            )  # fmt: skip
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first_submit)
+    holder.start()
+    assert held.wait(30), "the first submit did not run"
+    waiter = threading.Thread(target=second_submit)
+    waiter.start()
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the second submit never waited for the pair's lock")
+    release.set()
+    holder.join(30)
+    waiter.join(30)
+    assert "second" in results
+    pair.refresh_from_db()
+    assert (pair.judgments_count, pair.judgments_needed, pair.resolution) == (2, 2, "confident")
 
 
 @pytest.mark.django_db
