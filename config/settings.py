@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files (offline)
     "storages",
     "axes",  # failed-login lockout: AXES_* below
     "accounts",  # API tokens, stored as digests
@@ -209,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "reward-model training and scoring.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from our own static files, not a CDN: it works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # The error answers every operation can give (400/401/403/404): config/schema.py.
     "POSTPROCESSING_HOOKS": [
