@@ -146,6 +146,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# The `license` of every export folder's dataset card (a Hugging Face license identifier).
+DATASET_CARD_LICENSE = env("DATASET_CARD_LICENSE", default="other")
 
 # Object storage: local files by default, S3 (or any S3 API) with STORAGE_BACKEND=s3.
 STORAGE_BACKEND = env("STORAGE_BACKEND", default="local")
@@ -260,6 +262,9 @@ TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; def
 # Names of environment variables a training launcher definition may never list (beside
 # SECRET_KEY, DATABASE_URL, the broker, result backend and AWS keys, which it never may).
 TRAINING_LAUNCHER_SECRET_ENV = env.list("TRAINING_LAUNCHER_SECRET_ENV", default=[])
+# No setting here for experiment trackers: the built-in trainer always writes TensorBoard event
+# files (a run artifact), and logs to MLflow when the worker's environment has
+# MLFLOW_TRACKING_URI, to W&B when it has WANDB_PROJECT (training/trainer/tracking.py).
 # Reward models in use (training_bridge/reward_models/services: scoring, registry, active_learning).
 REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
 REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=None)  # torch; None: its own

@@ -13,7 +13,9 @@ as a child process that the worker watches.
 
 The child's environment is minimal (`launcher_child_environment`): PATH, LANG/LC_ALL, HOME (the
 run's folder), PYTHONUNBUFFERED, the SPATIALPREFS_ variables, and for the built-in trainer its
-PYTHONPATH and the thread/GPU variables torch reads; a definition adds exactly what it lists.
+PYTHONPATH, the thread/GPU variables torch reads and the worker's MLFLOW_* / WANDB_* variables
+(its experiment trackers, trainer/tracking.py: a tracker configured on the worker whose library
+is missing fails the run before its dataset is fetched); a definition adds exactly what it lists.
 The worker's secrets never reach it, and every text stored from the run (log tail, error,
 summary, metric names, the stored train.log) has the definition's and the worker's secret
 values replaced by REDACTED. A queued run of the removed free-form command launcher fails.
@@ -62,6 +64,12 @@ from training_bridge.training.services.launcher_definitions import (
     training_launcher_check,
 )
 from training_bridge.training.services.training import heartbeat_seconds, training_run_prefix
+from training_bridge.training.trainer.tracking import (
+    TrackerMissing,
+    tracker_env_names,
+    tracker_secret_env_names,
+    trackers_check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +125,9 @@ def launcher_child_environment(
     """The whole environment of a run's child: built here from nothing, never a copy of the
     worker's (which holds SECRET_KEY, DATABASE_URL, the broker URL, storage keys)."""
     secrets = secret_env_names()
-    passthrough = [*BASE_PASSTHROUGH, *(TORCH_PASSTHROUGH if definition is None else ())]
+    passthrough = [*BASE_PASSTHROUGH]
+    if definition is None:
+        passthrough += [*TORCH_PASSTHROUGH, *tracker_env_names(worker_env)]
     env = {
         name: worker_env[name] for name in passthrough if name in worker_env and name not in secrets
     }
@@ -152,7 +162,9 @@ def launcher_hidden_values(
     first so a value that contains another is hidden whole."""
     values = {str(settings.SECRET_KEY)}
     values.update(worker_env[name] for name in secret_env_names() if name in worker_env)
-    if definition is not None:
+    if definition is None:
+        values.update(worker_env[n] for n in tracker_secret_env_names() if n in worker_env)
+    else:
         values.update(definition.environment.values())
         values.update(worker_env[n] for n in definition.passthrough_env if n in worker_env)
     return tuple(sorted((v for v in values if len(v) >= REDACT_MIN_CHARS), key=len, reverse=True))
@@ -280,6 +292,11 @@ class _Execution:
                     "to fix it",
                     field="config.launcher",
                 ) from None
+        else:
+            try:
+                trackers_check(os.environ)
+            except TrackerMissing as exc:
+                raise DomainError(str(exc), field=exc.tracker.switch) from None
         self.hidden = launcher_hidden_values(worker_env=os.environ, definition=self.definition)
 
     def dataset_fetch(self) -> None:

@@ -11,6 +11,8 @@ and writes a checkpoint, metrics and reports into an output folder.
   precision on GPUs; deterministic on CPU for a seed.
 - `checkpoint.py`: save and load (`reward_model_load(folder).score(...)`).
 - `events.py`: the metrics JSONL the launcher tails, and the stop checks (cancel, parent gone).
+- `tracking.py`: the same metrics to TensorBoard event files (always) and to MLflow or W&B
+  (when the environment configures them).
 
 Run it as
 `python -m training_bridge.training.trainer --dataset-dir D --output-dir O --config C.json`

@@ -9,6 +9,9 @@ command writes (see docs/architecture.md):
 
 A run stops at the next step check when the cancel file exists, on SIGTERM/SIGINT, or when
 its parent process (the launcher) is gone.
+
+Every metric also goes to the run's other sinks (TensorBoard event files, MLflow, W&B:
+tracking.py), which `close` ends with the run's outcome.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ import json
 import math
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from training_bridge.training.trainer.tracking import MetricSink
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -28,8 +35,16 @@ class Stopped(Exception):
 
 
 class Events:
-    def __init__(self, output_dir: Path, *, write: bool = True, cancel_file: Path | None = None):
+    def __init__(
+        self,
+        output_dir: Path,
+        *,
+        write: bool = True,
+        cancel_file: Path | None = None,
+        sinks: Sequence[MetricSink] = (),
+    ):
         self.cancel_file = cancel_file
+        self._sinks = list(sinks)
         self._signalled = False
         self._parent = os.getppid()
         self._file: TextIO | None = None
@@ -56,6 +71,8 @@ class Events:
         if epoch is not None:
             line["epoch"] = epoch
         self._line(line)
+        for sink in self._sinks:
+            sink.scalar(name, value, step=step)
 
     def metrics(self, values: dict[str, float], *, step: int, epoch: int | None = None) -> None:
         for name, value in values.items():
@@ -82,7 +99,11 @@ class Events:
             return "the launcher process is gone"
         return None
 
-    def close(self) -> None:
+    def close(self, *, outcome: str = "finished") -> None:
+        """outcome: finished, failed or stopped (how the trackers mark their run)."""
+        sinks, self._sinks = self._sinks, []
+        for sink in sinks:
+            sink.close(outcome=outcome)
         if self._file is not None:
             self._file.close()
             self._file = None
