@@ -418,34 +418,81 @@ def test_an_image_with_too_many_pixels_is_a_413_before_it_is_decoded(served, ml_
     assert (response.status_code, response.json()["field"]) == (413, "items[0].image")
 
 
-def test_an_image_whose_pixels_cannot_be_decoded_is_a_400_naming_its_field(served, ml_client):
+def _files(*datas: bytes) -> list[io.BytesIO]:
+    handles = [io.BytesIO(data) for data in datas]
+    for i, handle in enumerate(handles):
+        handle.name = f"{i}.png"
+    return handles
+
+
+def test_an_image_whose_pixels_cannot_be_decoded_fails_only_its_own_item(
+    register, builtin_folders, ml_client
+):
     # given PNGs whose headers read fine, one of them cut off half-way through its pixels
-    good, cut = png(1), png(2)[: len(png(2)) // 2]
-
-    def files(*datas: bytes) -> list[io.BytesIO]:
-        handles = [io.BytesIO(data) for data in datas]
-        for i, handle in enumerate(handles):
-            handle.name = f"{i}.png"
-        return handles
-
-    # when the cut one is sent in each form (the images are decoded when they are scored)
+    register(builtin_folders(0), promote=True)
+    good, other, cut = png(1), png(4), png(2)[: len(png(2)) // 2]
+    # when the cut one is sent among good ones in each form (decoded when they are scored)
     items = ml_client.post(
-        URL, {"items": [{"prompt": PROMPT, "image": b64(i)} for i in (good, cut)]}, format="json"
-    )
+        URL, {"items": [{"prompt": PROMPT, "image": b64(i)} for i in (good, cut, other)]},
+        format="json",
+    )  # fmt: skip
     groups = ml_client.post(
         URL,
-        {"groups": [{"prompt": PROMPT, "items": [{"image": b64(good)}]},
+        {"groups": [{"prompt": OTHER, "items": [{"image": b64(good)}, {"image": b64(cut)},
+                                                 {"image": b64(other)}]}]},
+        format="json",
+    )  # fmt: skip
+    multipart = ml_client.post(URL, {"prompt": PROMPT, "image": _files(good, cut)},
+                               format="multipart")  # fmt: skip
+    # then each answers 200: the cut image's entry names its field and has no score, and the
+    # others have the offline scores
+    assert items.status_code == 200, items.json()
+    body = items.json()
+    assert body["failed"] == 1
+    assert body["scores"][1] == {
+        "mean": None, "std": None, "model_version": 1, "error": "undecodable",
+        "field": "items[1].image", "detail": "the image cannot be decoded: image file is truncated",
+    }  # fmt: skip
+    expected = offline(builtin_folders(0), [PROMPT, PROMPT], [good, other])
+    np.testing.assert_allclose(
+        [means_stds({"scores": [s]})[0] for s in (body["scores"][0], body["scores"][2])],
+        expected, rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
+    group = groups.json()["groups"][0]
+    assert group["scores"][1]["field"] == "groups[0].items[1].image"
+    assert group["scores"][1]["rank"] is None and group["scores"][1]["advantage"] is None
+    assert sorted(group["ranking"]) == [0, 2]
+    assert {r["rank"] for r in (group["scores"][0], group["scores"][2])} == {1, 2}
+    assert multipart.json()["scores"][1]["field"] == "image[1]"
+    assert multipart.json()["scores"][0]["mean"] is not None
+
+
+def test_all_or_nothing_makes_an_undecodable_image_a_400_naming_its_field(served, ml_client):
+    good, cut = png(1), png(2)[: len(png(2)) // 2]
+    items = ml_client.post(
+        URL,
+        {"all_or_nothing": True,
+         "items": [{"prompt": PROMPT, "image": b64(i)} for i in (good, cut)]},
+        format="json",
+    )  # fmt: skip
+    groups = ml_client.post(
+        URL,
+        {"all_or_nothing": True,
+         "groups": [{"prompt": PROMPT, "items": [{"image": b64(good)}]},
                     {"prompt": OTHER, "items": [{"image": b64(good)}, {"image": b64(cut)}]}]},
         format="json",
     )  # fmt: skip
-    multipart = ml_client.post(URL, {"prompt": PROMPT, "image": files(good, cut, good)},
-                               format="multipart")  # fmt: skip
-    # group labels b, a, b: the groups are scored as [0, 2] then [1]
-    labelled = ml_client.post(
-        URL, {"prompt": PROMPT, "image": files(good, cut, good), "group": ["b", "a", "b"]},
+    multipart = ml_client.post(
+        URL, {"prompt": PROMPT, "image": _files(good, cut, good), "all_or_nothing": "true"},
         format="multipart",
     )  # fmt: skip
-    # then each is a 400 naming the cut image's own field
+    # group labels b, a, b: the groups are scored as [0, 2] then [1]
+    labelled = ml_client.post(
+        URL,
+        {"prompt": PROMPT, "image": _files(good, cut, good), "group": ["b", "a", "b"],
+         "all_or_nothing": "1"},
+        format="multipart",
+    )  # fmt: skip
     detail = "the image cannot be decoded: image file is truncated"
     assert (items.status_code, items.json()["field"]) == (400, "items[1].image")
     assert items.json()["detail"] == detail
@@ -478,6 +525,17 @@ def test_an_image_whose_pixels_cannot_be_decoded_is_a_400_naming_its_field(serve
         ({"version": "2", "items": [{"prompt": PROMPT, "candidate": 1}]}, "version"),
         ([1, 2], "body"),
         ({"items": [{"prompt": "", "image": b64(png(1))}]}, "items[0].prompt"),
+        (
+            {"items": [{"prompt": PROMPT, "candidate": 1}], "all_or_nothing": "yes"},
+            "all_or_nothing",
+        ),
+        ({"pairs": [{"prompt": PROMPT, "a": {"image": b64(png(1))}}]}, "pairs[0]"),
+        (
+            {"pairs": [{"prompt": PROMPT, "a": {"image": "!"}, "b": {"image": b64(png(1))}}]},
+            "pairs[0].a.image",
+        ),
+        ({"pairs": [], "items": []}, "items"),
+        ({"pairs": [{"a": {"candidate": 1}, "b": {"candidate": 2}}], "top_k": 1}, "top_k"),
     ],
 )
 def test_malformed_requests_are_a_400_naming_the_field(served, ml_client, body, field):
@@ -511,3 +569,63 @@ def test_a_prompt_count_that_fits_neither_all_nor_each_image_is_a_400(served, ml
     response = ml_client.post(URL, {"prompt": [PROMPT, OTHER], "image": files},
                               format="multipart")  # fmt: skip
     assert (response.status_code, response.json()["field"]) == (400, "prompt")
+
+
+# -- the pairwise and group forms for RL trainers --------------------------------------------
+
+
+def _phi(z: float) -> float:
+    import math
+
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def test_the_pairwise_form_gives_p_a_over_b_from_both_images_mean_and_std(
+    register, builtin_folders, ml_client
+):
+    # given a promoted Gaussian model and two pairs (one by a shared prompt, one per side)
+    register(builtin_folders(1), promote=True)
+    a0, b0, a1, b1 = png(601), png(602), png(603), png(604)
+    response = ml_client.post(
+        URL,
+        {"pairs": [
+            {"prompt": PROMPT, "a": {"image": b64(a0)}, "b": {"image": b64(b0)}},
+            {"a": {"prompt": OTHER, "image": b64(a1)}, "b": {"prompt": PROMPT, "image": b64(b1)}},
+        ]},
+        format="json",
+    )  # fmt: skip
+    # then each pair carries both scores and Phi((mu_a - mu_b) / sqrt(sd_a^2 + sd_b^2))
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["model"]["name"] == "spatial-rm" and body["model"]["version"] == 1
+    assert body["duration_ms"] > 0 and body["failed"] == 0
+    scores = offline(builtin_folders(1), [PROMPT, PROMPT, OTHER, PROMPT], [a0, b0, a1, b1])
+    for k, pair in enumerate(body["pairs"]):
+        (mean_a, std_a), (mean_b, std_b) = scores[2 * k], scores[2 * k + 1]
+        assert pair["a"]["mean"] == pytest.approx(mean_a, rel=1e-5, abs=1e-6)
+        assert pair["b"]["mean"] == pytest.approx(mean_b, rel=1e-5, abs=1e-6)
+        expected = _phi((mean_a - mean_b) / (std_a**2 + std_b**2) ** 0.5)
+        assert pair["p_a_over_b"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_the_group_form_gives_each_image_its_rank_and_group_normalised_advantage(
+    register, builtin_folders, ml_client
+):
+    register(builtin_folders(1), promote=True)
+    group = [png(700 + i) for i in range(5)]
+    response = ml_client.post(
+        URL, {"groups": [{"prompt": PROMPT, "items": [{"image": b64(i)} for i in group]}]},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 200, response.json()
+    answer = response.json()["groups"][0]
+    means = np.array([m for m, _ in offline(builtin_folders(1), [PROMPT] * 5, group)])
+    assert answer["mean"] == pytest.approx(means.mean(), rel=1e-5)
+    assert answer["std"] == pytest.approx(means.std(), rel=1e-4)
+    np.testing.assert_allclose(
+        [s["advantage"] for s in answer["scores"]], (means - means.mean()) / means.std(),
+        rtol=1e-3, atol=1e-4,
+    )  # fmt: skip
+    assert [s["rank"] for s in answer["scores"]] == [
+        sorted(range(5), key=lambda i: -means[i]).index(i) + 1 for i in range(5)
+    ]

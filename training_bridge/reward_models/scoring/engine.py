@@ -22,7 +22,12 @@ The scores equal `reward_model_load(folder).score(captions, images)` offline: th
 the trainer's transform's output, and the forward pass is the trainer's `RewardScorer.score`
 (on arrays it passes through). An uploaded image whose pixels cannot be decoded fails its own
 request with `ImageUndecodable` (its position in the request), never the requests batched
-with it.
+with it; a request scored `per_item` gets that error in the undecodable image's place instead
+and scores for the others.
+
+Admission: with `max_pending` images already handed over and not yet answered, a request that
+would go past it is refused with `EngineBusy` (the API's retryable 503); a request alone in an
+idle engine is always taken, however large, so the refusal is never permanent.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from config.errors import DomainError
 from training_bridge.reward_models.scoring.payloads import ImageUndecodable
 
 if TYPE_CHECKING:
@@ -49,6 +55,14 @@ if TYPE_CHECKING:
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 log = logging.getLogger(__name__)
+
+
+class EngineBusy(DomainError):
+    """More images are waiting in this process than it takes at once: retry shortly."""
+
+    status_code = 503
+    code = "busy"
+    retry_after_seconds = 1
 
 
 @dataclass(frozen=True)
@@ -98,18 +112,30 @@ class LoadedModel:
         transform into uint8 (H, W, 3) arrays. An upload (a Pillow image opened but not yet
         decoded) whose pixels cannot be decoded raises `ImageUndecodable` with its position;
         stored bytes raise what the decoder raised, as `reward_model_load(...).score` does."""
-        prepare = self.scorer.transform
-        out = []
+        return [self._prepare_one(position, image) for position, image in enumerate(images)]
+
+    def prepare_each(
+        self, images: Sequence[Image.Image | bytes]
+    ) -> tuple[list[np.ndarray], dict[int, ImageUndecodable]]:
+        """`prepare_all`, except that an undecodable upload is set aside (by position) and the
+        others are prepared."""
+        arrays, failed = [], {}
         for position, image in enumerate(images):
             try:
-                out.append(prepare(image))
-            except DECODE_ERRORS as exc:
-                if isinstance(image, Image.Image):
-                    raise ImageUndecodable(
-                        f"the image cannot be decoded: {exc}", position=position
-                    ) from None
-                raise
-        return out
+                arrays.append(self._prepare_one(position, image))
+            except ImageUndecodable as exc:
+                failed[position] = exc
+        return arrays, failed
+
+    def _prepare_one(self, position: int, image: Image.Image | bytes) -> np.ndarray:
+        try:
+            return self.scorer.transform(image)
+        except DECODE_ERRORS as exc:
+            if isinstance(image, Image.Image):
+                raise ImageUndecodable(
+                    f"the image cannot be decoded: {exc}", position=position
+                ) from None
+            raise
 
     def forward(self, captions: list[str], arrays: list[np.ndarray], *, batch_size: int):
         """The trainer's `RewardScorer.score` on prepared arrays."""
@@ -117,7 +143,8 @@ class LoadedModel:
 
 
 class _Job:
-    __slots__ = ("model", "captions", "images", "arrays", "done", "scores", "error")
+    __slots__ = ("model", "captions", "images", "arrays", "per_item", "failed", "done", "scores",
+                 "error")  # fmt: skip
 
     def __init__(
         self,
@@ -125,14 +152,40 @@ class _Job:
         captions: list[str],
         images: Sequence[Image.Image | bytes],
         arrays: list[np.ndarray] | None = None,
+        *,
+        per_item: bool = False,
+        failed: dict[int, ImageUndecodable] | None = None,
     ) -> None:
         self.model = model
         self.captions = captions
         self.images = images
         self.arrays = arrays  # None: the batching thread prepares the images
+        self.per_item = per_item
+        self.failed = failed or {}  # per_item: undecodable images by position
         self.done = threading.Event()
-        self.scores: list[Score] | None = None
+        self.scores: list[Any] | None = None
         self.error: BaseException | None = None
+
+    def prepare(self) -> None:
+        if self.per_item:
+            self.arrays, self.failed = self.model.prepare_each(self.images)
+        else:
+            self.arrays = self.model.prepare_all(self.images)
+
+    def captions_scored(self) -> list[str]:
+        if not self.failed:
+            return self.captions
+        return [c for i, c in enumerate(self.captions) if i not in self.failed]
+
+    def answer(self, scores: list[Score]) -> None:
+        """The scores in request order, each failed image's error in its place."""
+        if not self.failed:
+            self.scores = scores
+            return
+        given = iter(scores)
+        self.scores = [
+            self.failed[i] if i in self.failed else next(given) for i in range(len(self.images))
+        ]
 
 
 class Batcher:
@@ -141,17 +194,31 @@ class Batcher:
     a pass, of one model; a pass with room waits at most `max_wait` seconds for more."""
 
     def __init__(
-        self, *, max_batch: int, max_wait: float = 0.0, num_threads: int | None = None
+        self,
+        *,
+        max_batch: int,
+        max_wait: float = 0.0,
+        num_threads: int | None = None,
+        max_pending: int | None = None,
     ) -> None:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.num_threads = num_threads
+        self.max_pending = max_pending
         self._waiting: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._pending = 0  # images handed over and not yet answered
         self.passes = 0
         self.images = 0
         self.requests = 0
+        self.refused = 0
+
+    @property
+    def pending(self) -> int:
+        """Images handed over (waiting or in a pass) and not yet answered."""
+        with self._cond:
+            return self._pending
 
     @property
     def waiting(self) -> int:
@@ -165,10 +232,25 @@ class Batcher:
         captions: list[str],
         images: Sequence[Image.Image | bytes],
         arrays: list[np.ndarray] | None = None,
-    ) -> list[Score]:
-        """Scores of the images (prepared here if `arrays` is None), from the batching thread."""
-        job = _Job(model, captions, images, arrays)
+        *,
+        per_item: bool = False,
+        failed: dict[int, ImageUndecodable] | None = None,
+    ) -> list[Any]:
+        """Scores of the images (prepared here if `arrays` is None), from the batching thread;
+        `per_item`: an undecodable image's `ImageUndecodable` in its place (`failed`: those
+        already found by a caller that prepared the arrays). `EngineBusy` if the images would
+        take the engine past `max_pending` while it has work."""
+        job = _Job(model, captions, images, arrays, per_item=per_item, failed=failed)
+        count = len(images)
         with self._cond:
+            if self.max_pending and self._pending and self._pending + count > self.max_pending:
+                self.refused += 1
+                raise EngineBusy(
+                    f"{self._pending} images are being scored in this process; at most "
+                    f"{self.max_pending} are taken at once: retry shortly",
+                    field="images",
+                )
+            self._pending += count
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._loop, name="reward-scoring-batcher", daemon=True
@@ -223,6 +305,8 @@ class Batcher:
                     if job.error is None:  # one that failed on its own images keeps its error
                         job.error = exc
             finally:
+                with self._cond:
+                    self._pending -= sum(len(job.images) for job in group)
                 for job in group:
                     job.done.set()
 
@@ -231,19 +315,21 @@ class Batcher:
         for job in group:  # a request whose images cannot be prepared fails alone
             if job.arrays is None:
                 try:
-                    job.arrays = job.model.prepare_all(job.images)
+                    job.prepare()
                 except Exception as exc:  # noqa: BLE001 - handed to the waiting request
                     job.error = exc
                     continue
             ready.append(job)
         if not ready:
             return
-        captions = [caption for job in ready for caption in job.captions]
+        captions = [caption for job in ready for caption in job.captions_scored()]
         arrays = [array for job in ready for array in job.arrays]
-        scores = ready[0].model.forward(captions, arrays, batch_size=self.max_batch)
+        scores = (
+            ready[0].model.forward(captions, arrays, batch_size=self.max_batch) if arrays else []
+        )
         start = 0
         for job in ready:
-            job.scores = scores[start : start + len(job.arrays)]
+            job.answer(scores[start : start + len(job.arrays)])
             start += len(job.arrays)
         self.passes += -(-len(arrays) // self.max_batch)
         self.images += len(arrays)
@@ -261,6 +347,7 @@ class ScoringEngine:
         num_threads: int | None = None,
         prepare_in_requests: bool | None = None,
         max_wait: float = 0.0,
+        max_pending: int | None = None,
     ) -> None:
         """`prepare_in_requests`: None decides by the model's device (CPU: the batching thread
         prepares; a GPU: the request threads)."""
@@ -270,7 +357,10 @@ class ScoringEngine:
         self.max_models = max(1, max_models)
         self.num_threads = num_threads
         self.batcher = Batcher(
-            max_batch=max(1, max_batch), max_wait=max(0.0, max_wait), num_threads=num_threads
+            max_batch=max(1, max_batch),
+            max_wait=max(0.0, max_wait),
+            num_threads=num_threads,
+            max_pending=max_pending,
         )
         self._models: collections.OrderedDict[int, LoadedModel] = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -334,18 +424,31 @@ class ScoringEngine:
         return LoadedModel(ref, scorer, folder, seconds)
 
     def score(
-        self, model: LoadedModel, captions: list[str], images: Sequence[Image.Image | bytes]
-    ) -> list[Score]:
+        self,
+        model: LoadedModel,
+        captions: list[str],
+        images: Sequence[Image.Image | bytes],
+        *,
+        per_item: bool = False,
+    ) -> list[Any]:
         """Scores of (caption, image) pairs, scored in a batch; the images are uploads opened
         by `payloads.image_open` (decoded here: `ImageUndecodable` if they cannot be), Pillow
-        images or encoded bytes."""
+        images or encoded bytes. `per_item`: an undecodable upload's `ImageUndecodable` takes
+        its place in the list and the others are scored."""
         if len(captions) != len(images):
             raise ValueError("one caption per image is needed")
         prepare_here = self.prepare_in_requests
         if prepare_here is None:
             prepare_here = not model.on_cpu
-        arrays = model.prepare_all(images) if prepare_here else None
-        return self.batcher.submit(model, captions, images, arrays)
+        arrays, failed = None, None
+        if prepare_here:
+            if per_item:
+                arrays, failed = model.prepare_each(images)
+            else:
+                arrays = model.prepare_all(images)
+        return self.batcher.submit(
+            model, captions, images, arrays, per_item=per_item, failed=failed
+        )
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -354,4 +457,6 @@ class ScoringEngine:
             "requests": self.batcher.requests,
             "images": self.batcher.images,
             "forward_passes": self.batcher.passes,
+            "pending": self.batcher.pending,
+            "refused": self.batcher.refused,
         }

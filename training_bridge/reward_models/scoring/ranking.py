@@ -1,4 +1,5 @@
-"""Rankings within a group and the uncertainty of a pair's preference. No torch, no Django.
+"""Rankings within a group, group-normalised advantages, the probability of a pair's preference
+and its uncertainty. No torch, no Django.
 
 GRPO-style trainers (Flow-GRPO, DanceGRPO; SpatialScore trains on the top 6 and bottom 6 of
 a group of 24) need each group's images ranked by reward: `group_rank` gives the order (best
@@ -9,6 +10,18 @@ model's preference of a over b is P(a > b) = Phi((mean_a - mean_b) / sqrt(std_a^
 so the pair it is least sure of has the smallest `pair_uncertainty` z = |mean_a - mean_b| /
 sqrt(std_a^2 + std_b^2) (z = 0: a coin flip). A scalar head has no std: both count as 1, and
 the order is that of |mean_a - mean_b|.
+
+`pair_preference` is that probability itself, P(a preferred over b), the win-rate reward of
+Pref-GRPO-style trainers: Phi((mean_a - mean_b) / sqrt(std_a^2 + std_b^2)) for a Gaussian head;
+for a scalar head (no std) the Bradley-Terry probability sigmoid(mean_a - mean_b) its training
+loss fits. Both stds 0: 1, 0 or 0.5 by the sign of the difference.
+
+`group_advantages` normalises each image's mean within its group, as GRPO does:
+(x - mean) / std with the population std (ddof 0, as numpy's default and Flow-GRPO's
+per-prompt tracker); a group whose means are all equal (std 0 up to rounding; a group of one
+included) gives every image the advantage 0: no preference, no signal. Ties in `group_rank`
+keep request order (the earlier image gets the better rank); tied images get the same
+advantage.
 """
 
 from __future__ import annotations
@@ -37,6 +50,36 @@ def group_rank(means: list[float], *, top_k: int | None = None) -> GroupRanking:
     return GroupRanking(
         ranking=ranking, ranks=ranks, top=ranking[:k], bottom=ranking[len(ranking) - k :]
     )
+
+
+def pair_preference(
+    mean_a: float, std_a: float | None, mean_b: float, std_b: float | None
+) -> float:
+    """P(a preferred over b) from the two images' scores (see the module's docstring)."""
+    difference = mean_a - mean_b
+    if std_a is None or std_b is None:
+        return 1.0 / (1.0 + math.exp(-difference)) if difference > -700 else 0.0
+    spread = math.sqrt(std_a**2 + std_b**2)
+    if spread == 0.0:
+        return 0.5 if difference == 0.0 else float(difference > 0)
+    return 0.5 * math.erfc(-difference / (spread * math.sqrt(2.0)))
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    mean: float
+    std: float  # population std of the group's means
+    advantages: list[float]
+
+
+def group_advantages(means: list[float]) -> GroupStats:
+    """Each mean normalised within the group: (x - mean) / std; std 0 gives every image 0."""
+    count = len(means)
+    center = math.fsum(means) / count
+    std = math.sqrt(math.fsum((x - center) ** 2 for x in means) / count)
+    if std <= 1e-12 * max(1.0, abs(center)):  # equal means, up to the rounding of their sum
+        return GroupStats(mean=center, std=0.0, advantages=[0.0] * count)
+    return GroupStats(mean=center, std=std, advantages=[(x - center) / std for x in means])
 
 
 def pair_uncertainty(

@@ -8,10 +8,23 @@ engine (`training_bridge.reward_models.scoring.engine`) loads it once and batche
 requests. A request may pin a version instead. Images are uploaded bytes (already opened and
 checked by `scoring.payloads`) or finished candidates, read from the default storage by id.
 
+Errors: permanent problems are 4xx (a bad payload names its field, an unknown model is a 404,
+no promoted model or a checkpoint that cannot load a 409); only retryable ones are 503 (the
+engine has more images waiting than REWARD_SCORING_MAX_PENDING, `EngineBusy`; the checkpoint's
+storage could not be read, `ModelUnavailable`), with a Retry-After. With `per_item`, an upload
+whose pixels cannot be decoded fails only its own item (`ScoredImage.failure`).
+
+A serving process loads the promoted model when it starts (`scoring_preload_start`, called by
+config/wsgi.py, which only WSGI servers import: manage.py commands and the tests do not pay),
+in a thread, so the server answers at once; a request that needs the model meanwhile waits for
+that one load.
+
 Settings (defaults in brackets): REWARD_MODEL_NAME ["spatial-rm"], REWARD_SCORING_DEVICE
 ["cpu"; "auto" takes a GPU when there is one], REWARD_SCORING_MAX_BATCH [256] images per
-forward pass, REWARD_SCORING_MAX_MODELS [2] held per process, REWARD_SCORING_THREADS [torch's
-default; OMP_NUM_THREADS sets it too] intra-op threads, REWARD_SCORING_REFRESH_SECONDS [1.0]
+forward pass, REWARD_SCORING_MAX_MODELS [2] held per process, REWARD_SCORING_THREADS [1]
+torch intra-op threads of the forward passes (more cores: more worker processes;
+bench/scoring/RESULTS.md), REWARD_SCORING_MAX_PENDING [1024] images waiting in a process
+before it answers 503, REWARD_SCORING_PRELOAD [True], REWARD_SCORING_REFRESH_SECONDS [1.0]
 how long a process reuses its lookup of the promoted model, REWARD_SCORING_MAX_WAIT_MS [0] how
 long a forward pass with room waits for more requests (engine.py), REWARD_MODEL_CACHE_DIR
 [var/cache/reward-models].
@@ -32,7 +45,13 @@ from PIL import Image
 from config.errors import Conflict, DomainError, ValidationFailed
 from training_bridge.reward_models.scoring.checkpoints import checkpoint_fetch
 from training_bridge.reward_models.scoring.engine import LoadedModel, ModelRef, ScoringEngine
-from training_bridge.reward_models.scoring.ranking import GroupRanking, group_rank
+from training_bridge.reward_models.scoring.payloads import ImageUndecodable
+from training_bridge.reward_models.scoring.ranking import (
+    GroupStats,
+    group_advantages,
+    group_rank,
+    pair_preference,
+)
 from training_bridge.reward_models.selectors.reward_models import (
     candidates_for_scoring,
     reward_model_ref,
@@ -42,6 +61,15 @@ log = logging.getLogger(__name__)
 
 _engine: ScoringEngine | None = None
 _engine_lock = threading.Lock()
+DEFAULT_THREADS = 1  # see REWARD_SCORING_THREADS above
+
+
+class ModelUnavailable(DomainError):
+    """The checkpoint could not be fetched or read just now (storage, disk): retry shortly."""
+
+    status_code = 503
+    code = "model_unavailable"
+    retry_after_seconds = 5
 
 
 def _fetch(ref: ModelRef) -> Path:
@@ -53,14 +81,15 @@ def scoring_engine() -> ScoringEngine:
     global _engine
     with _engine_lock:
         if _engine is None:
-            threads = getattr(settings, "REWARD_SCORING_THREADS", None)
+            threads = getattr(settings, "REWARD_SCORING_THREADS", None) or DEFAULT_THREADS
             _engine = ScoringEngine(
                 fetch=_fetch,
                 device=str(getattr(settings, "REWARD_SCORING_DEVICE", "cpu")),
                 max_batch=int(getattr(settings, "REWARD_SCORING_MAX_BATCH", 256)),
                 max_models=int(getattr(settings, "REWARD_SCORING_MAX_MODELS", 2)),
-                num_threads=int(threads) if threads else None,
+                num_threads=int(threads),
                 max_wait=float(getattr(settings, "REWARD_SCORING_MAX_WAIT_MS", 0)) / 1000,
+                max_pending=int(getattr(settings, "REWARD_SCORING_MAX_PENDING", 1024)) or None,
             )
         return _engine
 
@@ -71,6 +100,8 @@ def _engine_reset() -> None:
     _engine_lock = threading.Lock()
     _refs.clear()
     _refs_lock = threading.Lock()
+    if _preload_wanted:  # a server that preloads before it forks (gunicorn --preload)
+        scoring_preload_start()
 
 
 _refs: dict[tuple[str | None, int | None], tuple[float, ModelRef]] = {}  # -> (looked up at, ref)
@@ -95,17 +126,64 @@ def scoring_ref(*, name: str | None = None, version: int | None = None) -> Model
 
 
 os.register_at_fork(after_in_child=_engine_reset)
+_preload_wanted = False
+
+
+def scoring_preload(*, name: str | None = None) -> ModelRef | None:
+    """Load the promoted model of `name` (default REWARD_MODEL_NAME) into this process's
+    engine; None (logged) when there is none or it cannot load: a server still starts."""
+    started = time.monotonic()
+    try:
+        ref = scoring_ref(name=name)
+        scoring_model_load(ref=ref)
+    except DomainError as exc:
+        log.warning("reward.preload.skipped detail=%s", exc)
+        return None
+    log.info(
+        "reward.preload.done model=%s version=%s seconds=%.2f",
+        ref.id, ref.version, time.monotonic() - started,
+    )  # fmt: skip
+    return ref
+
+
+def scoring_preload_start() -> threading.Thread | None:
+    """`scoring_preload` in a thread of this process, if REWARD_SCORING_PRELOAD (a serving
+    process's start: config/wsgi.py). Requests are answered meanwhile; one that needs the model
+    waits for this load instead of starting its own."""
+    global _preload_wanted
+    if not getattr(settings, "REWARD_SCORING_PRELOAD", True):
+        return None
+    _preload_wanted = True
+
+    def run() -> None:
+        from django.db import connection
+
+        try:
+            scoring_preload()
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=run, name="reward-scoring-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def scoring_model_load(*, ref: ModelRef) -> LoadedModel:
-    """The model in this process's engine; a checkpoint that cannot be loaded is a 409."""
+    """The model in this process's engine; a checkpoint that cannot be loaded is a 409, its
+    storage not answering a 503."""
     try:
         return scoring_engine().model(ref)
     except DomainError as exc:
         raise Conflict(
             f"{ref.name} v{ref.version} cannot be loaded: {exc.detail}", field="model"
         ) from exc
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except OSError as exc:  # storage or disk: may work on the next try
+        log.exception("reward.model.load_unavailable model=%s", ref.id)
+        raise ModelUnavailable(
+            f"{ref.name} v{ref.version} cannot be read just now: {type(exc).__name__}: {exc}",
+            field="model",
+        ) from exc
+    except (ValueError, KeyError, RuntimeError) as exc:
         log.exception("reward.model.load_failed model=%s", ref.id)
         raise Conflict(
             f"{ref.name} v{ref.version} cannot be loaded: {type(exc).__name__}: {exc}",
@@ -135,15 +213,31 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ScoredImage:
-    mean: float
+    mean: float | None
     std: float | None
     model_version: int
+    failure: str | None = None  # per item: why this image has no score (mean and std None)
 
 
 @dataclass(frozen=True)
 class ScoredGroup:
+    """A group's scores with, per position, its rank (1 = best) and advantage; the failed
+    images (per item) have neither and are left out of the ranking and the statistics."""
+
     scores: list[ScoredImage]
-    ranking: GroupRanking
+    ranking: list[int]  # positions, best first
+    ranks: list[int | None]
+    top: list[int]
+    bottom: list[int]
+    advantages: list[float | None]
+    stats: GroupStats | None  # None: no image of the group was scored
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    a: ScoredImage
+    b: ScoredImage
+    p_a_over_b: float | None  # None when either side failed
 
 
 @dataclass(frozen=True)
@@ -151,6 +245,11 @@ class ScoreResult:
     model: ModelInfo
     scores: list[ScoredImage]
     groups: list[ScoredGroup] | None = None
+    pairs: list[ScoredPair] | None = None
+
+    @property
+    def failed(self) -> list[int]:
+        return [i for i, s in enumerate(self.scores) if s.failure is not None]
 
 
 def _resolve(inputs: list[ScoreInput]) -> tuple[list[str], list[Image.Image | bytes]]:
@@ -193,18 +292,30 @@ def _model_info(model: LoadedModel) -> ModelInfo:
 
 
 def reward_score(
-    *, inputs: list[ScoreInput], name: str | None = None, version: int | None = None
+    *,
+    inputs: list[ScoreInput],
+    name: str | None = None,
+    version: int | None = None,
+    per_item: bool = False,
 ) -> ScoreResult:
     """Mean, std and model version per input, with the promoted model of `name` (or the pinned
-    `version`)."""
+    `version`). `per_item`: an upload that cannot be decoded gets its `failure` and the others
+    their scores; otherwise it is `ImageUndecodable` (its position) for the whole request."""
     ref = scoring_ref(name=name, version=version)
     captions, images = _resolve(inputs)
     model = scoring_model_load(ref=ref)
     try:
-        scores = scoring_engine().score(model, captions, images)
+        scores = scoring_engine().score(model, captions, images, per_item=per_item)
+    except ImageUndecodable:
+        raise
     except (OSError, ValueError) as exc:  # a stored candidate image that cannot be decoded
         raise ValidationFailed(f"an image cannot be decoded: {exc}", field="images") from exc
-    scored = [ScoredImage(s.mean, s.std, ref.version) for s in scores]
+    scored = [
+        ScoredImage(None, None, ref.version, failure=s.detail)
+        if isinstance(s, ImageUndecodable)
+        else ScoredImage(s.mean, s.std, ref.version)
+        for s in scores
+    ]
     log.debug("reward.score.done model=%s version=%s images=%d", ref.id, ref.version, len(scored))
     return ScoreResult(model=_model_info(model), scores=scored)
 
@@ -215,16 +326,61 @@ def reward_score_groups(
     name: str | None = None,
     version: int | None = None,
     top_k: int | None = None,
+    per_item: bool = False,
 ) -> ScoreResult:
     """Every group scored in one batch, and ranked within itself (best first) with its top-k
-    and bottom-k, as GRPO-style trainers filter a group."""
+    and bottom-k, as GRPO-style trainers filter a group, and each image's group-normalised
+    advantage (`ranking.group_advantages`: ties and std 0 there)."""
     flat = [item for group in groups for item in group]
-    result = reward_score(inputs=flat, name=name, version=version)
+    result = reward_score(inputs=flat, name=name, version=version, per_item=per_item)
     scored_groups: list[ScoredGroup] = []
     start = 0
     for group in groups:
         scores = result.scores[start : start + len(group)]
         start += len(group)
-        ranking = group_rank([s.mean for s in scores], top_k=top_k)
-        scored_groups.append(ScoredGroup(scores=scores, ranking=ranking))
+        scored_groups.append(_group_scored(scores, top_k=top_k))
     return ScoreResult(model=result.model, scores=result.scores, groups=scored_groups)
+
+
+def _group_scored(scores: list[ScoredImage], *, top_k: int | None) -> ScoredGroup:
+    kept = [i for i, s in enumerate(scores) if s.failure is None]
+    means = [scores[i].mean for i in kept]
+    ranks: list[int | None] = [None] * len(scores)
+    advantages: list[float | None] = [None] * len(scores)
+    if not kept:
+        return ScoredGroup(scores, [], ranks, [], [], advantages, None)
+    ranking = group_rank(means, top_k=top_k)
+    stats = group_advantages(means)
+    for j, i in enumerate(kept):
+        ranks[i] = ranking.ranks[j]
+        advantages[i] = stats.advantages[j]
+    return ScoredGroup(
+        scores=scores,
+        ranking=[kept[j] for j in ranking.ranking],
+        ranks=ranks,
+        top=[kept[j] for j in ranking.top],
+        bottom=[kept[j] for j in ranking.bottom],
+        advantages=advantages,
+        stats=stats,
+    )
+
+
+def reward_score_pairs(
+    *,
+    pairs: list[tuple[ScoreInput, ScoreInput]],
+    name: str | None = None,
+    version: int | None = None,
+    per_item: bool = False,
+) -> ScoreResult:
+    """Both images of every pair scored in one batch, and P(a preferred over b) of each pair
+    from their means and stds (`ranking.pair_preference`)."""
+    flat = [item for pair in pairs for item in pair]
+    result = reward_score(inputs=flat, name=name, version=version, per_item=per_item)
+    scored = []
+    for k in range(len(pairs)):
+        a, b = result.scores[2 * k], result.scores[2 * k + 1]
+        p = None
+        if a.failure is None and b.failure is None:
+            p = pair_preference(a.mean, a.std, b.mean, b.std)
+        scored.append(ScoredPair(a=a, b=b, p_a_over_b=p))
+    return ScoreResult(model=result.model, scores=result.scores, pairs=scored)
