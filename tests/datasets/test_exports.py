@@ -18,6 +18,7 @@ from PIL import Image
 
 from tests.conftest import s3_client
 from tests.datasets.factories import judge_bulk, version_frozen, world_build
+from training_bridge.datasets.exporters.sides import record_shown, sides_swapped
 from training_bridge.datasets.services.exports import dataset_export_request, dataset_export_run
 from training_bridge.models import DatasetExport
 
@@ -70,13 +71,30 @@ def _files(export) -> dict[str, bytes]:
     return {a["name"]: _read(a["key"]) for a in export.artifacts}
 
 
+CARD_AND_VOTES = ("README.md", "votes.parquet")
+
+
+def _data(export) -> list[dict]:
+    """The export's data files: its artifacts but the dataset card and the votes table."""
+    return [a for a in export.artifacts if a["name"] not in CARD_AND_VOTES]
+
+
+def _shown(pair):
+    """The pair's candidates in the order every export but the JSONL shows them."""
+    first, second = pair.candidate_a, pair.candidate_b
+    return (second, first) if sides_swapped(pair.pk) else (first, second)
+
+
 def test_jsonl_export_is_the_canonical_records_and_hashes_to_the_content_hash():
     world, version = _frozen()
     export = _export(version, "jsonl")
 
     assert export.status == DatasetExport.Status.DONE
     assert export.include_images is False
-    (artifact,) = export.artifacts
+    assert sorted(a["name"] for a in export.artifacts) == [
+        "README.md", "records.jsonl", "votes.parquet",
+    ]  # fmt: skip
+    (artifact,) = _data(export)
     assert artifact["key"] == "datasets/spatial/v1/jsonl/records.jsonl"
     data = _read(artifact["key"])
     assert hashlib.sha256(data).hexdigest() == artifact["sha256"] == version.content_hash
@@ -115,10 +133,10 @@ def test_every_format_exports_the_same_bytes_twice():
 def test_parquet_reads_back_with_pyarrow_as_pick_a_pic_columns(tmp_path):
     world, version = _frozen()
     export = _export(version, "parquet")
-    names = sorted(a["name"] for a in export.artifacts)
+    names = sorted(a["name"] for a in _data(export))
     assert all(name.endswith("-00000.parquet") for name in names)
     tables = {}
-    for artifact in export.artifacts:
+    for artifact in _data(export):
         path = tmp_path / artifact["name"]
         path.write_bytes(_read(artifact["key"]))
         tables[artifact["name"].split("-")[0]] = pq.read_table(path)
@@ -130,7 +148,11 @@ def test_parquet_reads_back_with_pyarrow_as_pick_a_pic_columns(tmp_path):
     for table in tables.values():
         for row in table.to_pylist():
             pair = pairs[row["ranking_id"]]
+            first, second = _shown(pair)
+            assert row["sides_swapped"] is (first == pair.candidate_b)
             label = _expected_label(pair)
+            if row["sides_swapped"]:
+                label = {"a": "b", "b": "a"}.get(label, label)
             assert (row["label_0"], row["label_1"]) == {
                 "a": (1.0, 0.0),
                 "b": (0.0, 1.0),
@@ -139,14 +161,15 @@ def test_parquet_reads_back_with_pyarrow_as_pick_a_pic_columns(tmp_path):
             }[label]
             assert row["has_label"] is (label != "both_wrong")
             assert row["caption"] == pair.prompt.text
-            assert row["jpg_0"] == _read(pair.candidate_a.storage_key)
-            assert row["jpg_1"] == _read(pair.candidate_b.storage_key)
-            assert row["image_0_uid"] == pair.candidate_a.content_sha256
+            assert row["jpg_0"] == _read(first.storage_key)
+            assert row["jpg_1"] == _read(second.storage_key)
+            assert row["image_0_url"] == row["image_1_url"] == ""
+            assert row["image_0_uid"] == first.content_sha256
             assert row["best_image_uid"] == {
-                "a": pair.candidate_a.content_sha256,
-                "b": pair.candidate_b.content_sha256,
+                "a": first.content_sha256,
+                "b": second.content_sha256,
             }.get(label, "")
-            assert row["model_0"] == pair.candidate_a.config.name
+            assert row["model_0"] == first.config.name
             assert row["user_id"] == min(u.pk for u in world.annotators)
             assert row["are_different"] is True
             assert row["pair_kind"] == pair.kind
@@ -156,17 +179,22 @@ def test_parquet_without_images_names_the_images_by_key():
     world, version = _frozen()
     export = _export(version, "parquet", include_images=False)
     assert all("/parquet-keys/" in a["key"] for a in export.artifacts)
-    table = pq.read_table(io.BytesIO(_read(export.artifacts[0]["key"])))
+    table = pq.read_table(io.BytesIO(_read(_data(export)[0]["key"])))
     row = table.to_pylist()[0]
     assert row["jpg_0"] is None and row["jpg_1"] is None
     assert row["image_0_key"].startswith("candidates/")
+    media = storages["default"].location
+    assert row["image_0_url"] == f"file://{media}/{row['image_0_key']}"
+    assert row["image_1_url"] == f"file://{media}/{row['image_1_key']}"
 
 
 def test_hps_json_puts_the_preferred_image_first_and_ships_the_image_folder():
     world, version = _frozen()
     export = _export(version, "hps")
     files = _files(export)
-    assert sorted(files) == sorted([n for n in files if n.endswith(".json")] + ["images-00000.tar"])
+    assert sorted(files) == sorted(
+        [n for n in files if n.endswith(".json")] + ["images-00000.tar", *CARD_AND_VOTES]
+    )
     items = [
         item for name, data in files.items() if name.endswith(".json") for item in json.loads(data)
     ]
@@ -174,6 +202,9 @@ def test_hps_json_puts_the_preferred_image_first_and_ships_the_image_folder():
     assert len(items) == len(winners) == 6
     members = tarfile.open(fileobj=io.BytesIO(files["images-00000.tar"]))
     in_tar = {m.name: members.extractfile(m).read() for m in members}
+    models = {
+        c.content_sha256: c.config.name for p in world.pairs for c in (p.candidate_a, p.candidate_b)
+    }
     by_prompt = {}
     for pair in winners:
         preferred = pair.candidate_a if _expected_label(pair) == "a" else pair.candidate_b
@@ -183,9 +214,15 @@ def test_hps_json_puts_the_preferred_image_first_and_ships_the_image_folder():
              f"images/{other.content_sha256[:2]}/{other.content_sha256}.png")
         )  # fmt: skip
     for item in items:
-        assert set(item) == {"prompt", "path1", "path2", "confidence"}
+        assert set(item) == {
+            "prompt", "path1", "path2", "confidence", "choice_dist", "model1", "model2",
+        }  # fmt: skip
         assert (item["path1"], item["path2"]) in by_prompt[item["prompt"]]
-        assert item["confidence"] in (2 / 3, 1.0)
+        assert (item["confidence"], item["choice_dist"]) in ((2 / 3, [2, 1]), (1.0, [3, 0]))
+        assert (item["model1"], item["model2"]) == (
+            models[item["path1"].rsplit("/", 1)[1][:-4]],
+            models[item["path2"].rsplit("/", 1)[1][:-4]],
+        )
         assert hashlib.sha256(in_tar[item["path1"]]).hexdigest() in item["path1"]
         assert hashlib.sha256(in_tar[item["path2"]]).hexdigest() in item["path2"]
 
@@ -194,7 +231,7 @@ def test_webdataset_shards_read_back_with_the_webdataset_library(tmp_path):
     world, version = _frozen()
     export = _export(version, "webdataset")
     urls = []
-    for artifact in export.artifacts:
+    for artifact in _data(export):
         path = tmp_path / artifact["name"]
         path.write_bytes(_read(artifact["key"]))
         urls.append(str(path))
@@ -207,13 +244,13 @@ def test_webdataset_shards_read_back_with_the_webdataset_library(tmp_path):
     for sample in samples:
         record = sample["json"]
         assert sample["__key__"] == f"{record['pair_id']:010d}"
-        assert record == json.loads(canonical[record["pair_id"]])
+        assert record == record_shown(json.loads(canonical[record["pair_id"]]))
         assert isinstance(sample["0.png"], Image.Image)
         assert sample["0.png"].size == (8, 8)
-        pair = pairs[record["pair_id"]]
+        first, _ = _shown(pairs[record["pair_id"]])
         assert (
             sample["0.png"].tobytes()
-            == Image.open(io.BytesIO(_read(pair.candidate_a.storage_key))).convert("RGB").tobytes()
+            == Image.open(io.BytesIO(_read(first.storage_key))).convert("RGB").tobytes()
         )
 
 
@@ -228,13 +265,14 @@ def test_an_export_of_ten_thousand_pairs(tmp_path):
     assert jsonl.artifacts[0]["sha256"] == version.content_hash
     parquet = _export(version, "parquet")
     rows = 0
-    for artifact in parquet.artifacts:
+    for artifact in _data(parquet):
         path = tmp_path / artifact["name"]
         path.write_bytes(_read(artifact["key"]))
         table = pq.read_table(path, columns=["ranking_id", "jpg_0", "label_0"])
         rows += table.num_rows
         assert table.column("jpg_0").null_count == 0
-        assert set(table.column("label_0").to_pylist()) == {1.0}
+        swapped = pq.read_table(path, columns=["sides_swapped"]).column(0).to_pylist()
+        assert table.column("label_0").to_pylist() == [0.0 if s else 1.0 for s in swapped]
     assert rows == 10_000
     assert parquet.records_done == 10_000
 
@@ -253,7 +291,7 @@ def test_s3_export_stores_artifacts_in_the_bucket_and_downloads_by_presigned_url
     )
     client = Client()
     client.force_login(lead)
-    artifact = export.artifacts[0]
+    artifact = _data(export)[0]
     response = client.get(
         f"/api/dataset-versions/{version.pk}/artifacts/parquet/{artifact['name']}"
     )

@@ -14,6 +14,7 @@ from training_bridge.datasets.aggregation.records import (
     canonical_line,
 )
 from training_bridge.datasets.exporters import parquet
+from training_bridge.datasets.exporters.sides import record_shown, sides_swapped
 
 
 def _escaped_lines() -> list[str]:
@@ -41,15 +42,23 @@ class _FolderSink:
 def _exported(lines: list[str], folder: Path) -> dict[str, list[dict]]:
     sink = _FolderSink(folder)
     done: list[int] = []
-    parquet.export(records=[lines], sink=sink, images=None, progress=done.append)
+    parquet.export(
+        records=[lines],
+        sink=sink,
+        images=None,
+        progress=done.append,
+        image_url_prefix="file:///media/",
+    )
     assert done == [len(lines)]
     return {
         name.split("-")[0]: pq.read_table(folder / name).to_pylist() for name in sorted(sink.names)
     }
 
 
-def _expected_row(record: dict) -> dict:
-    """The Parquet row of a canonical record, derived here from the record itself."""
+def _expected_row(stored: dict, index: int) -> dict:
+    """The Parquet row of a canonical record, derived here from the record itself (sides in the
+    shown order, `index` the row's number in its split)."""
+    record = record_shown(stored)
     first, second = record["candidates"]
     label = record["label"]
     best = {"a": first["sha256"], "b": second["sha256"]}.get(label, "")
@@ -69,7 +78,9 @@ def _expected_row(record: dict) -> dict:
         "best_image_uid": best,
         "has_label": label != "both_wrong",
         "are_different": first["sha256"] != second["sha256"],
-        "created_at": datetime.fromisoformat(record["judged_at"].replace("Z", "+00:00")),
+        "created_at": datetime.fromisoformat(record["judged_at"].replace("Z", "")),
+        "image_0_url": f"file:///media/{first['key']}",
+        "image_1_url": f"file:///media/{second['key']}",
         "split": record["split"],
         "pair_id": record["pair_id"],
         "pair_kind": record["kind"],
@@ -87,6 +98,8 @@ def _expected_row(record: dict) -> dict:
         "image_0_key": first["key"],
         "image_1_key": second["key"],
         "annotator_ids": record["annotator_ids"],
+        "sides_swapped": record["sides_swapped"],
+        "__index_level_0__": index,
     }
 
 
@@ -100,7 +113,8 @@ def test_every_column_of_every_row_is_the_records_value_split_by_split(tmp_path)
     records = [json.loads(line) for line in lines]
     assert sorted(tables) == ["test", "train", "val"]
     for split, rows in tables.items():
-        expected = [_expected_row(r) for r in records if r["split"] == split]
+        in_split = [r for r in records if r["split"] == split]
+        expected = [_expected_row(r, index) for index, r in enumerate(in_split)]
         assert rows == expected, split
     assert [row["ranking_id"] for row in tables["val"]] == [2, 21, 22, 5]
     assert [row["caption"] for row in tables["train"]][1] == (
@@ -122,12 +136,14 @@ def test_the_files_have_the_pick_a_pic_schema_and_a_shard_name_per_split(tmp_pat
 def test_a_record_with_extra_keys_or_fewer_votes_is_read_by_its_keys(tmp_path):
     extra_key = record(30)
     extra_key["zz_extra"] = {"split": "test"}
-    fewer_votes = record(31)
+    fewer_votes = record(32)
     fewer_votes["votes"] = {"a": 2, "b": 1}
     lines = [canonical_line(extra_key), canonical_line(fewer_votes)]
 
     (rows,) = _exported(lines, tmp_path).values()
 
     assert [row["split"] for row in rows] == ["train", "train"]
-    assert [row["votes_a"] for row in rows] == [2, 2]
+    assert [sides_swapped(30), sides_swapped(32)] == [False, True]
+    assert [row["votes_a"] for row in rows] == [2, 1]  # pair 32 shows candidate b first
+    assert [row["votes_b"] for row in rows] == [1, 2]
     assert [row["votes_tie"] for row in rows] == [0, None]

@@ -15,7 +15,7 @@ from training_bridge.datasets.exporters.interface import SPLITS
 
 
 def _by_json_reader(lines: list[str]) -> dict[str, pa.Table]:
-    table = parquet.pickapic_table(fields_parsed(lines))
+    table = parquet.pickapic_table(fields_parsed(lines), image_url_prefix=None)
     parts = {s: table.filter(pc.equal(table["split"], s)) for s in SPLITS}
     return {s: t for s, t in parts.items() if t.num_rows}
 

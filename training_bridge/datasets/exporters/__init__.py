@@ -1,9 +1,10 @@
 """Exporters: a frozen version's canonical records written in the formats trainers read.
 
-One module per format (`jsonl`, `parquet`, `hps`, `webdataset`), each exposing
-`export(records=..., sink=..., images=..., progress=...)`. They import no Django: they read
-chunks of canonical JSON lines, fetch image bytes through a callable, and write files through
-an `ArtifactSink` (see `interface.py`) that the export service backs with the default storage.
+One module per format (`jsonl`, `parquet`, `hps`, `webdataset`, `openrlhf`, `arena`), each
+exposing `export(records=..., sink=..., images=..., progress=..., image_url_prefix=...)`; every
+format but the canonical JSONL shows a pair's two images in the order of `sides.py`. They
+import no Django: they read chunks of canonical JSON lines, fetch image bytes through a
+callable, and write files through an `ArtifactSink` (see `interface.py`) that the export service backs with the default storage.
 Everything they write is a function of the records alone, so the same version exports to the
 same bytes.
 """
@@ -16,6 +17,8 @@ FORMAT_MODULES = {
     "parquet": "training_bridge.datasets.exporters.parquet",
     "hps": "training_bridge.datasets.exporters.hps",
     "webdataset": "training_bridge.datasets.exporters.webdataset",
+    "openrlhf": "training_bridge.datasets.exporters.openrlhf",
+    "arena": "training_bridge.datasets.exporters.arena",
 }
 
 

@@ -1,67 +1,71 @@
-"""HPSv3-style JSON: `[{"prompt", "path1" (the preferred image), "path2", "confidence"}]`.
+"""HPSv3-style JSON: `[{"prompt", "path1" (the preferred image), "path2", "confidence",
+"choice_dist", "model1", "model2"}]`, the keys HPSv3's pairwise dataset reads.
 
 One JSON list per split (`<split>.json`). Only pairs with a winner are written (ties and
-both-wrong pairs have no preferred image); `confidence` is the record's confidence: the
-aggregator's confidence in the label (the vote share for `majority`, the posterior probability
-for a label model, 1 for an answer settled by review), so HPSv3's confidence-weighted loss and
-its threshold apply as intended (versions frozen before records carried a confidence give
-their agreement). With
-images, paths are `images/<sha[:2]>/<sha>.<ext>` inside the image folder, shipped as tar shards
-`images-00000.tar` ... (extract them side by side to get the folder); without images, paths are
-the storage keys of the default storage.
+both-wrong pairs have no preferred image), so the side order of `sides.py` does not apply:
+path1 is always the preferred image, as HPSv3 expects.
+- `confidence`: the aggregator's confidence in the label, a reliability in [0, 1]: the posterior
+  probability of the label for a label model (`dawid_skene`, `glad`, `trust_weighted` with
+  `log_odds`), the vote share for `majority` (so HPSv3's 0.95 threshold keeps only unanimous
+  majority pairs), 1 for an answer settled by review or a gold answer (versions frozen before
+  records carried a confidence give their agreement).
+- `choice_dist`: `[votes for path1, votes for path2]`, the counted votes (HPSv3's soft label is
+  the first over the sum); a known answer without such votes counts as `[1, 0]`.
+- `model1`, `model2`: the generator configs of path1 and path2.
+- Paths (`pair_items.py`), with images: `images/<sha[:2]>/<sha>.<ext>`, relative to the folder
+  that holds the JSON file, in the tar shards `images-00000.tar`, ...: extract them in that
+  folder (`for t in images-*.tar; do tar xf "$t"; done`), then run HPSv3 from that folder or
+  join each path with it (its `data_root`). Without images, paths are the storage keys.
 """
 
 from __future__ import annotations
-
-import json
-from contextlib import ExitStack
-from typing import TextIO
 
 from training_bridge.datasets.exporters.interface import (
     ArtifactSink,
     ImageReader,
     Progress,
     RecordChunks,
-    chunks_rebatched,
-    image_extension,
 )
-from training_bridge.datasets.exporters.tarballs import ShardedTars
+from training_bridge.datasets.exporters.pair_items import (
+    CHUNK_RECORDS,
+    CHUNK_RECORDS_WITH_IMAGES,
+    export_items,
+    image_path,
+)
 
 # The record columns this exporter reads: the canonical lines only.
 COLUMNS = ("canonical",)
-CHUNK_RECORDS = 5_000
-CHUNK_RECORDS_WITH_IMAGES = 64
-IMAGES_PER_SHARD = 2_000
-MAX_BYTES_PER_SHARD = 512 * 1024 * 1024
+__all__ = ["CHUNK_RECORDS", "CHUNK_RECORDS_WITH_IMAGES", "COLUMNS", "export", "image_path"]
 
 
-def image_path(candidate: dict) -> str:
-    sha = candidate["sha256"]
-    return f"images/{sha[:2]}/{sha}.{image_extension(candidate['key'])}"
+def winner_and_other(record: dict) -> tuple[dict, dict]:
+    first, second = record["candidates"]
+    return (first, second) if record["label"] == "a" else (second, first)
 
 
-class _SplitLists:
-    """One streamed JSON list per split, opened on its first item."""
+def has_winner(record: dict) -> bool:
+    return record["label"] in ("a", "b")
 
-    def __init__(self, sink: ArtifactSink, stack: ExitStack) -> None:
-        self.sink = sink
-        self.stack = stack
-        self.files: dict[str, TextIO] = {}
 
-    def add(self, split: str, item: dict) -> None:
-        out = self.files.get(split)
-        if out is None:
-            path = self.stack.enter_context(self.sink.file(f"{split}.json"))
-            out = self.stack.enter_context(path.open("w", encoding="utf-8", newline="\n"))
-            self.files[split] = out
-            out.write("[\n")
-        else:
-            out.write(",\n")
-        out.write(json.dumps(item, ensure_ascii=False))
+def votes_for(record: dict) -> list[int]:
+    """[votes for the winner, votes for the other side]; a known answer with neither: [1, 0]."""
+    winner = record["label"]
+    loser = "b" if winner == "a" else "a"
+    counts = [record["votes"].get(winner, 0), record["votes"].get(loser, 0)]
+    return counts if any(counts) else [1, 0]
 
-    def finish(self) -> None:
-        for out in self.files.values():
-            out.write("\n]\n")
+
+def hps_item(record: dict, paths: dict[str, str]) -> dict:
+    preferred, other = winner_and_other(record)
+    return {
+        "prompt": record["prompt"]["text"],
+        "path1": paths[preferred["key"]],
+        "path2": paths[other["key"]],
+        "confidence": record.get("confidence", record["agreement"]),
+        "choice_dist": votes_for(record),
+        "model1": preferred["model"],
+        "model2": other["model"],
+    }
 
 
 def export(
@@ -70,54 +74,14 @@ def export(
     sink: ArtifactSink,
     images: ImageReader | None,
     progress: Progress,
+    image_url_prefix: str = "",
 ) -> None:
-    size = CHUNK_RECORDS if images is None else CHUNK_RECORDS_WITH_IMAGES
-    tars = ShardedTars(
-        sink, "images-{:05d}.tar", max_samples=IMAGES_PER_SHARD, max_bytes=MAX_BYTES_PER_SHARD
+    export_items(
+        records=records,
+        sink=sink,
+        images=images,
+        progress=progress,
+        keep=has_winner,
+        item=hps_item,
+        lines=False,
     )
-    in_shard: set[str] = set()
-    done = 0
-    with ExitStack() as stack:
-        lists = _SplitLists(sink, stack)
-        try:
-            for lines in chunks_rebatched(records, size):
-                winners = []
-                for line in lines:
-                    record = json.loads(line)
-                    if record["label"] in ("a", "b"):
-                        winners.append(record)
-                if images is not None and winners:
-                    keys = [c["key"] for record in winners for c in record["candidates"]]
-                    data = dict(zip(keys, images(keys), strict=True))
-                for record in winners:
-                    first, second = record["candidates"]
-                    preferred, other = (
-                        (first, second) if record["label"] == "a" else (second, first)
-                    )
-                    if images is None:
-                        path1, path2 = preferred["key"], other["key"]
-                    else:
-                        path1, path2 = image_path(preferred), image_path(other)
-                        for candidate, path in ((preferred, path1), (other, path2)):
-                            if not tars.is_open:
-                                in_shard.clear()  # a new shard: dedupe within it only
-                            if path not in in_shard:
-                                tars.current.add(path, data[candidate["key"]])
-                                in_shard.add(path)
-                                tars.sample_done()
-                    lists.add(
-                        record["split"],
-                        {
-                            "prompt": record["prompt"]["text"],
-                            "path1": path1,
-                            "path2": path2,
-                            "confidence": record.get("confidence", record["agreement"]),
-                        },
-                    )
-                done += len(lines)
-                progress(done)
-            lists.finish()
-        except BaseException as error:
-            tars.close(error)
-            raise
-    tars.close()

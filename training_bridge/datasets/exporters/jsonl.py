@@ -1,6 +1,7 @@
 """Canonical JSONL: one canonical record per line, in canonical order, in one file.
 
-The file's sha256 is the version's content hash (the service checks it after writing).
+The file's sha256 is the version's content hash (the service checks it after writing), so its
+records keep the stored side order (candidate a first), not the shown order of `sides.py`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def export(
     sink: ArtifactSink,
     images: ImageReader | None,
     progress: Progress,
+    image_url_prefix: str = "",
 ) -> None:
     done = 0
     with sink.file(FILE_NAME) as path:

@@ -3,14 +3,23 @@
 
 Columns: `caption, jpg_0, jpg_1` (image bytes, as stored: PNG or WebP; null without images),
 `label_0, label_1` (1/0, 0/1 or 0.5/0.5), `model_0, model_1, ranking_id` (the pair id),
-`user_id` (the lowest id among the pair's annotators), `num_example_per_prompt,
+`user_id` (NOT the judging user of one judgment as in Pick-a-Pic: a row is a pair with its
+aggregated label, and `user_id` is the lowest id among its counted annotators; each judgment
+with its annotator is in the export folder's votes table), `num_example_per_prompt,
 image_0_uid, image_1_uid` (content sha256), `best_image_uid` ("" unless a winner),
 `has_label` (false for both-wrong, which gets 0.5/0.5), `are_different, created_at` (the last
-counted judgment), then ours: `split, pair_id, pair_kind, label, agreement, confidence,
-num_votes, votes_*, intended_winner, perturbation_type, num_perturbations, relations, prompt_id,
-group_key, image_0_key, image_1_key, annotator_ids`. `confidence` is the aggregator's
-confidence in the label (its posterior for a label model; 1 for a settled or gold answer;
-null for versions frozen before records carried it).
+counted judgment, UTC, `timestamp[ns]` as in Pick-a-Pic v2), `image_0_url, image_1_url` ("" when
+the bytes are embedded, else the image's storage URL), then ours: `split, pair_id, pair_kind,
+label, agreement, confidence, num_votes, votes_*, intended_winner, perturbation_type,
+num_perturbations, relations, prompt_id, group_key, image_0_key, image_1_key, annotator_ids,
+sides_swapped`, and last `__index_level_0__` (the row's number in its split: Pick-a-Pic v2's
+pandas index column, which PickScore's `limit_examples_per_prompt` drops). `confidence` is the
+aggregator's confidence in the label (its posterior for a label model; 1 for a settled or gold
+answer; null for versions frozen before records carried it).
+
+Sides are shown in the order of `sides.py` (a hash of the pair id): image 0 is the stored
+candidate b where `sides_swapped`, and every positional column (`jpg_*`, `label_*`, `model_*`,
+`image_*`, `label`, `votes_a`/`votes_b`, `intended_winner`) follows the shown order.
 
 The fields are read from the canonical lines' bytes by `canonical_scan.Scan` (numpy over a
 chunk; pyarrow's JSON reader takes the lines it cannot read): parsing every line with the JSON
@@ -30,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from training_bridge.datasets.exporters.arrow_values import int64_array, literal
+from training_bridge.datasets.exporters.arrow_values import bool_array, int64_array, literal
 from training_bridge.datasets.exporters.canonical_parsed import fields_parsed
 from training_bridge.datasets.exporters.canonical_scan import VOTES, Scan
 from training_bridge.datasets.exporters.interface import (
@@ -41,6 +50,7 @@ from training_bridge.datasets.exporters.interface import (
     RecordChunks,
     chunks_rebatched,
 )
+from training_bridge.datasets.exporters.sides import swapped_mask
 
 # The record columns this exporter reads: the canonical lines only.
 COLUMNS = ("canonical",)
@@ -68,7 +78,9 @@ SCHEMA = pa.schema(
         ("best_image_uid", pa.string()),
         ("has_label", pa.bool_()),
         ("are_different", pa.bool_()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("created_at", pa.timestamp("ns")),
+        ("image_0_url", pa.string()),
+        ("image_1_url", pa.string()),
         ("split", pa.string()),
         ("pair_id", pa.int64()),
         ("pair_kind", pa.string()),
@@ -86,8 +98,11 @@ SCHEMA = pa.schema(
         ("image_0_key", pa.string()),
         ("image_1_key", pa.string()),
         ("annotator_ids", pa.list_(pa.int64())),
+        ("sides_swapped", pa.bool_()),
+        ("__index_level_0__", pa.int64()),
     ]
 )
+INDEX_COLUMN = "__index_level_0__"
 
 DICTIONARY_COLUMNS = [
     "model_0", "model_1", "split", "pair_kind", "label", "intended_winner", "perturbation_type",
@@ -95,22 +110,45 @@ DICTIONARY_COLUMNS = [
 STATISTICS_COLUMNS = [f.name for f in SCHEMA if not pa.types.is_binary(f.type)]
 
 
-def pickapic_table(fields: dict[str, pa.Array]) -> pa.Table:
-    """The Parquet columns of records' fields; `jpg_0`/`jpg_1` are left null here."""
-    label = fields["label"]
-    uid_0, uid_1 = fields["uid_0"], fields["uid_1"]
+def pickapic_table(fields: dict[str, pa.Array], *, image_url_prefix: str | None) -> pa.Table:
+    """The Parquet columns of records' fields, the two sides in shown order (`sides.py`).
+
+    `jpg_0`/`jpg_1` are left null and `__index_level_0__` zero here (the writer numbers the
+    rows). `image_url_prefix` None: images are embedded and the URL columns are "".
+    """
+    swapped = bool_array(swapped_mask(_numpy(fields["pair_id"])))
+
+    def shown(first: pa.Array, second: pa.Array) -> tuple[pa.Array, pa.Array]:
+        return pc.if_else(swapped, second, first), pc.if_else(swapped, first, second)
+
+    label = _side_shown(fields["label"], swapped)
+    key_0, key_1 = shown(fields["key_0"], fields["key_1"])
+    uid_0, uid_1 = shown(fields["uid_0"], fields["uid_1"])
+    model_0, model_1 = shown(fields["model_0"], fields["model_1"])
+    votes_a, votes_b = shown(fields["votes_a"], fields["votes_b"])
     is_a = pc.equal(label, literal("a", pa.string()))
     is_b = pc.equal(label, literal("b", pa.string()))
     one, zero, half = (literal(value, pa.float64()) for value in (1.0, 0.0, 0.5))
-    jpg = pa.nulls(len(label), pa.binary())
+    count = len(label)
+    jpg = pa.nulls(count, pa.binary())
+    if image_url_prefix is None:
+        offsets = pa.py_buffer(np.zeros(count + 1, np.int32))
+        url_0 = url_1 = pa.Array.from_buffers(
+            pa.string(), count, [None, offsets, pa.py_buffer(b"")]
+        )
+    else:
+        prefix = literal(image_url_prefix, pa.string())
+        empty = literal("", pa.string())
+        url_0 = pc.binary_join_element_wise(prefix, key_0, empty)
+        url_1 = pc.binary_join_element_wise(prefix, key_1, empty)
     columns = {
         "caption": fields["caption"],
         "jpg_0": jpg,
         "jpg_1": jpg,
         "label_0": pc.if_else(is_a, one, pc.if_else(is_b, zero, half)),
         "label_1": pc.if_else(is_a, zero, pc.if_else(is_b, one, half)),
-        "model_0": fields["model_0"],
-        "model_1": fields["model_1"],
+        "model_0": model_0,
+        "model_1": model_1,
         "ranking_id": fields["pair_id"],
         "user_id": pc.list_element(fields["annotator_ids"], literal(0, pa.int64())),
         "num_example_per_prompt": fields["num_example_per_prompt"],
@@ -121,7 +159,11 @@ def pickapic_table(fields: dict[str, pa.Array]) -> pa.Table:
         ),
         "has_label": pc.not_equal(label, literal("both_wrong", pa.string())),
         "are_different": pc.not_equal(uid_0, uid_1),
-        "created_at": pc.cast(fields["judged_at"], pa.timestamp("us", tz="UTC")),
+        "created_at": pc.cast(
+            pc.cast(fields["judged_at"], pa.timestamp("us", tz="UTC")), pa.timestamp("ns")
+        ),
+        "image_0_url": url_0,
+        "image_1_url": url_1,
         "split": fields["split"],
         "pair_id": fields["pair_id"],
         "pair_kind": fields["kind"],
@@ -130,20 +172,37 @@ def pickapic_table(fields: dict[str, pa.Array]) -> pa.Table:
         "confidence": fields["confidence"],
         "num_votes": fields["num_votes"],
         **{f"votes_{name}": fields[f"votes_{name}"] for name in VOTES},
-        "intended_winner": fields["intended_winner"],
+        "votes_a": votes_a,
+        "votes_b": votes_b,
+        "intended_winner": _side_shown(fields["intended_winner"], swapped),
         "perturbation_type": fields["perturbation_type"],
         "num_perturbations": fields["num_perturbations"],
         "relations": fields["relations"],
         "prompt_id": fields["prompt_id"],
         "group_key": fields["group_key"],
-        "image_0_key": fields["key_0"],
-        "image_1_key": fields["key_1"],
+        "image_0_key": key_0,
+        "image_1_key": key_1,
         "annotator_ids": fields["annotator_ids"],
+        "sides_swapped": swapped,
+        INDEX_COLUMN: int64_array(np.zeros(count, np.int64)),
     }
     return pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA)
 
 
-def split_tables(lines: list[str]) -> dict[str, pa.Table]:
+def _numpy(values: pa.Array) -> np.ndarray:
+    """An int64 arrow array without nulls as numpy (a view of its buffer)."""
+    return np.frombuffer(values.buffers()[1], np.int64, len(values), values.offset * 8)
+
+
+def _side_shown(sides: pa.Array, swapped: pa.Array) -> pa.Array:
+    """a <-> b where the sides are swapped (`sides.side_shown` over a column); other values
+    and nulls as they are."""
+    a, b = literal("a", pa.string()), literal("b", pa.string())
+    flipped = pc.if_else(pc.equal(sides, a), b, pc.if_else(pc.equal(sides, b), a, sides))
+    return pc.if_else(swapped, flipped, sides)
+
+
+def split_tables(lines: list[str], *, image_url_prefix: str | None = None) -> dict[str, pa.Table]:
     """The Pick-a-Pic rows of canonical lines, per split, in the lines' order.
 
     Lines are read by `Scan`; the few it cannot read (an escaped character, an unexpected
@@ -157,12 +216,15 @@ def split_tables(lines: list[str]) -> dict[str, pa.Table]:
         for name in SPLITS:
             rows = scan.split_rows(name)
             if len(rows):
-                parts[name].append((rows, pickapic_table(scan.fields(rows))))
+                table = pickapic_table(scan.fields(rows), image_url_prefix=image_url_prefix)
+                parts[name].append((rows, table))
     except pa.ArrowInvalid:
         parts = {split: [] for split in SPLITS}
         slow = np.arange(len(lines))
     if len(slow):
-        table = pickapic_table(fields_parsed([lines[i] for i in slow]))
+        table = pickapic_table(
+            fields_parsed([lines[i] for i in slow]), image_url_prefix=image_url_prefix
+        )
         for name in SPLITS:
             picked = _indices(pc.equal(table["split"], literal(name, pa.string())))
             if len(picked):
@@ -232,6 +294,7 @@ class _ShardedWriter:
         self.shard = -1
         self.rows = 0
         self.bytes = 0
+        self.index = 0  # rows of the split written so far: `__index_level_0__`
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -257,6 +320,10 @@ class _ShardedWriter:
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
+        numbers = np.arange(self.index, self.index + table.num_rows, dtype=np.int64)
+        self.index += table.num_rows
+        at = SCHEMA.get_field_index(INDEX_COLUMN)
+        table = table.set_column(at, SCHEMA.field(at), int64_array(numbers))
         self._pending.append(table)
         self._pending_rows += table.num_rows
         self._pending_bytes += table.nbytes
@@ -307,13 +374,17 @@ def export(
     sink: ArtifactSink,
     images: ImageReader | None,
     progress: Progress,
+    image_url_prefix: str = "",
 ) -> None:
+    """`image_url_prefix`: without images, `image_<n>_url` is it followed by the image's
+    storage key (with images the URL columns are "")."""
     size = CHUNK_RECORDS if images is None else CHUNK_RECORDS_WITH_IMAGES
+    url_prefix = image_url_prefix if images is None else None
     writers = {split: _ShardedWriter(split, sink, release=images is not None) for split in SPLITS}
     done = 0
     try:
         for lines in chunks_rebatched(records, size):
-            for split, part in split_tables(lines).items():
+            for split, part in split_tables(lines, image_url_prefix=url_prefix).items():
                 if images is not None:
                     part = with_images(part, images)
                 writers[split].write(part)

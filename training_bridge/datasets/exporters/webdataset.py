@@ -1,11 +1,21 @@
 """WebDataset tar shards for streaming training: one sample per pair, shards per split.
 
-Shard `<split>-000000.tar` holds, per pair, `<key>.json` (the canonical record) and, with
-images, `<key>.0.<ext>` and `<key>.1.<ext>` (candidate a and b as stored). The key is the pair
-id, zero-padded, so `webdataset.WebDataset(urls)` groups the three files into one sample.
+Shard `<split>-000000.tar` holds, per pair, `<key>.json` (the canonical record as the export
+shows it: `sides.record_shown`, candidates in shown order and `sides_swapped`) and, with images,
+`<key>.0.png` and `<key>.1.png` (image 0 and 1 in that order). The key is the pair id,
+zero-padded, so `webdataset.WebDataset(urls)` groups the three files into one sample.
+
+Every image is PNG: stored PNG bytes are copied as they are, any other format (WebP) is decoded
+and written again as PNG (lossless, from the decoded pixels). One extension in every sample is
+what Hugging Face `datasets.load_dataset("webdataset", ...)` needs: it takes a shard's columns
+from its first samples, so a shard that mixed `0.png` and `0.webp` failed to load, and shards
+split by format lost the WebP images.
 """
 
 from __future__ import annotations
+
+import io
+import json
 
 from training_bridge.datasets.exporters.interface import (
     SPLITS,
@@ -16,15 +26,32 @@ from training_bridge.datasets.exporters.interface import (
     chunks_rebatched,
     image_extension,
 )
+from training_bridge.datasets.exporters.sides import record_shown
 from training_bridge.datasets.exporters.tarballs import ShardedTars
 
-# The record columns this exporter reads (no JSON parsing: the line is stored as it is).
-COLUMNS = ("pair_id", "split", "image_a_key", "image_b_key", "canonical")
+# The record columns this exporter reads.
+COLUMNS = ("canonical",)
 CHUNK_RECORDS = 5_000
 CHUNK_RECORDS_WITH_IMAGES = 64
 SAMPLES_PER_SHARD = 10_000
 SAMPLES_PER_SHARD_WITH_IMAGES = 1_000
 MAX_BYTES_PER_SHARD = 512 * 1024 * 1024
+IMAGE_EXTENSION = "png"
+
+
+def png_bytes(key: str, data: bytes) -> bytes:
+    """The image as PNG: stored PNG bytes unchanged, anything else decoded and re-encoded."""
+    if image_extension(key) == IMAGE_EXTENSION:
+        return data
+    from PIL import Image  # only when an image needs it
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        if image.mode not in ("1", "L", "LA", "I", "P", "RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def export(
@@ -33,6 +60,7 @@ def export(
     sink: ArtifactSink,
     images: ImageReader | None,
     progress: Progress,
+    image_url_prefix: str = "",
 ) -> None:
     size = CHUNK_RECORDS if images is None else CHUNK_RECORDS_WITH_IMAGES
     per_shard = SAMPLES_PER_SHARD if images is None else SAMPLES_PER_SHARD_WITH_IMAGES
@@ -44,19 +72,22 @@ def export(
     }
     done = 0
     try:
-        for rows in chunks_rebatched(records, size):
+        for lines in chunks_rebatched(records, size):
+            shown = [record_shown(json.loads(line)) for line in lines]
             data: list[bytes] = []
             if images is not None:
-                data = images([key for row in rows for key in (row[2], row[3])])
-            for index, (pair_id, split, key_a, key_b, line) in enumerate(rows):
-                tar = shards[split]
-                key = f"{pair_id:010d}"
-                tar.current.add(f"{key}.json", line.encode())
+                data = images([c["key"] for record in shown for c in record["candidates"]])
+            for index, record in enumerate(shown):
+                tar = shards[record["split"]]
+                key = f"{record['pair_id']:010d}"
+                body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                tar.current.add(f"{key}.json", body.encode())
                 if images is not None:
-                    tar.current.add(f"{key}.0.{image_extension(key_a)}", data[2 * index])
-                    tar.current.add(f"{key}.1.{image_extension(key_b)}", data[2 * index + 1])
+                    for side, candidate in enumerate(record["candidates"]):
+                        image = png_bytes(candidate["key"], data[2 * index + side])
+                        tar.current.add(f"{key}.{side}.{IMAGE_EXTENSION}", image)
                 tar.sample_done()
-            done += len(rows)
+            done += len(lines)
             progress(done)
     except BaseException as error:
         for tar in shards.values():

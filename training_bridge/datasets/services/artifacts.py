@@ -39,6 +39,18 @@ def storage_is_s3(storage: Storage | None = None) -> bool:
     return isinstance(storage or artifact_storage(), S3Storage)
 
 
+def storage_image_url_prefix() -> str:
+    """What an image's storage key is appended to for a lasting URL of it (the keys-only
+    Parquet's `image_<n>_url`): `s3://<bucket>/[<location>/]` on S3, else the `file://` URL of
+    the local storage's folder. Never a presigned URL: those expire, and the export's bytes
+    must not depend on when it ran."""
+    storage = artifact_storage()
+    if storage_is_s3(storage):
+        location = storage.location.strip("/")
+        return f"s3://{storage.bucket_name}/" + (f"{location}/" if location else "")
+    return Path(storage.location).resolve().as_uri() + "/"
+
+
 def version_prefix(*, dataset_name: str, number: int) -> str:
     return f"datasets/{dataset_name}/v{number}"
 

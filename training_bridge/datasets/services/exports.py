@@ -23,6 +23,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -30,10 +31,12 @@ from config.celery import stale_cutoff
 from config.errors import Conflict, DomainError, NotFound, ValidationFailed
 from training_bridge.datasets.exporters import exporter_for
 from training_bridge.datasets.selectors.datasets import version_canonical_chunks
+from training_bridge.datasets.selectors.version_votes import version_vote_chunks
 from training_bridge.datasets.services.artifacts import (
     StorageImageReader,
     StorageSink,
     export_workdir,
+    storage_image_url_prefix,
     version_prefix,
 )
 from training_bridge.datasets.services.manifests import manifest_write
@@ -120,7 +123,7 @@ def dataset_exports_request(
     include_images: bool = True,
     enqueue: bool = True,
 ) -> list[DatasetExport]:
-    """Ask for several formats at once (all four by default)."""
+    """Ask for several formats at once (all of them by default)."""
     return [
         dataset_export_request(
             version_id=version_id, format=f, include_images=include_images, enqueue=enqueue
@@ -211,7 +214,9 @@ def _run(export: DatasetExport, token: uuid.UUID) -> DatasetExport:
                 sink=sink,
                 images=images,
                 progress=progress,
+                image_url_prefix=storage_image_url_prefix(),
             )
+            _card_and_votes(export, sink)
     finally:
         if images is not None:
             images.close()
@@ -241,6 +246,34 @@ def _run(export: DatasetExport, token: uuid.UUID) -> DatasetExport:
     return export
 
 
+def _card_and_votes(export: DatasetExport, sink: StorageSink) -> None:
+    """Beside the format's files: `votes.parquet` (every counted judgment) and the dataset card
+    `README.md` whose YAML header makes the folder a Hugging Face dataset as it is."""
+    from training_bridge.datasets.exporters import card, votes_table
+
+    version = export.version
+    with sink.file(votes_table.FILE_NAME) as path:
+        votes_table.write(
+            path,
+            version_vote_chunks(version=version),
+            shown=export.format != DatasetExport.Format.JSONL,
+        )
+    features = card.FEATURES.get(export.format)
+    if export.format == DatasetExport.Format.PARQUET:
+        features = card.arrow_features(exporter_for("parquet").SCHEMA)
+    text = card.dataset_card(
+        format=export.format,
+        manifest=version.manifest,
+        files=[artifact["name"] for artifact in sink.artifacts],
+        license=settings.DATASET_CARD_LICENSE,
+        features=features,
+        vote_features=card.arrow_features(votes_table.SCHEMA),
+        votes_file=votes_table.FILE_NAME,
+    )
+    with sink.file(card.FILE_NAME) as path:
+        path.write_text(text, encoding="utf-8")
+
+
 def export_folder(*, format: str, include_images: bool) -> str:
     """The export's folder under the version's prefix (`parquet`, `parquet-keys`, ...)."""
     if format == DatasetExport.Format.JSONL:
@@ -249,7 +282,7 @@ def export_folder(*, format: str, include_images: bool) -> str:
 
 
 def _check_content_hash(version: DatasetVersion, artifacts: list[dict[str, Any]]) -> None:
-    (jsonl,) = artifacts
+    (jsonl,) = [a for a in artifacts if a["name"] == "records.jsonl"]
     if jsonl["sha256"] != version.content_hash:
         raise Conflict(
             f"the exported records hash to {jsonl['sha256']}, not to the version's content "
