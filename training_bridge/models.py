@@ -138,6 +138,8 @@ class DatasetExport(models.Model):
         PARQUET = "parquet", "Pick-a-Pic Parquet"
         HPS = "hps", "HPSv3 JSON"
         WEBDATASET = "webdataset", "WebDataset tar shards"
+        OPENRLHF = "openrlhf", "OpenRLHF preference rows"
+        ARENA = "arena", "arena battle records"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"

@@ -4,9 +4,9 @@ One module per format (`jsonl`, `parquet`, `hps`, `webdataset`, `openrlhf`, `are
 exposing `export(records=..., sink=..., images=..., progress=..., image_url_prefix=...)`; every
 format but the canonical JSONL shows a pair's two images in the order of `sides.py`. They
 import no Django: they read chunks of canonical JSON lines, fetch image bytes through a
-callable, and write files through an `ArtifactSink` (see `interface.py`) that the export service backs with the default storage.
-Everything they write is a function of the records alone, so the same version exports to the
-same bytes.
+callable, and write files through an `ArtifactSink` (see `interface.py`) that the export
+service backs with the default storage. Everything they write is a function of the records
+alone, so the same version exports to the same bytes.
 """
 
 import importlib
