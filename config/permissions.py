@@ -138,6 +138,7 @@ API: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "api:training:reward-model-archive"): MLS,
     # Comparing reads two models' evaluations (computing the missing ones); leads read models.
     ("POST", "api:training:reward-models-compare"): STAFF,
+    ("POST", "api:training:reward-model-evaluate"): STAFF,
     # Active learning queues pairs for labeling: the ML engineers' loop, and a lead's queue.
     ("POST", "api:training:reward-active-learning"): STAFF,
     ("POST", "api:training:reward-score"): MLS,

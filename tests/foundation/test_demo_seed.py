@@ -20,10 +20,8 @@ from generation_workers.models import Candidate
 from tests.conftest import VENV_BIN, database_url_of_test
 from tests.factories import RewardModelFactory
 from training_bridge.models import DatasetVersion, RewardModel, TrainingRun
-from training_bridge.reward_models.services.registry import (
-    reward_model_promote,
-    reward_models_compare,
-)
+from training_bridge.reward_models.services.evaluation import reward_models_compare
+from training_bridge.reward_models.services.registry import reward_model_promote
 
 REPO = Path(__file__).resolve().parents[2]
 QUEUES = ("gpu", "cpu", "training")

@@ -13,7 +13,7 @@ from config.errors import DomainError
 from training_bridge.datasets.tasks import TRANSIENT
 from training_bridge.publishing import ACTIVE_LEARNING_RUN, REWARD_MODEL_EVALUATE
 from training_bridge.reward_models.services.active_learning import active_learning_queue
-from training_bridge.reward_models.services.registry import reward_model_evaluate
+from training_bridge.reward_models.services.evaluation import reward_model_evaluate
 
 log = logging.getLogger(__name__)
 

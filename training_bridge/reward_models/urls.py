@@ -31,6 +31,11 @@ urlpatterns = [
         name="reward-model-promote",
     ),
     path(
+        "reward/models/<int:model_id>/evaluate/",
+        reward_apis.RewardModelEvaluateApi.as_view(),
+        name="reward-model-evaluate",
+    ),
+    path(
         "reward/models/<int:model_id>/archive/",
         reward_apis.RewardModelArchiveApi.as_view(),
         name="reward-model-archive",

@@ -1,7 +1,8 @@
 """Admin pages of reward models in use (issue 9): register a checkpoint, compare two models on
-a dataset version's test split, promote one per name, archive, and queue the pairs the model
-is least sure of for labeling (active learning). Every write goes through
-services/registry.py and services/active_learning.py.
+a dataset version's test split, a model's accuracy by relation on a chosen version, promote one
+per name (asking for a confirmation when it compares worse than the promoted one), archive, and
+queue the pairs the model is least sure of for labeling (active learning). Every write goes
+through services/registry.py, services/evaluation.py and services/active_learning.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from config.errors import DomainError
 from config.permissions import RoleMatrixAdmin, api_allows
 from generation_workers.models import Campaign
 from training_bridge.models import DatasetVersion, RewardModel
+from training_bridge.reward_models.selectors.reward_models import reward_model_promoted
 
 
 @admin.register(RewardModel)
@@ -64,16 +66,11 @@ class RewardModelAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     @admin.action(description="Promote the selected model (served to RL trainers)",
                   permissions=["change"])  # fmt: skip
     def promote_model(self, request, queryset):
-        from training_bridge.reward_models.services.registry import reward_model_promote
-
         model_id = self._one(request, queryset)
         if model_id is None:
-            return
-        try:
-            model = reward_model_promote(model_id=model_id)
-            self.message_user(request, f"{model} is promoted: /api/reward/score serves it now.")
-        except DomainError as exc:
-            self.message_user(request, str(exc), level=messages.ERROR)
+            return None
+        # the promote page promotes, or asks first when the model compares worse
+        return self.promote_view(request, model_id)
 
     @admin.action(description="Archive the selected candidates", permissions=["change"])
     def archive_models(self, request, queryset):
@@ -102,6 +99,8 @@ class RewardModelAdmin(RoleMatrixAdmin, admin.ModelAdmin):
                  name="training_bridge_rewardmodel_register"),
             path("<int:model_id>/active-learning/", view(self.active_learning_view),
                  name="training_bridge_rewardmodel_active_learning"),
+            path("<int:model_id>/promote/", view(self.promote_view),
+                 name="training_bridge_rewardmodel_promote"),
             *super().get_urls(),
         ]  # fmt: skip
 
@@ -112,8 +111,33 @@ class RewardModelAdmin(RoleMatrixAdmin, admin.ModelAdmin):
                    "title": title, **context}  # fmt: skip
         return TemplateResponse(request, f"admin/training_bridge/rewardmodel/{template}", context)
 
+    def promote_view(self, request: HttpRequest, model_id: int):
+        """Promote (POST); a model that compares worse than the promoted one gets a page that
+        says why and asks to confirm."""
+        from training_bridge.reward_models.services.registry import reward_model_promote
+
+        model = RewardModel.objects.filter(pk=model_id).first()
+        if model is None or not self.has_change_permission(request, model):
+            return HttpResponseRedirect(reverse("admin:training_bridge_rewardmodel_changelist"))
+        page = reverse("admin:training_bridge_rewardmodel_change", args=[model.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(page)
+        try:
+            promoted = reward_model_promote(
+                model_id=model.pk, confirm=request.POST.get("confirm") == "1"
+            )
+        except DomainError as exc:
+            if exc.field != "confirm":
+                self.message_user(request, str(exc), level=messages.ERROR)
+                return HttpResponseRedirect(page)
+            current = reward_model_promoted(name=model.name)
+            return self._page(request, "promote_confirm.html", f"Promote {model}?", model=model,
+                              reason=exc.detail, current=current)  # fmt: skip
+        self.message_user(request, f"{promoted} is promoted: /api/reward/score serves it now.")
+        return HttpResponseRedirect(page)
+
     def compare_view(self, request: HttpRequest):
-        from training_bridge.reward_models.services.registry import reward_models_compare
+        from training_bridge.reward_models.services.evaluation import reward_models_compare
 
         if not self.has_view_permission(request):
             return HttpResponseRedirect(reverse("admin:index"))
@@ -199,8 +223,32 @@ class RewardModelAdmin(RoleMatrixAdmin, admin.ModelAdmin):
             evaluations = (model.metrics or {}).get("evaluations") or {}
             promoted = RewardModel.objects.filter(name=model.name, status="promoted").first()
             extra.update(reward_model=model, evaluations=sorted(evaluations.items()),
-                         promoted=promoted)  # fmt: skip
+                         promoted=promoted, **self._relations_context(request, model))  # fmt: skip
         return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def _relations_context(self, request: HttpRequest, model: RewardModel) -> dict:
+        """The "accuracy by relation" form, and its table once a version is asked for (the
+        evaluation may load the model, so only on request)."""
+        from training_bridge.reward_models.services.evaluation import (
+            compare_version_default,
+            reward_model_evaluation,
+        )
+
+        asked = "accuracy_on" in request.GET
+        default = compare_version_default(candidate=model)
+        form = RewardAccuracyForm(
+            request.GET if asked else None, initial={"accuracy_on": default.pk if default else None}
+        )
+        relations = relations_error = None
+        if asked and form.is_valid():
+            chosen = form.cleaned_data["accuracy_on"]
+            try:
+                relations = reward_model_evaluation(
+                    model_id=model.pk, version_id=chosen.pk if chosen else None
+                )
+            except DomainError as exc:
+                relations_error = str(exc)
+        return {"relations_form": form, "relations": relations, "relations_error": relations_error}
 
 
 # -- the forms of the reward-model pages (issue 9) ---------------------------------------------
@@ -214,13 +262,31 @@ def _frozen_versions():
     )
 
 
+DEFAULT_VERSION_HELP = (
+    "Default: the candidate's own frozen version, else the most recently frozen version with "
+    "test pairs."
+)
+
+
 class RewardCompareForm(forms.Form):
-    a = forms.ModelChoiceField(queryset=RewardModel.objects.order_by("name", "-version"))
-    b = forms.ModelChoiceField(queryset=RewardModel.objects.order_by("name", "-version"))
+    a = forms.ModelChoiceField(
+        queryset=RewardModel.objects.order_by("name", "-version"), help_text="The baseline."
+    )
+    b = forms.ModelChoiceField(
+        queryset=RewardModel.objects.order_by("name", "-version"),
+        help_text="The candidate (unless b is the promoted one and a is not).",
+    )
     dataset_version = forms.ModelChoiceField(
-        queryset=_frozen_versions(), required=False, help_text="Default: model a's version."
+        queryset=_frozen_versions(), required=False, help_text=DEFAULT_VERSION_HELP
     )
     refresh = forms.BooleanField(required=False, help_text="Evaluate both again.")
+
+
+class RewardAccuracyForm(forms.Form):
+    accuracy_on = forms.ModelChoiceField(
+        queryset=_frozen_versions(), required=False, label="Dataset version",
+        help_text=DEFAULT_VERSION_HELP,
+    )  # fmt: skip
 
 
 class RewardRegisterForm(forms.Form):

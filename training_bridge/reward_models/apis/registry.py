@@ -1,7 +1,8 @@
 """The reward-model registry over HTTP: list, register (a run's model or a checkpoint in the
-storage), detail, the promoted model of a name, promote, archive, and the side-by-side
-comparison of two models on a frozen version's test split. Reads: leads and ML engineers;
-writes: ML engineers.
+storage), detail, the promoted model of a name, promote (with `confirm` when the model compares
+worse than the promoted one), archive, one model's accuracy by relation on a frozen version's
+test split, and the side-by-side comparison of two models there. Reads, evaluations and
+comparisons: leads and ML engineers; writes: ML engineers.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from training_bridge.reward_models.selectors.reward_models import (
     reward_model_promoted,
     reward_models_list,
 )
-from training_bridge.reward_models.services.registry import (
+from training_bridge.reward_models.services.evaluation import (
     Comparison,
+    ModelEvaluation,
+    reward_model_evaluation,
+    reward_models_compare,
+)
+from training_bridge.reward_models.services.registry import (
     reward_model_archive,
     reward_model_promote,
     reward_model_register_checkpoint,
     reward_model_register_run,
-    reward_models_compare,
 )
 
 
@@ -44,6 +49,15 @@ ERRORS = {
     403: OpenApiResponse(RewardErrorSerializer, description="Not available to your role."),
     404: OpenApiResponse(RewardErrorSerializer, description="Unknown model, version or run."),
     409: OpenApiResponse(RewardErrorSerializer, description="Not allowed in this state."),
+}
+PROMOTE_ERRORS = {
+    **ERRORS,
+    409: OpenApiResponse(
+        RewardErrorSerializer,
+        description="`confirmation_required` (field `confirm`): the model compares worse than "
+        "the promoted one, or their comparison is still being evaluated; `detail` gives both "
+        "accuracies. Send `confirm: true` to promote it anyway. Also: a concurrent promotion.",
+    ),
 }
 
 
@@ -100,13 +114,42 @@ class RewardCurrentQuerySerializer(serializers.Serializer):
     name = serializers.CharField(required=False, help_text="Default: the platform's model name.")
 
 
+class RewardPromoteRequestSerializer(serializers.Serializer):
+    confirm = serializers.BooleanField(
+        default=False,
+        help_text="Promote even though the model compares worse than the promoted one.",
+    )
+
+
+DEFAULT_VERSION = (
+    "A frozen version; default: the candidate's own frozen version, else the most recently "
+    "frozen version with test pairs."
+)
+
+
 class RewardCompareRequestSerializer(serializers.Serializer):
-    model_a = serializers.IntegerField(min_value=1)
-    model_b = serializers.IntegerField(min_value=1)
+    model_a = serializers.IntegerField(min_value=1, help_text="The baseline.")
+    model_b = serializers.IntegerField(
+        min_value=1, help_text="The candidate (unless b is promoted and a is not)."
+    )
     dataset_version = serializers.IntegerField(
-        required=False, min_value=1, help_text="A frozen version; default: model a's."
+        required=False, min_value=1, help_text=DEFAULT_VERSION
     )
     refresh = serializers.BooleanField(default=False, help_text="Evaluate again.")
+
+
+class RewardEvaluateRequestSerializer(serializers.Serializer):
+    dataset_version = serializers.IntegerField(
+        required=False, min_value=1, help_text=DEFAULT_VERSION
+    )
+    refresh = serializers.BooleanField(default=False, help_text="Evaluate again.")
+
+
+def _interval_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True,
+        help_text="Wilson 95% interval [low, high] of the accuracy; null without pairs.",
+    )  # fmt: skip
 
 
 class RewardComparisonRowSerializer(serializers.Serializer):
@@ -116,6 +159,16 @@ class RewardComparisonRowSerializer(serializers.Serializer):
     a = serializers.FloatField(allow_null=True, help_text="Pairwise accuracy of model a.")
     b = serializers.FloatField(allow_null=True)
     delta = serializers.FloatField(allow_null=True, help_text="b - a")
+    a_interval = _interval_field()
+    b_interval = _interval_field()
+
+
+class RewardAccuracyRowSerializer(serializers.Serializer):
+    group = serializers.CharField(help_text="overall | relation")
+    key = serializers.CharField(help_text="all, or a relation key of the judged prompts")
+    count = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True)
+    interval = _interval_field()
 
 
 class RewardVersionRefSerializer(serializers.Serializer):
@@ -127,6 +180,10 @@ class RewardVersionRefSerializer(serializers.Serializer):
 class RewardComparisonSerializer(serializers.Serializer):
     dataset_version = RewardVersionRefSerializer()
     split = serializers.CharField()
+    test_pairs = serializers.IntegerField(
+        help_text="Labelled pairs of the version's test split; 0: nothing was compared."
+    )
+    candidate = serializers.IntegerField(help_text="The model the default version is for.")
     model_a = RewardModelSerializer()
     model_b = RewardModelSerializer()
     ready = serializers.BooleanField(help_text="false: evaluations run on the cpu queue.")
@@ -134,6 +191,18 @@ class RewardComparisonSerializer(serializers.Serializer):
     rows = RewardComparisonRowSerializer(many=True)
     evaluation_a = serializers.JSONField(allow_null=True)
     evaluation_b = serializers.JSONField(allow_null=True)
+
+
+class RewardEvaluationSerializer(serializers.Serializer):
+    model = RewardModelSerializer()
+    dataset_version = RewardVersionRefSerializer()
+    split = serializers.CharField()
+    test_pairs = serializers.IntegerField(
+        help_text="Labelled pairs of the version's test split; 0: nothing was evaluated."
+    )
+    ready = serializers.BooleanField(help_text="false: the evaluation runs on the cpu queue.")
+    rows = RewardAccuracyRowSerializer(many=True)
+    evaluation = serializers.JSONField(allow_null=True)
 
 
 class RewardModelListApi(APIView):
@@ -203,11 +272,14 @@ class RewardModelCurrentApi(APIView):
 class RewardModelPromoteApi(APIView):
     @extend_schema(
         operation_id="reward_model_promote",
-        request=None,
-        responses={200: RewardModelSerializer, **ERRORS},
+        request=RewardPromoteRequestSerializer,
+        responses={200: RewardModelSerializer, **PROMOTE_ERRORS},
     )
     def post(self, request: Request, model_id: int) -> Response:
-        return Response(RewardModelSerializer(reward_model_promote(model_id=model_id)).data)
+        body = RewardPromoteRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        model = reward_model_promote(model_id=model_id, confirm=body.validated_data["confirm"])
+        return Response(RewardModelSerializer(model).data)
 
 
 class RewardModelArchiveApi(APIView):
@@ -220,12 +292,16 @@ class RewardModelArchiveApi(APIView):
         return Response(RewardModelSerializer(reward_model_archive(model_id=model_id)).data)
 
 
+def _version_ref(version) -> dict[str, Any]:
+    return {"id": version.pk, "dataset": version.dataset.name, "number": version.number}
+
+
 def comparison_data(comparison: Comparison) -> dict[str, Any]:
-    version = comparison.version
     return {
-        "dataset_version": {"id": version.pk, "dataset": version.dataset.name,
-                            "number": version.number},
+        "dataset_version": _version_ref(comparison.version),
         "split": "test",
+        "test_pairs": comparison.test_pairs,
+        "candidate": comparison.candidate_id,
         "model_a": RewardModelSerializer(comparison.model_a).data,
         "model_b": RewardModelSerializer(comparison.model_b).data,
         "ready": comparison.ready,
@@ -261,3 +337,42 @@ class RewardModelCompareApi(APIView):
         )  # fmt: skip
         code = status.HTTP_200_OK if comparison.ready else status.HTTP_202_ACCEPTED
         return Response(comparison_data(comparison), status=code)
+
+
+def evaluation_data(found: ModelEvaluation) -> dict[str, Any]:
+    return {
+        "model": RewardModelSerializer(found.model).data,
+        "dataset_version": _version_ref(found.version),
+        "split": "test",
+        "test_pairs": found.test_pairs,
+        "ready": not found.pending,
+        "rows": found.rows,
+        "evaluation": found.evaluation,
+    }
+
+
+class RewardModelEvaluateApi(APIView):
+    """One model's pairwise accuracy on a frozen version's test split, overall and per relation
+    key of the judged prompts, each with its Wilson 95% interval (stored on the model; computed
+    now for a small split, on the cpu queue for a large one)."""
+
+    @extend_schema(
+        operation_id="reward_model_evaluate",
+        request=RewardEvaluateRequestSerializer,
+        responses={
+            200: OpenApiResponse(RewardEvaluationSerializer, description="The accuracies."),
+            202: OpenApiResponse(
+                RewardEvaluationSerializer, description="Evaluating on the cpu queue; ask again."
+            ),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request, model_id: int) -> Response:
+        body = RewardEvaluateRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        found = reward_model_evaluation(
+            model_id=model_id, version_id=body.validated_data.get("dataset_version"),
+            refresh=body.validated_data["refresh"],
+        )  # fmt: skip
+        code = status.HTTP_202_ACCEPTED if found.pending else status.HTTP_200_OK
+        return Response(evaluation_data(found), status=code)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from config.errors import Conflict, NotFound, ValidationFailed
 from generation_workers.models import Candidate
@@ -101,6 +101,20 @@ def evaluation_version_get(*, version_id: int) -> DatasetVersion:
             field="dataset_version",
         )
     return version
+
+
+def evaluation_version_newest_with_tests(*, split: str = "test") -> DatasetVersion | None:
+    """The most recently frozen version whose split holds a labelled pair (both-wrong pairs
+    carry no preference and do not count)."""
+    labelled = DatasetRecord.objects.filter(version_id=OuterRef("pk"), split=split).exclude(
+        label=DatasetRecord.Label.BOTH_WRONG
+    )
+    return (
+        DatasetVersion.objects.filter(Exists(labelled), status=DatasetVersion.Status.FROZEN)
+        .select_related("dataset")
+        .order_by("-frozen_at", "-pk")
+        .first()
+    )
 
 
 def evaluation_split_count(*, version_id: int, split: str = "test") -> int:
