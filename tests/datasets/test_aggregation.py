@@ -246,13 +246,43 @@ def test_canonical_line_sorts_keys_without_spaces_and_keeps_unicode():
 
 
 def test_diff_reports_added_removed_relabelled_and_moved_pairs():
-    base = iter([(1, "a", "train"), (2, "b", "train"), (3, "tie", "val"), (5, "a", "test")])
-    other = iter([(2, "a", "train"), (3, "tie", "test"), (4, "b", "train"), (5, "a", "test")])
+    v = {"a": 2, "b": 1}
+    base = iter([(1, "a", "train", v, 0.6), (2, "b", "train", v, 0.6), (3, "tie", "val", v, 0.6),
+                 (5, "a", "test", v, 0.6)])  # fmt: skip
+    other = iter([(2, "a", "train", v, 0.6), (3, "tie", "test", v, 0.6),
+                  (4, "b", "train", v, 0.6), (5, "a", "test", {"a": 3}, 1.0)])  # fmt: skip
     diff = diff_streams(base, other, limit=10).as_json()
     assert diff == {
+        "unchanged_means": "same label and same split (votes and agreement may differ)",
         "counts": {"added": 1, "removed": 1, "relabelled": 1, "resplit": 1, "unchanged": 1},
         "added": [4],
         "removed": [1],
         "relabelled": [{"pair_id": 2, "from": "b", "to": "a"}],
         "resplit": [{"pair_id": 3, "from": "val", "to": "test"}],
     }
+
+
+def test_diff_with_votes_lists_unchanged_pairs_whose_votes_or_agreement_changed():
+    same = {"a": 2, "b": 1, "tie": 0}
+    base = iter([(1, "a", "train", same, 2 / 3), (2, "a", "train", same, 2 / 3),
+                 (3, "b", "val", {"b": 2}, 1.0)])  # fmt: skip
+    other = iter([(1, "a", "train", {"a": 2, "b": 1}, 2 / 3), (2, "a", "train", {"a": 3}, 1.0),
+                  (3, "b", "val", {"b": 2}, 0.9)])  # fmt: skip
+
+    plain = diff_streams(iter(list(base)), iter(list(other)), limit=10)
+    base = iter([(1, "a", "train", same, 2 / 3), (2, "a", "train", same, 2 / 3),
+                 (3, "b", "val", {"b": 2}, 1.0)])  # fmt: skip
+    other = iter([(1, "a", "train", {"a": 2, "b": 1}, 2 / 3), (2, "a", "train", {"a": 3}, 1.0),
+                  (3, "b", "val", {"b": 2}, 0.9)])  # fmt: skip
+    voted = diff_streams(base, other, limit=10, votes=True).as_json()
+
+    assert plain.counts["unchanged"] == 3 and "revoted" not in plain.as_json()
+    assert voted["counts"] == {
+        "added": 0, "removed": 0, "relabelled": 0, "resplit": 0, "unchanged": 3, "revoted": 2,
+    }  # fmt: skip
+    assert voted["revoted"] == [
+        {"pair_id": 2, "votes_from": {"a": 2, "b": 1}, "votes_to": {"a": 3},
+         "agreement_from": 2 / 3, "agreement_to": 1.0},
+        {"pair_id": 3, "votes_from": {"b": 2}, "votes_to": {"b": 2},
+         "agreement_from": 1.0, "agreement_to": 0.9},
+    ]  # fmt: skip

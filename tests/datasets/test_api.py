@@ -165,8 +165,10 @@ def test_exports_are_queued_for_a_frozen_version_and_report_progress(
         ("parquet", True, "queued"),
         ("hps", True, "queued"),
         ("webdataset", True, "queued"),
+        ("openrlhf", True, "queued"),
+        ("arena", True, "queued"),
     ]
-    assert len(callbacks) == 4
+    assert len(callbacks) == 6
     export = DatasetExport.objects.get(version=version, format="parquet")
     dataset_export_run(export_id=export.pk)
     detail = lead_client.get(f"/api/dataset-exports/{export.pk}/").json()
@@ -184,6 +186,8 @@ def test_exports_are_queued_for_a_frozen_version_and_report_progress(
         "parquet",
         "hps",
         "webdataset",
+        "openrlhf",
+        "arena",
     }
 
 
@@ -194,6 +198,11 @@ def test_an_unknown_format_is_a_400_naming_format(lead_client, world):
     )
     assert response.status_code == 400
     assert response.json()["field"] == "format"
+    assert DatasetExport.objects.count() == 0
+    response = lead_client.post(
+        f"/api/dataset-versions/{version.pk}/exports/", {"format": "openrlhf "}, format="json"
+    )
+    assert (response.status_code, response.json()["field"]) == (400, "format")
     assert DatasetExport.objects.count() == 0
 
 

@@ -195,13 +195,11 @@ class DatasetVersionAdmin(RoleMatrixAdmin, admin.ModelAdmin):
             except DomainError as exc:
                 report_error(self, request, exc)
 
-    @admin.action(description="Export in all four formats (with images)", permissions=["change"])
+    @admin.action(description="Export in every format (with images)", permissions=["change"])
     def export_all(self, request, queryset):
         self._export(request, queryset, include_images=True)
 
-    @admin.action(
-        description="Export in all four formats (image keys only)", permissions=["change"]
-    )
+    @admin.action(description="Export in every format (image keys only)", permissions=["change"])
     def export_all_keys_only(self, request, queryset):
         self._export(request, queryset, include_images=False)
 

@@ -175,6 +175,7 @@ class DatasetVersionDiffApi(APIView):
             base_id=version_id,
             other_id=query.validated_data["other"],
             limit=query.validated_data["limit"],
+            votes=query.validated_data["votes"],
         )
         return Response(diff)
 

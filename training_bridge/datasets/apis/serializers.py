@@ -62,7 +62,9 @@ def artifact_entries(version_id: int, folder: str, artifacts: list[dict]) -> lis
 class DatasetExportSerializer(serializers.ModelSerializer):
     # Plain strings: other apps' enums named "status"/"format" would collide in the schema.
     status = serializers.CharField(read_only=True, help_text="queued | running | done | failed")
-    format = serializers.CharField(read_only=True, help_text="jsonl | parquet | hps | webdataset")
+    format = serializers.CharField(
+        read_only=True, help_text="jsonl | parquet | hps | webdataset | openrlhf | arena"
+    )
     progress = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
 
@@ -102,7 +104,7 @@ class DatasetExportSerializer(serializers.ModelSerializer):
 
 class DatasetExportCreateSerializer(serializers.Serializer):
     format = serializers.ChoiceField(
-        choices=[*DatasetExport.Format.values, "all"], help_text="One format, or all four."
+        choices=[*DatasetExport.Format.values, "all"], help_text="One format, or all of them."
     )
     include_images = serializers.BooleanField(default=True)
     force = serializers.BooleanField(default=False, help_text="Export again even if done.")
@@ -137,13 +139,23 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class DatasetDiffQuerySerializer(serializers.Serializer):
     other = serializers.IntegerField(min_value=1, help_text="The version to compare with.")
     limit = serializers.IntegerField(min_value=0, max_value=10_000, default=100)
+    votes = serializers.BooleanField(
+        default=False,
+        help_text="Also list unchanged pairs whose vote counts or agreement changed (revoted).",
+    )
 
 
 class DatasetDiffSerializer(serializers.Serializer):
     base = serializers.DictField()
     other = serializers.DictField()
+    unchanged_means = serializers.CharField(
+        help_text="What `unchanged` counts: same label and same split (votes may differ)."
+    )
     counts = serializers.DictField(child=serializers.IntegerField())
     added = serializers.ListField(child=serializers.IntegerField())
     removed = serializers.ListField(child=serializers.IntegerField())
     relabelled = serializers.ListField(child=serializers.DictField())
     resplit = serializers.ListField(child=serializers.DictField())
+    revoted = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="Only with `votes=true`."
+    )

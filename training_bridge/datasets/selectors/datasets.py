@@ -55,13 +55,13 @@ def version_canonical_chunks(
         yield rows
 
 
-def _label_rows(version_id: int, chunk_size: int = 10_000) -> Iterator[tuple[int, str, str]]:
+def _label_rows(version_id: int, chunk_size: int = 10_000) -> Iterator[tuple]:
     after = 0
     while True:
         rows = list(
             DatasetRecord.objects.filter(version_id=version_id, pair_id__gt=after)
             .order_by("pair_id")
-            .values_list("pair_id", "label", "split")[:chunk_size]
+            .values_list("pair_id", "label", "split", "votes", "agreement")[:chunk_size]
         )
         if not rows:
             return
@@ -69,8 +69,12 @@ def _label_rows(version_id: int, chunk_size: int = 10_000) -> Iterator[tuple[int
         yield from rows
 
 
-def dataset_version_diff(*, base_id: int, other_id: int, limit: int = 100) -> dict[str, Any]:
-    """Pairs added, removed, relabelled and moved to another split from `base` to `other`."""
+def dataset_version_diff(
+    *, base_id: int, other_id: int, limit: int = 100, votes: bool = False
+) -> dict[str, Any]:
+    """Pairs added, removed, relabelled and moved to another split from `base` to `other`;
+    `unchanged` = same label and same split. With `votes`, also the unchanged pairs whose
+    vote counts or agreement changed (`revoted`)."""
     base = dataset_version_get(version_id=base_id)
     other = dataset_version_get(version_id=other_id)
     for version, name in ((base, "version"), (other, "other")):
@@ -78,7 +82,7 @@ def dataset_version_diff(*, base_id: int, other_id: int, limit: int = 100) -> di
             raise Conflict(
                 f"{version} is {version.status}; only frozen versions compare", field=name
             )
-    diff = diff_streams(_label_rows(base.pk), _label_rows(other.pk), limit=limit)
+    diff = diff_streams(_label_rows(base.pk), _label_rows(other.pk), limit=limit, votes=votes)
     return {
         "base": {"id": base.pk, "dataset": base.dataset.name, "number": base.number},
         "other": {"id": other.pk, "dataset": other.dataset.name, "number": other.number},

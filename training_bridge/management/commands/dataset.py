@@ -3,7 +3,7 @@
     manage.py dataset freeze --dataset spatial --filter-spec '{"queues": ["demo"]}'
     manage.py dataset freeze --dataset spatial --version 3          # an existing draft
     manage.py dataset export --dataset spatial --version 1 --format all [--no-images]
-    manage.py dataset diff --dataset spatial 1 2 [--limit 20] [--json]
+    manage.py dataset diff --dataset spatial 1 2 [--limit 20] [--votes] [--json]
 
 Freezing and exporting run in this process unless --queue is given (then a `cpu` worker does
 it). Specs are JSON text or @path/to/spec.json. Errors name the offending field.
@@ -74,12 +74,24 @@ class Command(BaseCommand):
         export.add_argument("--force", action="store_true", help="export again if done")
         export.add_argument("--queue", action="store_true", help="let a cpu worker export it")
 
-        diff = actions.add_parser("diff", help="pairs added, removed, relabelled")
+        diff = actions.add_parser(
+            "diff",
+            help="pairs added, removed, relabelled, moved split; unchanged = same label and "
+            "same split (votes may differ: --votes lists those)",
+            description="Compare two frozen versions pair by pair. A pair in both is "
+            "'unchanged' when it has the same label and the same split, even if its votes or "
+            "agreement changed; --votes also counts and lists those pairs ('revoted').",
+        )
         diff.add_argument("--dataset", required=True)
         diff.add_argument("base", type=int, help="version number")
         diff.add_argument("other", type=int, help="version number")
         diff.add_argument("--limit", type=int, default=20)
         diff.add_argument("--json", action="store_true", help="print the diff as JSON")
+        diff.add_argument(
+            "--votes",
+            action="store_true",
+            help="also report unchanged pairs whose vote counts or agreement changed",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -146,7 +158,9 @@ class Command(BaseCommand):
     def _diff(self, options: dict[str, Any]) -> None:
         base = dataset_version_by_number(dataset_name=options["dataset"], number=options["base"])
         other = dataset_version_by_number(dataset_name=options["dataset"], number=options["other"])
-        diff = dataset_version_diff(base_id=base.pk, other_id=other.pk, limit=options["limit"])
+        diff = dataset_version_diff(
+            base_id=base.pk, other_id=other.pk, limit=options["limit"], votes=options["votes"]
+        )
         if options["json"]:
             self.stdout.write(json.dumps(diff, indent=2))
             return
@@ -154,7 +168,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{base} -> v{other.number}: {counts['added']} added, {counts['removed']} removed, "
             f"{counts['relabelled']} relabelled, {counts['resplit']} moved split, "
-            f"{counts['unchanged']} unchanged"
+            f"{counts['unchanged']} unchanged ({diff['unchanged_means']})"
+            + (f", {counts['revoted']} of them with other votes" if options["votes"] else "")
         )
         for pair_id in diff["added"]:
             self.stdout.write(f"+ pair {pair_id}")
@@ -164,3 +179,8 @@ class Command(BaseCommand):
             self.stdout.write(f"~ pair {row['pair_id']}: {row['from']} -> {row['to']}")
         for row in diff["resplit"]:
             self.stdout.write(f"> pair {row['pair_id']}: {row['from']} -> {row['to']}")
+        for row in diff.get("revoted", []):
+            self.stdout.write(
+                f"= pair {row['pair_id']}: votes {row['votes_from']} -> {row['votes_to']}, "
+                f"agreement {row['agreement_from']:.3f} -> {row['agreement_to']:.3f}"
+            )
