@@ -5,7 +5,8 @@ Reward models have theirs in training_bridge/reward_models/admin/.
 A run is started from the dataset versions list (a frozen version's "Train a reward model"
 link opens the start form with the version chosen) or from "Add training run". The run's page
 polls `/api/training-runs/<id>/metrics/?after=<last id>` and draws the curves
-(static/training_bridge/training_charts.js, no build step).
+(static/training_bridge/training_charts.js, no build step): values on hover, and other runs
+(listed by `/api/training-runs/`, those of the same dataset version first) overlaid on demand.
 """
 
 from __future__ import annotations
@@ -303,6 +304,7 @@ class TrainingRunAdmin(RoleMatrixAdmin, admin.ModelAdmin):
             extra.update(
                 run_obj=run,
                 metrics_url=reverse("api:training:training-run-metrics", kwargs={"run_id": run.pk}),
+                runs_url=reverse("api:training:training-runs"),
                 can_cancel=self.has_change_permission(request, run)
                 and run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING),
             )
