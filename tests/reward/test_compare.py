@@ -176,6 +176,11 @@ def test_promoting_a_model_that_compares_worse_needs_confirm(builtin_folders, ml
     assert f"accuracy {low:.3f} (95% CI" in body["detail"]
     assert f"against {high:.3f} (95% CI" in body["detail"]
     assert str(better) in body["detail"] and str(version) in body["detail"]
+    overall = ml_client.post(
+        f"{MODELS}compare/", {"model_a": better.pk, "model_b": worse.pk}, format="json"
+    ).json()["rows"][0]
+    overlap = overall["b_interval"][1] >= overall["a_interval"][0]
+    assert ("the intervals overlap, so the difference may be noise" in body["detail"]) is overlap
     assert statuses() == before
     # when it is promoted with confirm, it is served
     confirmed = ml_client.post(f"{MODELS}{worse.pk}/promote/", {"confirm": True}, format="json")

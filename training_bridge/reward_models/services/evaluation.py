@@ -359,8 +359,11 @@ def promotion_confirmation_reason(*, model: RewardModel) -> str | None:
     overall = comparison.rows[0]
     if overall["a"] is None or overall["b"] is None or overall["b"] >= overall["a"]:
         return None
+    overlap = overall["b_interval"][1] >= overall["a_interval"][0]
     return (
         f"{model} compares worse than the promoted {promoted} on {version} "
         f"({comparison.test_pairs} test pairs): accuracy {_accuracy_text(overall, 'b')} against "
-        f"{_accuracy_text(overall, 'a')}; confirm to promote it anyway"
+        f"{_accuracy_text(overall, 'a')}"
+        + ("; the intervals overlap, so the difference may be noise" if overlap else "")
+        + "; confirm to promote it anyway"
     )
