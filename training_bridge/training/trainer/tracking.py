@@ -121,6 +121,15 @@ class TensorBoardTracker:
         self._writer.close()
 
 
+def mlflow_key(name: str) -> str:
+    """A metric name as an MLflow key: its first "/" kept (MLflow groups by it), the others
+    made "." (a file store keeps each key as a path, where "val/accuracy" as a file and
+    "val/accuracy/relation/above" under it as a folder cannot both exist), and characters
+    MLflow refuses made "_"."""
+    head, _, rest = name.partition("/")
+    return _MLFLOW_KEY.sub("_", f"{head}/{rest.replace('/', '.')}" if rest else head)
+
+
 class MlflowTracker:
     """A run in the experiment MLFLOW_EXPERIMENT_NAME (mlflow reads it and the tracking URI
     from the environment itself), named after the SpatialPrefs run."""
@@ -134,7 +143,7 @@ class MlflowTracker:
 
     def scalar(self, name: str, value: float, *, step: int) -> None:
         if math.isfinite(value):
-            self._mlflow.log_metric(_MLFLOW_KEY.sub("_", name), value, step=step)
+            self._mlflow.log_metric(mlflow_key(name), value, step=step)
 
     def close(self, *, outcome: str) -> None:
         status = {"finished": "FINISHED", "stopped": "KILLED"}.get(outcome, "FAILED")
