@@ -16,7 +16,6 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.training.worlds import procedural_version
-from training_bridge.datasets.services.artifacts import artifact_open
 from training_bridge.models import TrainingMetric
 from training_bridge.training.services.launchers import (
     launcher_child_environment,
@@ -99,7 +98,7 @@ def test_the_trainer_logs_every_metric_to_tensorboard_event_files(scenes_folder,
 
 
 @pytest.mark.django_db
-def test_a_builtin_run_stores_its_tensorboard_event_files_as_artifacts(tmp_path):
+def test_a_builtin_run_stores_its_tensorboard_event_files_as_artifacts(tmp_path, ml_client):
     # Given a queued built-in run on a small frozen version
     version = procedural_version(groups=4, seeds=2, size=32)
     config = {"epochs": 2, "batch_size": 8, "image_size": 32, "seed": 1, "num_threads": 1}
@@ -108,15 +107,19 @@ def test_a_builtin_run_stores_its_tensorboard_event_files_as_artifacts(tmp_path)
     # When the worker's path executes it
     run = training_run_execute(run_id=run.pk)
 
-    # Then its artifacts hold the event files, whose points are the run's stored metrics
+    # Then the run's artifacts list its event file
     assert run.status == "succeeded", (run.error, run.log_tail)
-    boards = [a for a in run.artifacts if a["name"].startswith(f"{TENSORBOARD_DIR}/")]
+    listed = ml_client.get(f"/api/training-runs/{run.pk}/").json()["artifacts"]
+    boards = [a for a in listed if a["name"].startswith(f"{TENSORBOARD_DIR}/")]
     assert len(boards) == 1
     assert boards[0]["name"].startswith(f"{TENSORBOARD_DIR}/events.out.tfevents.")
+    # And downloaded as an ML engineer does, it holds the points of the run's stored metrics
+    download = ml_client.get(boards[0]["download_url"])
+    assert download.status_code == 200
     board = tmp_path / boards[0]["name"]
     board.parent.mkdir(parents=True)
-    with artifact_open(key=boards[0]["key"]) as source:
-        board.write_bytes(source.read())
+    board.write_bytes(b"".join(download.streaming_content))
+    assert len(board.read_bytes()) == boards[0]["size"]
     stored: dict[str, list[tuple[int, float]]] = {}
     for name, step, value in TrainingMetric.objects.filter(run=run).order_by("name", "step", "id")\
             .values_list("name", "step", "value"):  # fmt: skip
@@ -148,9 +151,7 @@ def test_a_tracker_configured_on_the_worker_without_its_library_fails_the_run_at
 
 
 @pytest.mark.parametrize("switch", sorted(MISSING))
-def test_the_trainer_command_refuses_a_configured_tracker_without_its_library(
-    switch, scenes_folder, tmp_path
-):
+def test_the_trainer_command_refuses_a_configured_tracker_without_its_library(switch, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(SMALL))
     value, message = MISSING[switch]
@@ -158,7 +159,7 @@ def test_the_trainer_command_refuses_a_configured_tracker_without_its_library(
 
     done = subprocess.run(
         [sys.executable, "-m", "training_bridge.training.trainer",
-         "--dataset-dir", str(scenes_folder), "--output-dir", str(tmp_path / "out"),
+         "--dataset-dir", str(tmp_path), "--output-dir", str(tmp_path / "out"),
          "--config", str(config)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
