@@ -1,7 +1,8 @@
 """Admin pages of vocabularies, prompt sets and prompts.
 
 A lead builds a set from a spec (JSON or YAML) with a preview first, imports a JSONL file of
-scene prompts, and reads a set's composition (by relation, tier, split, perturbation) on its
+scene prompts or a spatial benchmark's files in their own format (GenEval, T2I-CompBench,
+DPG-Bench), and reads a set's composition (by relation, tier, split, perturbation) on its
 page. Every write goes through generation_workers.services.prompts, like the API's.
 """
 
@@ -22,7 +23,12 @@ from config.permissions import RoleMatrixAdmin
 from generation_workers.apis.prompts import MAX_IMPORT_BYTES, prompt_set_preview
 from generation_workers.models import Prompt, PromptSet, Vocabulary
 from generation_workers.selectors.prompts import prompt_set_counts, prompt_set_sample
-from generation_workers.services.prompts import prompt_set_create, prompt_set_import
+from generation_workers.services.prompts import (
+    prompt_set_create,
+    prompt_set_import,
+    prompt_set_import_benchmark,
+)
+from generation_workers.spatial.benchmarks import BENCHMARK_FORMATS
 
 EXAMPLE_SPEC = """\
 size: 10000
@@ -67,11 +73,44 @@ class SpecForm(forms.Form):
         return spec
 
 
+FORMAT_FILES = {
+    "geneval": "GenEval: prompts/evaluation_metadata.jsonl",
+    "t2i-compbench": "T2I-CompBench: examples/dataset/spatial*.txt",
+    "dpg-bench": "DPG-Bench: dpg_bench/prompts/*.txt",
+}
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """One or more files (DPG-Bench: one prompt a file)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)]
+
+
 class ImportForm(forms.Form):
     name = forms.SlugField(max_length=100)
-    file = forms.FileField(help_text="JSON Lines: text, objects, relations, optional scene.")
+    format = forms.ChoiceField(
+        choices=[("jsonl", "JSONL (ours)")]
+        + [(fmt, FORMAT_FILES[fmt]) for fmt in BENCHMARK_FORMATS],
+        initial="jsonl", required=False, help_text="Default: JSONL.",
+    )  # fmt: skip
+    file = MultipleFileField(
+        help_text="JSONL: one file (text, objects, relations, optional scene); a benchmark "
+        "format: its file(s), e.g. every file of DPG-Bench's prompts/ folder."
+    )
     vocabulary = forms.CharField(
-        required=False, help_text="Optional: check object names against coco or compbench."
+        required=False, help_text="JSONL only: check object names against coco or compbench."
     )
 
 
@@ -177,17 +216,26 @@ class PromptSetAdmin(RoleMatrixAdmin, admin.ModelAdmin):
             return HttpResponse(status=403)
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
+            uploads = form.cleaned_data["file"]
+            fmt = form.cleaned_data["format"] or "jsonl"
             try:
-                if upload.size > MAX_IMPORT_BYTES:
+                if sum(upload.size for upload in uploads) > MAX_IMPORT_BYTES:
                     raise DomainError(f"the file is over {MAX_IMPORT_BYTES} bytes", field="file")
-                text = upload.read().decode("utf-8")
-                prompt_set = prompt_set_import(
-                    name=form.cleaned_data["name"],
-                    lines=text.splitlines(),
-                    vocabulary=form.cleaned_data["vocabulary"] or None,
-                    created_by=request.user,
-                )
+                if fmt != "jsonl":
+                    prompt_set = prompt_set_import_benchmark(
+                        name=form.cleaned_data["name"], fmt=fmt,
+                        files=[(upload.name, upload.read()) for upload in uploads],
+                        created_by=request.user,
+                    )  # fmt: skip
+                elif len(uploads) != 1:
+                    raise DomainError("a JSONL import reads one file", field="file")
+                else:
+                    prompt_set = prompt_set_import(
+                        name=form.cleaned_data["name"],
+                        lines=uploads[0].read().decode("utf-8").splitlines(),
+                        vocabulary=form.cleaned_data["vocabulary"] or None,
+                        created_by=request.user,
+                    )
             except UnicodeDecodeError:
                 form.add_error("file", "the file is not UTF-8 text")
             except DomainError as exc:
@@ -199,7 +247,7 @@ class PromptSetAdmin(RoleMatrixAdmin, admin.ModelAdmin):
                 )
         context = {
             **self.admin_site.each_context(request),
-            "title": "Import prompts from JSONL",
+            "title": "Import prompts (JSONL or a spatial benchmark)",
             "form": form,
             "opts": self.model._meta,
         }

@@ -16,8 +16,13 @@ from config.input_checks import BIGINT_MAX
 from config.parsers import FormParser, JSONField, JSONParser, MultiPartParser
 from generation_workers.models import Prompt, PromptSet, Split
 from generation_workers.selectors.prompts import prompt_list, prompt_set_counts
-from generation_workers.services.prompts import prompt_set_create, prompt_set_import
+from generation_workers.services.prompts import (
+    prompt_set_create,
+    prompt_set_import,
+    prompt_set_import_benchmark,
+)
 from generation_workers.spatial import RELATION_IDS, PromptSpecError, build_prompt_set
+from generation_workers.spatial.benchmarks import BENCHMARK_FORMATS
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 MAX_PREVIEW = 50
@@ -73,11 +78,27 @@ class PreviewRecordOutput(serializers.Serializer):
     perturbations = PreviewPerturbationOutput(many=True)
 
 
+IMPORT_FORMATS = ("jsonl", *BENCHMARK_FORMATS)
+
+
 class PromptSetImportInput(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    file = serializers.FileField(required=False, help_text="JSON Lines, one prompt a line.")
-    jsonl = serializers.CharField(required=False, trim_whitespace=False)
-    vocabulary = JSONField(required=False)
+    format = serializers.ChoiceField(
+        choices=list(IMPORT_FORMATS), default="jsonl",
+        help_text="jsonl (ours: text, objects, relations), or a benchmark's own format: geneval "
+        "(evaluation_metadata.jsonl, its position lines), t2i-compbench (spatial*.txt, one "
+        "prompt a line), dpg-bench (prompts/<item id>.txt, one prompt a file: send each as a "
+        "`file` part).",
+    )  # fmt: skip
+    file = serializers.FileField(
+        required=False,
+        help_text="The file (JSON Lines for jsonl); for a benchmark format, repeat the part "
+        "for several files.",
+    )
+    jsonl = serializers.CharField(
+        required=False, trim_whitespace=False, help_text="The file's text instead of `file`."
+    )
+    vocabulary = JSONField(required=False, help_text="jsonl only.")
 
 
 class PromptFilter(serializers.Serializer):
@@ -154,6 +175,8 @@ class PromptSetImportApi(APIView):
         text = data.validated_data.get("jsonl")
         if upload is None and text is None:
             raise ValidationFailed("send the JSONL as a file or as 'jsonl' text", field="file")
+        if data.validated_data["format"] != "jsonl":
+            return self._benchmark(request, data.validated_data, text)
         if upload is not None:
             if upload.size > MAX_IMPORT_BYTES:
                 raise ValidationFailed(
@@ -168,6 +191,20 @@ class PromptSetImportApi(APIView):
             lines=text.splitlines(),
             vocabulary=data.validated_data.get("vocabulary"),
             created_by=request.user,
+        )
+        return Response(PromptSetDetailOutput(prompt_set).data, status=status.HTTP_201_CREATED)
+
+    def _benchmark(self, request: Request, data: dict[str, Any], text: str | None) -> Response:
+        if data.get("vocabulary") is not None:
+            raise ValidationFailed("a benchmark format has its own vocabulary", field="vocabulary")
+        uploads = request.FILES.getlist("file")
+        if sum(upload.size for upload in uploads) > MAX_IMPORT_BYTES:
+            raise ValidationFailed(f"the files are over {MAX_IMPORT_BYTES} bytes", field="file")
+        files = [(upload.name, upload.read()) for upload in uploads]
+        if text is not None:
+            files.append(("jsonl", text))
+        prompt_set = prompt_set_import_benchmark(
+            name=data["name"], fmt=data["format"], files=files, created_by=request.user
         )
         return Response(PromptSetDetailOutput(prompt_set).data, status=status.HTTP_201_CREATED)
 

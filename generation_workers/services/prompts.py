@@ -1,4 +1,5 @@
-"""Writes of prompt sets and prompts: build from a spec, import JSONL, lock.
+"""Writes of prompt sets and prompts: build from a spec, import JSONL or a spatial benchmark's
+prompt files (GenEval, T2I-CompBench, DPG-Bench), lock.
 
 A set is written in one transaction: a bad spec, a bad import line or an exhausted sampling
 space leaves nothing behind. Large sets are built by a `cpu` queue task that calls the same
@@ -28,7 +29,13 @@ from generation_workers.spatial import (
     parse_jsonl,
     vocabulary_from_spec,
 )
+from generation_workers.spatial.benchmarks import (
+    BENCHMARK_FORMATS,
+    benchmark_read,
+    benchmark_vocabulary,
+)
 from generation_workers.spatial.builder import build_prompt_set
+from generation_workers.spatial.jsonl_import import items_check
 from generation_workers.spatial.vocabulary import BUILTIN_VOCABULARIES
 
 log = logging.getLogger(__name__)
@@ -181,6 +188,64 @@ def prompt_set_import(
             created_by=created_by if created_by and created_by.is_authenticated else None,
         )
         _populate(prompt_set, iter(parsed.records))
+    return prompt_set
+
+
+def prompt_set_import_benchmark(
+    *,
+    name: str,
+    fmt: str,
+    files: list[tuple[str, str | bytes]],
+    created_by: AbstractBaseUser | None = None,
+) -> PromptSet:
+    """Import a spatial benchmark's prompt files in their own format (`fmt`: geneval,
+    t2i-compbench, dpg-bench; see `spatial/benchmarks.py` for what each maps onto objects and
+    relation keys and what stays text only). Any bad line rejects every file, naming the file,
+    line and field (`files[spatial.txt].lines[3].text`); nothing is saved. A prompt a file
+    lists twice is stored once; the set's spec records the format, the files and the notes."""
+    _check_name(name)
+    if fmt not in BENCHMARK_FORMATS:
+        raise ValidationFailed(f"one of {', '.join(BENCHMARK_FORMATS)}", field="format")
+    if not files:
+        raise ValidationFailed("send the benchmark's file(s)", field="file")
+    decoded: list[tuple[str, str]] = []
+    for file_name, content in files:
+        text_check(file_name, field="file", max_chars=255)
+        where = f"files[{file_name}]"
+        try:
+            text = content.decode("utf-8") if isinstance(content, bytes) else content
+        except UnicodeDecodeError:
+            raise ValidationFailed("the file is not UTF-8 text", field=where) from None
+        decoded.append((file_name, text))
+    read = benchmark_read(fmt, decoded)
+    for item in read.items:
+        text = (item.data or {}).get("text")
+        if isinstance(text, str):
+            field = f"files[{item.file}].lines[{item.line}].text"
+            text_check(text, field=field, max_bytes=PROMPT_TEXT_MAX_BYTES)
+    parsed = items_check(read.items, vocabulary=benchmark_vocabulary(fmt), drop_repeats=True)
+    if parsed.errors:
+        first = parsed.errors[0]
+        more = f" ({len(parsed.errors) - 1} more bad lines)" if len(parsed.errors) > 1 else ""
+        raise ValidationFailed(
+            f"{first}{more}", field=f"files[{first.file}].lines[{first.line}].{first.field}"
+        )
+    if not parsed.records:
+        raise ValidationFailed(f"the file(s) hold no {fmt} prompt to import", field="file")
+    spec = {"format": fmt, "files": [file_name for file_name, _ in decoded], **read.notes,
+            "repeats_dropped": parsed.repeats_dropped}  # fmt: skip
+    with transaction.atomic():
+        prompt_set = PromptSet.objects.create(
+            name=name,
+            version=_next_version(name),
+            source=PromptSet.Source.IMPORT,
+            spec=spec,
+            status=PromptSet.Status.BUILDING,
+            created_by=created_by if created_by and created_by.is_authenticated else None,
+        )
+        _populate(prompt_set, iter(parsed.records))
+    log.info("prompts.set.imported set=%s format=%s prompts=%d", prompt_set.pk, fmt,
+             prompt_set.prompt_count)  # fmt: skip
     return prompt_set
 
 

@@ -17,7 +17,7 @@ the whole file when any line is bad: ``parse_jsonl(...).raise_for_errors()``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +37,29 @@ class LineError:
     line: int
     field: str
     message: str
+    file: str = ""  # the file's name when an import reads several
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.field}: {self.message}"
+        where = f"{self.file} line {self.line}" if self.file else f"line {self.line}"
+        return f"{where}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ImportItem:
+    """One prompt as read from a source file, in a JSONL line's shape (``text``, ``objects``,
+    ``relations``, ``scene``, ``group``), before it is checked. ``data`` is None when the
+    reader could not make one (its ``errors`` say why). A ``text_only`` item stores its text
+    with an empty structure (the source states no objects or relations we can hold); its
+    ``tier`` is then the reader's, else the relation count gives it. ``template`` names how
+    the text was written (a benchmark's format)."""
+
+    line: int
+    data: dict[str, Any] | None
+    errors: tuple[PromptSpecError, ...] = ()
+    file: str = ""
+    template: str | None = None
+    text_only: bool = False
+    tier: str | None = None
 
 
 class PromptImportError(PromptSpecError):
@@ -61,6 +81,7 @@ class JsonlImport:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     errors: list[LineError] = field(default_factory=list)
+    repeats_dropped: list[str] = field(default_factory=list)  # "<file> line <n>" (drop_repeats)
 
     @property
     def ok(self) -> bool:
@@ -95,35 +116,45 @@ def _mention_errors(
     return errors
 
 
-def _read_line(
-    raw: str, vocabulary: Vocabulary | None, require_mentions: bool
-) -> tuple[dict[str, Any] | None, StructuredPrompt | None, list[PromptSpecError]]:
+def _read_line(raw: str) -> tuple[dict[str, Any] | None, list[PromptSpecError]]:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
-        return None, None, [PromptSpecError("json", raw, f"not valid JSON: {error.msg}")]
+        return None, [PromptSpecError("json", raw, f"not valid JSON: {error.msg}")]
     except RecursionError:  # brackets nested past Python's recursion limit
-        return None, None, [PromptSpecError("json", None, "not valid JSON: nested too deeply")]
+        return None, [PromptSpecError("json", None, "not valid JSON: nested too deeply")]
     if not isinstance(data, dict):
-        return None, None, [PromptSpecError("line", data, "must be a JSON object")]
+        return None, [PromptSpecError("line", data, "must be a JSON object")]
     errors = [
         PromptSpecError(key, data[key], "unknown key") for key in data if key not in _LINE_KEYS
     ]
+    return data, errors
+
+
+def _check_item(
+    item: ImportItem, vocabulary: Vocabulary | None, require_mentions: bool
+) -> tuple[StructuredPrompt | None, list[PromptSpecError]]:
+    if item.data is None:
+        return None, list(item.errors)
+    data = item.data
+    errors = list(item.errors)
     text = data.get("text")
     if not isinstance(text, str) or not text.strip():
         errors.append(PromptSpecError("text", text, "must be a non-empty string"))
     group = data.get("group")
     if group is not None and (not isinstance(group, str) or not group):
         errors.append(PromptSpecError("group", group, "must be a non-empty string"))
+    if item.text_only:
+        return StructuredPrompt((), ()), errors
     structure = {key: data[key] for key in ("objects", "relations", "scene") if key in data}
     try:
         prompt = StructuredPrompt.from_dict(structure)
     except PromptSpecError as error:
-        return data, None, [*errors, error]
+        return None, [*errors, error]
     errors.extend(prompt.validation_errors(vocabulary=vocabulary))
     if require_mentions and isinstance(text, str) and text.strip():
         errors.extend(_mention_errors(prompt, text, vocabulary))
-    return data, prompt, errors
+    return prompt, errors
 
 
 def parse_jsonl(
@@ -141,36 +172,66 @@ def parse_jsonl(
     are skipped. Records have the builder's shape plus ``"line"``, with ``template`` None and
     no perturbations.
     """
+
+    def items() -> Iterator[ImportItem]:
+        for number, raw_line in enumerate(lines, start=1):
+            raw = raw_line.decode("utf-8") if isinstance(raw_line, bytes) else raw_line
+            if raw.strip():
+                data, errors = _read_line(raw)
+                yield ImportItem(number, data, tuple(errors))
+
+    return items_check(
+        items(), vocabulary=vocabulary, split_policy=split_policy,
+        require_mentions=require_mentions,
+    )  # fmt: skip
+
+
+def items_check(
+    items: Iterable[ImportItem],
+    *,
+    vocabulary: Vocabulary | None = None,
+    split_policy: SplitPolicy | None = _DEFAULT_SPLITS,
+    require_mentions: bool = True,
+    drop_repeats: bool = False,
+) -> JsonlImport:
+    """Check every item as a JSONL line is checked (text, group, the structure's shape and
+    meaning, each object named in the text, no text repeated across the whole import): records
+    for the good ones, every problem of the bad ones as a ``LineError``. With ``drop_repeats``
+    a repeated text is left out (and listed in ``repeats_dropped``) instead of being an error:
+    a benchmark's file that lists one prompt twice."""
     result = JsonlImport()
-    first_line_of: dict[str, int] = {}
-    for number, raw_line in enumerate(lines, start=1):
-        raw = raw_line.decode("utf-8") if isinstance(raw_line, bytes) else raw_line
-        if not raw.strip():
-            continue
-        data, prompt, errors = _read_line(raw, vocabulary, require_mentions)
+    first_line_of: dict[str, str] = {}
+    for item in items:
+        data = item.data
+        prompt, errors = _check_item(item, vocabulary, require_mentions)
+        where = f"{item.file} line {item.line}" if item.file else f"line {item.line}"
         if data is not None and isinstance(data.get("text"), str):
             normalized = normalize_text(data["text"])
+            if normalized in first_line_of and drop_repeats and not errors:
+                result.repeats_dropped.append(where)
+                continue
             if normalized in first_line_of:
                 errors.append(
-                    PromptSpecError(
-                        "text", data["text"], f"repeats line {first_line_of[normalized]}"
-                    )
+                    PromptSpecError("text", data["text"], f"repeats {first_line_of[normalized]}")
                 )
-            first_line_of.setdefault(normalized, number)
+            first_line_of.setdefault(normalized, where)
         if errors or data is None or prompt is None:
-            result.errors.extend(LineError(number, e.field, e.message) for e in errors)
+            result.errors.extend(
+                LineError(item.line, e.field, e.message, item.file) for e in errors
+            )
             continue
         names = [obj.name for obj in prompt.objects]
         group = group_key_fit(data["group"]) if data.get("group") else group_key_for(names)
         relations = {relation.relation for relation in prompt.relations}
         result.records.append(
             {
-                "line": number,
+                "line": item.line,
+                "file": item.file,
                 "text": data["text"],
                 "normalized_text": normalize_text(data["text"]),
                 "structure": prompt.to_dict(),
-                "tier": tier_for(len(prompt.relations)),
-                "template": None,
+                "tier": item.tier or tier_for(len(prompt.relations)),
+                "template": item.template,
                 "group_key": group,
                 "split": (
                     split_policy.split_for(group, objects=names, relations=relations)
