@@ -1,6 +1,6 @@
 """A training run's page in Chromium (training_bridge/static/training_bridge/training_charts.js):
-its charts show the value under the pointer, and other runs (those of the same dataset version
-first, then any other run) can be overlaid and removed again.
+its charts follow a running run, show the value under the pointer, and other runs (those of the
+same dataset version first, then any other run) can be overlaid and removed again.
 
     run        version  train/loss at step s (s = 1..20)   val/accuracy at epoch e (e = 1..4)
     own        A        (100 - 3 s) / 100                   0.50 + 0.05 e
@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from tests.factories import DatasetFactory, DatasetVersionFactory, TrainingRunFactory
 from tests.ui.conftest import sign_in
-from training_bridge.models import TrainingMetric
+from training_bridge.models import TrainingMetric, TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 STEPS = 20
@@ -169,3 +169,41 @@ def test_other_runs_can_be_overlaid_on_the_charts_and_removed(
     # Then its lines are gone and it is offered again
     assert _line_runs(page, "train/loss") == [own.pk, stranger.pk]
     assert _offered(page) == {"Same dataset version": [sibling.pk]}
+
+
+def test_a_running_runs_charts_grow_as_points_arrive_and_the_page_reloads_when_it_ends(
+    live_server, context, ml_engineer, runs
+):
+    # Given a running run with the first five steps of its loss
+    run = TrainingRunFactory(
+        dataset_version=runs["own"].dataset_version, config={"backbone": "builtin"},
+        config_hash="d" * 64, status="running", step=5, total_steps=STEPS, epoch=1,
+    )  # fmt: skip
+    TrainingMetric.objects.bulk_create(
+        TrainingMetric(run=run, name="train/loss", step=s, epoch=1, value=loss("own", s))
+        for s in range(1, 6)
+    )
+    sign_in(context, live_server, ml_engineer)
+    page = context.new_page()
+    _open(page, live_server, run)
+    legend = page.locator('[data-chart="train/loss"] .sp-legend li')
+    expect(legend).to_have_text(f"train/loss: {loss('own', 5):.4f} (last)")
+
+    # When the worker stores five more steps
+    TrainingMetric.objects.bulk_create(
+        TrainingMetric(run=run, name="train/loss", step=s, epoch=2, value=loss("own", s))
+        for s in range(6, 11)
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(step=10, epoch=2)
+
+    # Then the next poll draws them and moves the progress
+    expect(legend).to_have_text(f"train/loss: {loss('own', 10):.4f} (last)")
+    expect(page.locator('[data-field="step"]')).to_have_text("10")
+    assert _hover(page, "train/loss", 0.99) == {
+        "x": 10, "rows": {run.pk: f"train/loss: {loss('own', 10):.4f}"}
+    }  # fmt: skip
+
+    # When the run ends, the page reloads once and shows it finished, no longer live
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+    expect(page.locator('[data-field="live"]')).to_have_text("")
+    expect(page.locator("#sp-training")).to_have_attribute("data-status", "succeeded")
