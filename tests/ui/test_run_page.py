@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 from tests.factories import DatasetFactory, DatasetVersionFactory, TrainingRunFactory
 from tests.ui.conftest import sign_in
 from training_bridge.models import TrainingMetric, TrainingRun
+from training_bridge.training.selectors.training import METRICS_PAGE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 STEPS = 20
@@ -207,3 +208,28 @@ def test_a_running_runs_charts_grow_as_points_arrive_and_the_page_reloads_when_i
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
     expect(page.locator('[data-field="live"]')).to_have_text("")
     expect(page.locator("#sp-training")).to_have_attribute("data-status", "succeeded")
+
+
+def test_a_finished_run_with_more_points_than_one_page_shows_them_all(
+    live_server, context, ml_engineer, runs
+):
+    # Given a finished run whose loss has more steps than the metrics endpoint answers at once
+    steps = METRICS_PAGE + 100
+    run = TrainingRunFactory(
+        dataset_version=runs["own"].dataset_version, config={"backbone": "builtin"},
+        config_hash="e" * 64, status="succeeded", step=steps, total_steps=steps, epoch=1,
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    TrainingMetric.objects.bulk_create(
+        TrainingMetric(run=run, name="train/loss", step=s, epoch=1, value=1 / s)
+        for s in range(1, steps + 1)
+    )
+    sign_in(context, live_server, ml_engineer)
+    page = context.new_page()
+
+    # When its page opens, the chart ends at the last step
+    _open(page, live_server, run)
+    legend = page.locator('[data-chart="train/loss"] .sp-legend li')
+    expect(legend).to_have_text(f"train/loss: {1 / steps:.3e} (last)".replace("e-0", "e-"))
+    # (a pixel holds about five steps here: the hover lands near the end, past the first page)
+    assert METRICS_PAGE < _hover(page, "train/loss", 0.999)["x"] <= steps
