@@ -142,6 +142,11 @@ API: dict[tuple[str, str], frozenset[str]] = {
     # Active learning queues pairs for labeling: the ML engineers' loop, and a lead's queue.
     ("POST", "api:training:reward-active-learning"): STAFF,
     ("POST", "api:training:reward-score"): MLS,
+    ("POST", "api:training:reward-score-jobs"): MLS,
+    ("GET", "api:training:reward-score-job"): MLS,  # and only the job's own account
+    ("POST", "api:training:reward-flow-factory-compute"): MLS,
+    ("GET", "api:training:reward-flow-factory-health"): MLS,
+    ("POST", "api:training:reward-openrlhf-get-reward"): MLS,
 }
 
 ACTIONS = ("view", "add", "change", "delete")

@@ -267,7 +267,20 @@ TRAINING_LAUNCHER_SECRET_ENV = env.list("TRAINING_LAUNCHER_SECRET_ENV", default=
 # MLFLOW_TRACKING_URI, to W&B when it has WANDB_PROJECT (training/trainer/tracking.py).
 # Reward models in use (training_bridge/reward_models/services: scoring, registry, active_learning).
 REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
-REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=None)  # torch; None: its own
+# torch threads of a process's forward passes: 1 (more cores: more worker processes); torch's own
+# default, a thread per core, was 3-50x slower on shared cores (bench/scoring/RESULTS.md).
+REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=1)
+# Images waiting in a serving process past which a scoring request is a 503 with Retry-After.
+REWARD_SCORING_MAX_PENDING = env.int("REWARD_SCORING_MAX_PENDING", default=1024)
+# A serving process loads the promoted model when it starts (config/wsgi.py), not on a request.
+REWARD_SCORING_PRELOAD = env.bool("REWARD_SCORING_PRELOAD", default=True)
+# Scoring jobs (enqueue/poll, training_bridge/reward_models/services/score_jobs.py): state in
+# Redis (default: the broker's), run by a few threads per serving process, kept this long.
+REWARD_SCORE_JOBS_REDIS_URL = env("REWARD_SCORE_JOBS_REDIS_URL", default=None)
+REWARD_SCORE_JOBS_THREADS = env.int("REWARD_SCORE_JOBS_THREADS", default=2)
+REWARD_SCORE_JOBS_MAX_QUEUED = env.int("REWARD_SCORE_JOBS_MAX_QUEUED", default=16)
+REWARD_SCORE_JOB_MAX_IMAGES = env.int("REWARD_SCORE_JOB_MAX_IMAGES", default=512)
+REWARD_SCORE_JOB_TTL_SECONDS = env.int("REWARD_SCORE_JOB_TTL_SECONDS", default=3600)
 # Images per forward pass: concurrent requests share passes up to this many (4 RL clients x 64).
 REWARD_SCORING_MAX_BATCH = env.int("REWARD_SCORING_MAX_BATCH", default=256)
 REWARD_SCORING_MAX_MODELS = env.int("REWARD_SCORING_MAX_MODELS", default=2)  # kept loaded

@@ -60,7 +60,14 @@ ROLES = [ANONYMOUS, ANNOTATOR, LEAD, ML, ADMIN]
 # The scoring API, for RL trainers, tries a token before a session: an anonymous caller gets
 # 401 with a WWW-Authenticate challenge there. Every other operation tries the session first,
 # which has no challenge to offer, so DRF answers an anonymous caller 403.
-TOKEN_FIRST = {("POST", "api:training:reward-score")}
+TOKEN_FIRST = {
+    ("POST", "api:training:reward-score"),
+    ("POST", "api:training:reward-score-jobs"),
+    ("GET", "api:training:reward-score-job"),
+    ("POST", "api:training:reward-flow-factory-compute"),
+    ("GET", "api:training:reward-flow-factory-health"),
+    ("POST", "api:training:reward-openrlhf-get-reward"),
+}
 
 
 def schema_operations() -> list[tuple[str, str]]:
@@ -117,6 +124,7 @@ def path_values(accounts) -> dict[str, str]:
         "pair_id": PairFactory(queue=queue).pk,
         "user_id": accounts[ANNOTATOR].pk,
         "token": "not-a-lease-of-yours",
+        "job_id": "0" * 32,  # a scoring job's id (none of yours: 404)
         "name": "example",  # a slug (example images) and a path (artifacts)
     }
 

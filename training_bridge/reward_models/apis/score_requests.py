@@ -248,8 +248,8 @@ def _multipart_request(request: Request, limits: ScoreLimits) -> ScoreRequest:
     return out
 
 
-def score_request_read(request: Request) -> ScoreRequest:
-    limits = score_limits()
+def score_request_read(request: Request, *, limits: ScoreLimits | None = None) -> ScoreRequest:
+    limits = limits or score_limits()
     kind = content_type_check(request.content_type)
     request_size_check(request.META.get("CONTENT_LENGTH"), limits)
     if kind == "json":

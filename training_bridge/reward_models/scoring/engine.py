@@ -235,19 +235,21 @@ class Batcher:
         *,
         per_item: bool = False,
         failed: dict[int, ImageUndecodable] | None = None,
+        max_pending: int | None = None,
     ) -> list[Any]:
         """Scores of the images (prepared here if `arrays` is None), from the batching thread;
         `per_item`: an undecodable image's `ImageUndecodable` in its place (`failed`: those
         already found by a caller that prepared the arrays). `EngineBusy` if the images would
-        take the engine past `max_pending` while it has work."""
+        take the engine past `max_pending` (default: the batcher's) while it has work."""
         job = _Job(model, captions, images, arrays, per_item=per_item, failed=failed)
         count = len(images)
+        limit = self.max_pending if max_pending is None else max_pending
         with self._cond:
-            if self.max_pending and self._pending and self._pending + count > self.max_pending:
+            if limit and self._pending and self._pending + count > limit:
                 self.refused += 1
                 raise EngineBusy(
                     f"{self._pending} images are being scored in this process; at most "
-                    f"{self.max_pending} are taken at once: retry shortly",
+                    f"{limit} are taken at once: retry shortly",
                     field="images",
                 )
             self._pending += count
@@ -430,6 +432,7 @@ class ScoringEngine:
         images: Sequence[Image.Image | bytes],
         *,
         per_item: bool = False,
+        max_pending: int | None = None,
     ) -> list[Any]:
         """Scores of (caption, image) pairs, scored in a batch; the images are uploads opened
         by `payloads.image_open` (decoded here: `ImageUndecodable` if they cannot be), Pillow
@@ -447,8 +450,9 @@ class ScoringEngine:
             else:
                 arrays = model.prepare_all(images)
         return self.batcher.submit(
-            model, captions, images, arrays, per_item=per_item, failed=failed
-        )
+            model, captions, images, arrays, per_item=per_item, failed=failed,
+            max_pending=max_pending,
+        )  # fmt: skip
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -89,7 +89,6 @@ def scoring_engine() -> ScoringEngine:
                 max_models=int(getattr(settings, "REWARD_SCORING_MAX_MODELS", 2)),
                 num_threads=int(threads),
                 max_wait=float(getattr(settings, "REWARD_SCORING_MAX_WAIT_MS", 0)) / 1000,
-                max_pending=int(getattr(settings, "REWARD_SCORING_MAX_PENDING", 1024)) or None,
             )
         return _engine
 
@@ -166,6 +165,23 @@ def scoring_preload_start() -> threading.Thread | None:
     thread = threading.Thread(target=run, name="reward-scoring-preload", daemon=True)
     thread.start()
     return thread
+
+
+@dataclass(frozen=True)
+class ScoringStatus:
+    ref: ModelRef | None  # the promoted model of REWARD_MODEL_NAME; None: nothing to serve
+    loaded: bool  # already in this process's engine
+    detail: str = ""
+
+
+def scoring_status() -> ScoringStatus:
+    """What this process would serve by default, and whether it holds it already (a health
+    check: nothing is loaded here)."""
+    try:
+        ref = scoring_ref()
+    except DomainError as exc:
+        return ScoringStatus(ref=None, loaded=False, detail=exc.detail)
+    return ScoringStatus(ref=ref, loaded=ref in scoring_engine().loaded())
 
 
 def scoring_model_load(*, ref: ModelRef) -> LoadedModel:
@@ -305,7 +321,10 @@ def reward_score(
     captions, images = _resolve(inputs)
     model = scoring_model_load(ref=ref)
     try:
-        scores = scoring_engine().score(model, captions, images, per_item=per_item)
+        scores = scoring_engine().score(
+            model, captions, images, per_item=per_item,
+            max_pending=int(getattr(settings, "REWARD_SCORING_MAX_PENDING", 1024)),
+        )  # fmt: skip
     except ImageUndecodable:
         raise
     except (OSError, ValueError) as exc:  # a stored candidate image that cannot be decoded
