@@ -233,6 +233,54 @@ def test_an_upload_that_cannot_be_decoded_fails_its_own_request_not_those_batche
     assert (batcher.passes, batcher.requests, batcher.images) == (2, 3, 4)
 
 
+def test_per_item_an_undecodable_upload_gets_its_error_in_its_place_and_the_rest_scores(
+    builtin_folders,
+):
+    # given an engine on CPU and one request whose second upload is cut half-way
+    engine = ScoringEngine(fetch=lambda ref: ref)
+    model = LoadedModel(REF, reward_model_load(builtin_folders(0)), builtin_folders(0), 0.0)
+    good = [png(1), png(2)]
+    images = uploads([good[0], truncated(png(4)), good[1]])
+    # when it is scored per item (the batching thread prepares), and prepared in the request
+    scores = engine.score(model, [PROMPT, OTHER, OTHER], images, per_item=True)
+    in_request = ScoringEngine(fetch=lambda ref: ref, prepare_in_requests=True).score(
+        model, [PROMPT, OTHER, OTHER], uploads([good[0], truncated(png(4)), good[1]]),
+        per_item=True,
+    )  # fmt: skip
+    # then the cut one is its ImageUndecodable (position 1) and the others their offline scores
+    for answer in (scores, in_request):
+        assert isinstance(answer[1], ImageUndecodable) and answer[1].position == 1
+        np.testing.assert_allclose(
+            pairs([answer[0], answer[2]]), offline(builtin_folders(0), [PROMPT, OTHER], good),
+            rtol=1e-5, atol=1e-6,
+        )  # fmt: skip
+
+
+def test_past_its_pending_limit_the_engine_refuses_and_a_lone_request_is_always_taken():
+    from training_bridge.reward_models.scoring.engine import EngineBusy
+
+    batcher = Batcher(max_batch=64, max_pending=3)
+    m = GatedModel()
+    m.gate.set()
+    # an idle engine takes a request larger than the limit (a refusal must never be permanent)
+    assert batcher.submit(m, ["p"] * 5, [None] * 5, [1, 2, 3, 4, 5]) == [1, 2, 3, 4, 5]
+    # with a pass of 1 image running, 3 more would pass the limit, 2 fit
+    held = GatedModel()
+    results: dict = {}
+    running = _submit_in_thread(batcher, held, [0], results, "running")
+    held.entered.wait()
+    with pytest.raises(EngineBusy) as refused:
+        batcher.submit(m, ["p"] * 3, [None] * 3, [6, 7, 8])
+    fits = _submit_in_thread(batcher, m, [9, 10], results, "fits")
+    _until(lambda: batcher.pending == 3)
+    held.gate.set()
+    running.join()
+    fits.join()
+    assert (refused.value.status_code, refused.value.retry_after_seconds) == (503, 1)
+    assert (batcher.refused, batcher.pending) == (1, 0)
+    assert results == {"running": [0], "fits": [9, 10]}
+
+
 def test_stored_bytes_that_cannot_be_decoded_raise_the_decoders_own_error(builtin_folders):
     # given stored image bytes (a candidate's), not an upload
     engine = ScoringEngine(fetch=lambda ref: ref)
