@@ -81,8 +81,10 @@ def test_freeze_and_export_actions_call_the_services(
     # Freezing: the exports wait and start when the freeze finishes.
     assert len(callbacks) == 0
     assert sorted(DatasetExport.objects.values_list("format", "status")) == [
+        ("arena", "queued"),
         ("hps", "queued"),
         ("jsonl", "queued"),
+        ("openrlhf", "queued"),
         ("parquet", "queued"),
         ("webdataset", "queued"),
     ]

@@ -18,7 +18,8 @@ from PIL import Image
 
 from tests.conftest import s3_client
 from tests.datasets.factories import judge_bulk, version_frozen, world_build
-from training_bridge.datasets.exporters.sides import record_shown, sides_swapped
+from training_bridge.datasets.exporters.sides import sides_swapped
+from training_bridge.datasets.exporters.webdataset import sample_json
 from training_bridge.datasets.services.exports import dataset_export_request, dataset_export_run
 from training_bridge.models import DatasetExport
 
@@ -71,7 +72,7 @@ def _files(export) -> dict[str, bytes]:
     return {a["name"]: _read(a["key"]) for a in export.artifacts}
 
 
-CARD_AND_VOTES = ("README.md", "votes.parquet")
+CARD_AND_VOTES = ("README.md", "votes.parquet", "votes.jsonl")
 
 
 def _data(export) -> list[dict]:
@@ -92,7 +93,7 @@ def test_jsonl_export_is_the_canonical_records_and_hashes_to_the_content_hash():
     assert export.status == DatasetExport.Status.DONE
     assert export.include_images is False
     assert sorted(a["name"] for a in export.artifacts) == [
-        "README.md", "records.jsonl", "votes.parquet",
+        "README.md", "records.jsonl", "votes.jsonl",
     ]  # fmt: skip
     (artifact,) = _data(export)
     assert artifact["key"] == "datasets/spatial/v1/jsonl/records.jsonl"
@@ -193,7 +194,7 @@ def test_hps_json_puts_the_preferred_image_first_and_ships_the_image_folder():
     export = _export(version, "hps")
     files = _files(export)
     assert sorted(files) == sorted(
-        [n for n in files if n.endswith(".json")] + ["images-00000.tar", *CARD_AND_VOTES]
+        [n for n in files if n.endswith(".json")] + ["images-00000.tar", "README.md", "votes.jsonl"]
     )
     items = [
         item for name, data in files.items() if name.endswith(".json") for item in json.loads(data)
@@ -244,7 +245,8 @@ def test_webdataset_shards_read_back_with_the_webdataset_library(tmp_path):
     for sample in samples:
         record = sample["json"]
         assert sample["__key__"] == f"{record['pair_id']:010d}"
-        assert record == record_shown(json.loads(canonical[record["pair_id"]]))
+        assert record == sample_json(json.loads(canonical[record["pair_id"]]))
+        assert sample["canonical.txt"] == canonical[record["pair_id"]]
         assert isinstance(sample["0.png"], Image.Image)
         assert sample["0.png"].size == (8, 8)
         first, _ = _shown(pairs[record["pair_id"]])
@@ -262,7 +264,7 @@ def test_an_export_of_ten_thousand_pairs(tmp_path):
     assert version.record_count == 10_000
 
     jsonl = _export(version, "jsonl")
-    assert jsonl.artifacts[0]["sha256"] == version.content_hash
+    assert _data(jsonl)[0]["sha256"] == version.content_hash
     parquet = _export(version, "parquet")
     rows = 0
     for artifact in _data(parquet):

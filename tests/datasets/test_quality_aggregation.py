@@ -369,7 +369,11 @@ def _export_files(version, format: str) -> dict[str, bytes]:
             version_id=version.pk, format=format, include_images=False
         ).pk
     )
-    return {a["name"]: storages["default"].open(a["key"], "rb").read() for a in export.artifacts}
+    return {
+        a["name"]: storages["default"].open(a["key"], "rb").read()
+        for a in export.artifacts
+        if a["name"] not in ("README.md", "votes.parquet", "votes.jsonl")
+    }
 
 
 def test_every_export_carries_each_records_confidence():

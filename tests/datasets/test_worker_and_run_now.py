@@ -84,18 +84,19 @@ def test_a_cpu_worker_freezes_and_exports_a_version(cpu_worker):
     assert version.status == "freezing"
 
     def finished() -> bool:
-        return DatasetExport.objects.filter(version=version, status="done").count() == 4
+        return DatasetExport.objects.filter(version=version, status="done").count() == 6
 
     _wait(finished, cpu_worker)
     version.refresh_from_db()
     assert (version.status, version.record_count) == ("frozen", 8)
     jsonl = DatasetExport.objects.get(version=version, format="jsonl")
-    assert jsonl.artifacts[0]["sha256"] == version.content_hash
+    (records,) = [a for a in jsonl.artifacts if a["name"] == "records.jsonl"]
+    assert records["sha256"] == version.content_hash
     manifest = json.loads(
         (Path(settings.MEDIA_ROOT) / "datasets/spatial/v1/manifest.json").read_text()
     )
     assert sorted(a["format"] for a in manifest["artifacts"]) == [
-        "hps", "jsonl", "parquet", "webdataset",
+        "arena", "hps", "jsonl", "openrlhf", "parquet", "webdataset",
     ]  # fmt: skip
     again = dataset_snapshot(dataset_name="spatial", filter_spec={"queues": [world.queue.name]})
     assert again.pk == version.pk
@@ -143,9 +144,12 @@ def test_a_snapshot_run_now_is_frozen_and_exported_before_it_returns(transaction
     assert (version.status, version.record_count) == ("frozen", 12)
     assert second.content_hash == version.content_hash
     assert sorted((e.format, e.status, len(e.artifacts)) for e in version.exports.all()) == [
-        ("hps", "done", 2),
-        ("jsonl", "done", 1),
-        ("parquet", "done", 1),
-        ("webdataset", "done", 1),
+        # each with its dataset card and votes table
+        ("arena", "done", 4),  # train.json, images-00000.tar
+        ("hps", "done", 4),
+        ("jsonl", "done", 3),
+        ("openrlhf", "done", 4),
+        ("parquet", "done", 3),
+        ("webdataset", "done", 3),
     ]
     assert (Path(settings.MEDIA_ROOT) / "datasets/demo/v1/manifest.json").exists()

@@ -5,7 +5,8 @@ the version's manifest and the folder's files, so the folder is a Hub dataset as
 The header names the license, task categories and tags, and one config per table: `default`
 (the format's files, split by split: `train`, `validation`, `test`, plus PickScore's default
 split names `validation_unique` and `test_unique` for the same val and test files in the
-Parquet folder) and `votes` (`votes.parquet`, one row per judgment). Each config lists its
+Parquet folder) and `votes` (the votes table, one row per judgment; not in the WebDataset card,
+as a folder is read by one builder). Each config lists its
 features where the format's columns are fixed (not the WebDataset's nor the canonical JSONL's
 records, whose prompt structure is free-form: the library infers those). The body says what
 the version holds, how it was labelled and how each format is read.
@@ -147,14 +148,15 @@ def dataset_card(
         )
         if features is not None:
             infos.append({"config_name": "default", "features": _features_yaml(features)})
-    configs.append(
-        {
-            "config_name": "votes",
-            "data_files": [{"split": "train", "path": votes_file}],
-            **({} if splits else {"default": True}),
-        }
-    )
-    infos.append({"config_name": "votes", "features": _features_yaml(vote_features)})
+    if format != "webdataset":  # one builder reads a folder: not a tar one for votes.parquet
+        configs.append(
+            {
+                "config_name": "votes",
+                "data_files": [{"split": "train", "path": votes_file}],
+                **({} if splits else {"default": True}),
+            }
+        )
+        infos.append({"config_name": "votes", "features": _features_yaml(vote_features)})
     header = {
         "license": license,
         "task_categories": ["text-to-image", "image-classification"],
@@ -185,8 +187,13 @@ def dataset_card(
         "",
         f"Labels by `{aggregator.get('name', 'majority')}` (options "
         f"{aggregator.get('options', {})}); a record's `confidence` is its confidence in the "
-        "label in [0, 1]. The `votes` config has every counted judgment (`answer` a / b in this "
-        "folder's side order).",
+        f"label in [0, 1]. `{votes_file}` has every counted judgment (`answer` a / b in this "
+        "folder's side order)"
+        + (
+            ': `load_dataset("parquet", data_files="votes.parquet")`.'
+            if format == "webdataset"
+            else ", the `votes` config."
+        ),
         "",
         "## Manifest",
         "",

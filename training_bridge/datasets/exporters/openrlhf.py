@@ -37,7 +37,7 @@ def preference_row(record: dict, paths: dict[str, str]) -> dict:
         "prompt": record["prompt"]["text"],
         "chosen": paths[chosen["key"]],
         "rejected": paths[rejected["key"]],
-        "margin": round((ahead - behind) / (ahead + behind), 6),
+        "margin": (ahead - behind) / (ahead + behind),
         "chosen_sha256": chosen["sha256"],
         "rejected_sha256": rejected["sha256"],
         "chosen_model": chosen["model"],

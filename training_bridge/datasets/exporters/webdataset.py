@@ -1,9 +1,14 @@
 """WebDataset tar shards for streaming training: one sample per pair, shards per split.
 
-Shard `<split>-000000.tar` holds, per pair, `<key>.json` (the canonical record as the export
-shows it: `sides.record_shown`, candidates in shown order and `sides_swapped`) and, with images,
-`<key>.0.png` and `<key>.1.png` (image 0 and 1 in that order). The key is the pair id,
-zero-padded, so `webdataset.WebDataset(urls)` groups the three files into one sample.
+Shard `<split>-000000.tar` holds, per pair, `<key>.json` (the record as the export shows it,
+`sample_json`), `<key>.canonical.txt` (the stored canonical line, sides in stored order) and,
+with images, `<key>.0.png` and `<key>.1.png` (image 0 and 1 in the shown order). The key is the
+pair id, zero-padded, so `webdataset.WebDataset(urls)` groups the files into one sample.
+
+The `.json` has a fixed shape with no null values, because Hugging Face `datasets` takes a
+shard's column types from its first few samples: a key that is null there and a number later
+(a prompt's parent, an image's own prompt text) failed the load. The canonical line, with the
+prompt's free-form structure and every lineage field, rides as text beside it.
 
 Every image is PNG: stored PNG bytes are copied as they are, any other format (WebP) is decoded
 and written again as PNG (lossless, from the decoded pixels). One extension in every sample is
@@ -37,6 +42,40 @@ SAMPLES_PER_SHARD = 10_000
 SAMPLES_PER_SHARD_WITH_IMAGES = 1_000
 MAX_BYTES_PER_SHARD = 512 * 1024 * 1024
 IMAGE_EXTENSION = "png"
+_CANDIDATE_KEYS = ("id", "key", "sha256", "model", "seed", "prompt_id")
+
+
+def sample_json(stored: dict) -> dict:
+    """The sample's record: the fields a trainer reads, sides in shown order (`sides.py`),
+    never null (`intended_winner` "" when the pair has none)."""
+    record = record_shown(stored)
+    prompt = record["prompt"]
+    return {
+        "pair_id": record["pair_id"],
+        "kind": record["kind"],
+        "split": record["split"],
+        "label": record["label"],
+        "sides_swapped": record["sides_swapped"],
+        "votes": record["votes"],
+        "num_votes": record["num_votes"],
+        "agreement": record["agreement"],
+        "confidence": record.get("confidence", record["agreement"]),
+        "intended_winner": record["intended_winner"] or "",
+        "perturbation_type": record["perturbation_type"],
+        "num_perturbations": record["num_perturbations"],
+        "prompt": {
+            "id": prompt["id"],
+            "text": prompt["text"],
+            "group_key": prompt["group_key"],
+            "relations": prompt["relations"],
+            "objects": prompt.get("objects", []),
+        },
+        "candidates": [
+            {name: c[name] for name in _CANDIDATE_KEYS if name in c} for c in record["candidates"]
+        ],
+        "annotator_ids": record["annotator_ids"],
+        "judged_at": record["judged_at"],
+    }
 
 
 def png_bytes(key: str, data: bytes) -> bytes:
@@ -73,15 +112,16 @@ def export(
     done = 0
     try:
         for lines in chunks_rebatched(records, size):
-            shown = [record_shown(json.loads(line)) for line in lines]
+            shown = [sample_json(json.loads(line)) for line in lines]
             data: list[bytes] = []
             if images is not None:
                 data = images([c["key"] for record in shown for c in record["candidates"]])
-            for index, record in enumerate(shown):
+            for index, (record, line) in enumerate(zip(shown, lines, strict=True)):
                 tar = shards[record["split"]]
                 key = f"{record['pair_id']:010d}"
                 body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
                 tar.current.add(f"{key}.json", body.encode())
+                tar.current.add(f"{key}.canonical.txt", line.encode())
                 if images is not None:
                     for side, candidate in enumerate(record["candidates"]):
                         image = png_bytes(candidate["key"], data[2 * index + side])

@@ -247,17 +247,17 @@ def _run(export: DatasetExport, token: uuid.UUID) -> DatasetExport:
 
 
 def _card_and_votes(export: DatasetExport, sink: StorageSink) -> None:
-    """Beside the format's files: `votes.parquet` (every counted judgment) and the dataset card
+    """Beside the format's files: the votes table (every counted judgment) and the dataset card
     `README.md` whose YAML header makes the folder a Hugging Face dataset as it is."""
     from training_bridge.datasets.exporters import card, votes_table
 
     version = export.version
-    with sink.file(votes_table.FILE_NAME) as path:
-        votes_table.write(
-            path,
-            version_vote_chunks(version=version),
-            shown=export.format != DatasetExport.Format.JSONL,
-        )
+    shown = export.format != DatasetExport.Format.JSONL
+    columnar = export.format in (DatasetExport.Format.PARQUET, DatasetExport.Format.WEBDATASET)
+    votes_file = votes_table.PARQUET_NAME if columnar else votes_table.JSONL_NAME
+    write = votes_table.write_parquet if columnar else votes_table.write_jsonl
+    with sink.file(votes_file) as path:
+        write(path, version_vote_chunks(version=version), shown=shown)
     features = card.FEATURES.get(export.format)
     if export.format == DatasetExport.Format.PARQUET:
         features = card.arrow_features(exporter_for("parquet").SCHEMA)
@@ -267,8 +267,10 @@ def _card_and_votes(export: DatasetExport, sink: StorageSink) -> None:
         files=[artifact["name"] for artifact in sink.artifacts],
         license=settings.DATASET_CARD_LICENSE,
         features=features,
-        vote_features=card.arrow_features(votes_table.SCHEMA),
-        votes_file=votes_table.FILE_NAME,
+        vote_features=card.arrow_features(
+            votes_table.SCHEMA if columnar else votes_table.JSONL_SCHEMA
+        ),
+        votes_file=votes_file,
     )
     with sink.file(card.FILE_NAME) as path:
         path.write_text(text, encoding="utf-8")
