@@ -52,7 +52,10 @@ Imports (``jsonl_import``)
     ``parse_jsonl(lines, vocabulary=None, split_policy=SplitPolicy()) -> JsonlImport`` with
     ``.records`` (builder-shaped, plus ``line``; tier by relation count), ``.errors``
     (every ``LineError``: "line 7: relations[0].relation: unknown relation 'diagonal to'")
-    and ``.raise_for_errors()``.
+    and ``.raise_for_errors()``; ``items_check(items, ...)`` checks ``ImportItem``s the same
+    way (any reader's items). ``benchmarks.benchmark_read(fmt, files)`` reads a benchmark's own
+    files (``geneval``, ``t2i-compbench``, ``dpg-bench``) into items, with notes of what stays
+    text only.
 """
 
 from .builder import build_prompt_set, tier_targets

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import NotFound
-from config.parsers import JSONField
+from config.parsers import JSONField, JSONParser
 from training_bridge.models import RewardModel
 from training_bridge.reward_models.selectors.reward_models import (
     reward_model_default_name,
@@ -50,8 +50,13 @@ ERRORS = {
     404: OpenApiResponse(RewardErrorSerializer, description="Unknown model, version or run."),
     409: OpenApiResponse(RewardErrorSerializer, description="Not allowed in this state."),
 }
+# Operations whose body is all optional read JSON only (a form adds nothing to two flags).
+JSON_ONLY = {
+    415: OpenApiResponse(RewardErrorSerializer, description="The body is not JSON."),
+}
 PROMOTE_ERRORS = {
     **ERRORS,
+    **JSON_ONLY,
     409: OpenApiResponse(
         RewardErrorSerializer,
         description="`confirmation_required` (field `confirm`): the model compares worse than "
@@ -270,6 +275,8 @@ class RewardModelCurrentApi(APIView):
 
 
 class RewardModelPromoteApi(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(
         operation_id="reward_model_promote",
         request=RewardPromoteRequestSerializer,
@@ -356,6 +363,8 @@ class RewardModelEvaluateApi(APIView):
     key of the judged prompts, each with its Wilson 95% interval (stored on the model; computed
     now for a small split, on the cpu queue for a large one)."""
 
+    parser_classes = [JSONParser]
+
     @extend_schema(
         operation_id="reward_model_evaluate",
         request=RewardEvaluateRequestSerializer,
@@ -365,6 +374,7 @@ class RewardModelEvaluateApi(APIView):
                 RewardEvaluationSerializer, description="Evaluating on the cpu queue; ask again."
             ),
             **ERRORS,
+            **JSON_ONLY,
         },
     )
     def post(self, request: Request, model_id: int) -> Response:
