@@ -259,6 +259,9 @@ def test_the_registry_gives_a_models_accuracy_per_relation_on_a_chosen_version(
     page = admin_client(lead).get(f"{ADMIN}{model.pk}/change/", {"accuracy_on": chosen.pk})
     html = page.content.decode()
     assert f"On {chosen} (test split): {evaluation['count']} test pairs." in html
+    # (the stored evaluations' list gives each version's interval too)
+    low, high = body["rows"][0]["interval"]
+    assert f'<td class="sp-ci">{low:.3f}-{high:.3f}</td>' in html
     for key, row in by_relation.items():
         low, high = row["interval"]
         assert (

@@ -220,9 +220,15 @@ class RewardModelAdmin(RoleMatrixAdmin, admin.ModelAdmin):
         model = RewardModel.objects.select_related("dataset_version").filter(pk=object_id).first()
         extra = dict(extra_context or {})
         if model is not None:
-            evaluations = (model.metrics or {}).get("evaluations") or {}
+            from training_bridge.reward_models.services.evaluation import accuracy_interval
+
+            stored = (model.metrics or {}).get("evaluations") or {}
+            evaluations = [
+                (version_id, found, accuracy_interval(found.get("accuracy"), found.get("count")))
+                for version_id, found in sorted(stored.items())
+            ]
             promoted = RewardModel.objects.filter(name=model.name, status="promoted").first()
-            extra.update(reward_model=model, evaluations=sorted(evaluations.items()),
+            extra.update(reward_model=model, evaluations=evaluations,
                          promoted=promoted, **self._relations_context(request, model))  # fmt: skip
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
