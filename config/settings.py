@@ -268,7 +268,7 @@ TRAINING_LAUNCHER_SECRET_ENV = env.list("TRAINING_LAUNCHER_SECRET_ENV", default=
 # Reward models in use (training_bridge/reward_models/services: scoring, registry, active_learning).
 REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
 # torch threads of a process's forward passes: 1 (more cores: more worker processes); torch's own
-# default, a thread per core, was 3-50x slower on shared cores (bench/scoring/RESULTS.md).
+# default, a thread per core, scored 2.4-5.5x fewer images/s on shared cores (bench/scoring).
 REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=1)
 # Images waiting in a serving process past which a scoring request is a 503 with Retry-After.
 REWARD_SCORING_MAX_PENDING = env.int("REWARD_SCORING_MAX_PENDING", default=1024)

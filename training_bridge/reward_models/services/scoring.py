@@ -159,6 +159,8 @@ def scoring_preload_start() -> threading.Thread | None:
 
         try:
             scoring_preload()
+        except Exception:  # the database not migrated or not up yet: the server starts anyway
+            log.exception("reward.preload.failed")
         finally:
             connection.close()  # this thread's own connection
 
