@@ -133,3 +133,37 @@ def test_the_client_enqueues_a_group_and_polls_its_answer(
     means = [m for m, _ in offline(builtin_folders(0), [PROMPT] * 6, group)]
     np.testing.assert_allclose([s["mean"] for s in answer["groups"][0]["scores"]], means,
                                rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_image_bytes_turns_flow_grpo_tensors_arrays_and_pillow_images_into_the_same_pngs():
+    from io import BytesIO
+
+    from PIL import Image
+
+    # given one batch as Flow-GRPO may hold it: a float tensor NCHW in [0, 1], and as uint8 NHWC
+    tensor = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    uint8 = (tensor * 255).round().clamp(0, 255).to(torch.uint8).numpy().transpose(0, 2, 3, 1)
+    pillow = [Image.fromarray(a) for a in uint8]
+    # then every form gives PNGs of the same pixels, and bytes pass through unchanged
+    forms = [image_bytes(tensor), image_bytes(uint8), image_bytes(pillow),
+             image_bytes(uint8.astype(np.float32) / 255)]  # fmt: skip
+    for pngs in forms:
+        decoded = [np.asarray(Image.open(BytesIO(d))) for d in pngs]
+        np.testing.assert_array_equal(decoded, uint8)
+    assert image_bytes([b"\x89PNG..."]) == [b"\x89PNG..."]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_client_scores_groups_and_pairs(live_server, register, builtin_folders, token):
+    register(builtin_folders(1), promote=True)
+    client = RewardClient(live_server.url, token)
+    group = [png(1300 + i) for i in range(4)]
+    a, b = png(1400), png(1401)
+    grouped = client.score_groups([(PROMPT, group)], top_k=1)
+    paired = client.score_pairs([(OTHER, a, b)])
+    means = [m for m, _ in offline(builtin_folders(1), [PROMPT] * 4, group)]
+    assert grouped["groups"][0]["top"] == [int(np.argmax(means))]
+    (mean_a, std_a), (mean_b, std_b) = offline(builtin_folders(1), [OTHER] * 2, [a, b])
+    z = (mean_a - mean_b) / (std_a**2 + std_b**2) ** 0.5
+    expected = 0.5 * (1 + float(torch.erf(torch.tensor(z / 2**0.5, dtype=torch.float64))))
+    assert paired["pairs"][0]["p_a_over_b"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
