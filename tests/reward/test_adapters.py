@@ -122,6 +122,12 @@ def test_bad_adapter_payloads_are_a_4xx_naming_the_field(
     assert response.json().get("field") == field
 
 
+def test_an_adapter_takes_json_only(register, builtin_folders, ml_client):
+    register(builtin_folders(0), promote=True)
+    form = ml_client.post(f"{FF}/compute", {"prompt": PROMPT}, format="multipart")
+    assert (form.status_code, form.json()["field"]) == (415, "content_type")
+
+
 def test_an_undecodable_image_makes_an_adapter_request_a_400_naming_it(
     register, builtin_folders, ml_client
 ):

@@ -144,3 +144,21 @@ def test_past_the_queue_limit_a_post_is_a_503_with_retry_after(register, builtin
     assert statuses.count(503) >= 1
     assert refused.json()["error"] == "busy" and refused["Retry-After"] == "1"
     assert all(answer_of(ml, url).status_code == 200 for url in urls)
+
+
+def test_a_job_store_that_does_not_answer_is_a_503_with_retry_after(
+    register, builtin_folders, settings
+):
+    # given the jobs' Redis at a port where nothing listens (a store that is down)
+    register(builtin_folders(0), promote=True)
+    ml = client_for("rl-no-redis")
+    settings.REWARD_SCORE_JOBS_REDIS_URL = "redis://127.0.0.1:1/0"
+    posted = ml.post(URL, {"items": [{"prompt": PROMPT, "image": b64(png(1))}]}, format="json")
+    polled = ml.get(f"{URL}/{'0' * 32}")
+    # then both are retryable 503s, and the scoring API itself still answers
+    for response in (posted, polled):
+        assert response.status_code == 503, response.json()
+        assert (response.json()["error"], response["Retry-After"]) == ("jobs_unavailable", "5")
+    scored = ml.post("/api/reward/score", {"items": [{"prompt": PROMPT, "image": b64(png(1))}]},
+                     format="json")  # fmt: skip
+    assert scored.status_code == 200

@@ -49,6 +49,7 @@ from training_bridge.reward_models.apis.score_requests import (
 from training_bridge.reward_models.apis.scoring import SCORE_ERRORS, RetryAfterMixin
 from training_bridge.reward_models.scoring.payloads import (
     PayloadTooLarge,
+    UnsupportedPayload,
     content_type_check,
     images_count_check,
     json_body_load,
@@ -106,7 +107,7 @@ ADAPTER_AUTH = [ApiTokenAuthentication, TokenBasicAuthentication, SessionAuthent
 def _body(request: Request) -> dict[str, Any]:
     limits = score_limits()
     if content_type_check(request.content_type) != "json":
-        raise ValidationFailed("send application/json", field="content_type")
+        raise UnsupportedPayload("send application/json", field="content_type")
     request_size_check(request.META.get("CONTENT_LENGTH"), limits)
     try:
         raw = request.body

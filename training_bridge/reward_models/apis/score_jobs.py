@@ -85,7 +85,7 @@ class RewardScoreJobsApi(RetryAfterMixin, APIView):
         return Response(body, status=202, headers={"Location": url})
 
 
-class RewardScoreJobApi(APIView):
+class RewardScoreJobApi(RetryAfterMixin, APIView):
     """A scoring job's state, or its answer once done."""
 
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
@@ -97,6 +97,8 @@ class RewardScoreJobApi(APIView):
             202: _JOB_STATE,
             404: OpenApiResponse(RewardErrorSerializer, description="Unknown, expired or not "
                                  "yours."),
+            503: OpenApiResponse(RewardErrorSerializer, description="The job store (Redis) did "
+                                 "not answer: retry."),
         },
     )  # fmt: skip
     def get(self, request: Request, job_id: str) -> Response:

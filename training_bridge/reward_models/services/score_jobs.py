@@ -14,7 +14,8 @@ for an unknown id). Expiry: a record is kept REWARD_SCORE_JOB_TTL_SECONDS [3600]
 change (handed over, started, finished); then it is gone (404). A serving process that stops
 loses the jobs it had not finished: their records stay "queued" or "running" until they expire,
 and the trainer posts them again. At most REWARD_SCORE_JOBS_MAX_QUEUED [16] jobs wait per
-process; past that a post is a 503 with Retry-After (`EngineBusy`).
+process; past that a post is a 503 with Retry-After (`EngineBusy`), as is any call while Redis
+does not answer (`JobsUnavailable`).
 """
 
 from __future__ import annotations
@@ -42,13 +43,22 @@ JobRun = Callable[[], tuple[int, dict[str, Any]]]  # -> (HTTP status, body)
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _waiting = 0
-_client = None
+_clients: dict[str, Any] = {}  # Redis URL -> client
 
 
-def _reset() -> None:  # a forked child starts with no threads and its own connection
-    global _lock, _executor, _waiting, _client
+class JobsUnavailable(DomainError):
+    """Redis, where jobs keep their state, did not answer: retry shortly."""
+
+    status_code = 503
+    code = "jobs_unavailable"
+    retry_after_seconds = 5
+
+
+def _reset() -> None:  # a forked child starts with no threads and its own connections
+    global _lock, _executor, _waiting
     _lock = threading.Lock()
-    _executor, _waiting, _client = None, 0, None
+    _executor, _waiting = None, 0
+    _clients.clear()
 
 
 os.register_at_fork(after_in_child=_reset)
@@ -59,23 +69,33 @@ def job_ttl_seconds() -> int:
 
 
 def _redis():
-    global _client
-    if _client is None:
-        import redis
+    import redis
 
-        url = getattr(settings, "REWARD_SCORE_JOBS_REDIS_URL", None) or settings.CELERY_BROKER_URL
+    url = getattr(settings, "REWARD_SCORE_JOBS_REDIS_URL", None) or settings.CELERY_BROKER_URL
+    if url not in _clients:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise Conflict(
                 "scoring jobs keep their state in Redis; set REWARD_SCORE_JOBS_REDIS_URL "
                 f"(the broker here is {url.split(':', 1)[0]}://)",
                 field="jobs",
             )
-        _client = redis.Redis.from_url(url)
-    return _client
+        _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    return _clients[url]
+
+
+def _store(call: Callable[[Any], Any]) -> Any:
+    """`call(redis client)`; Redis not answering is `JobsUnavailable` (a 503)."""
+    import redis
+
+    try:
+        return call(_redis())
+    except redis.RedisError as exc:
+        raise JobsUnavailable(f"the job store did not answer: {exc}", field="jobs") from exc
 
 
 def _save(job_id: str, record: dict[str, Any]) -> None:
-    _redis().set(KEY_PREFIX + job_id, json.dumps(record), ex=job_ttl_seconds())
+    data = json.dumps(record)
+    _store(lambda r: r.set(KEY_PREFIX + job_id, data, ex=job_ttl_seconds()))
 
 
 @dataclass(frozen=True)
@@ -125,7 +145,7 @@ def _job_run(job_id: str, owner_id: int, run: JobRun) -> None:
             code, body = 500, {"error": "server_error", "detail": "the job failed; see the log"}
         _save(job_id, {"owner": owner_id, "status": "done", "code": code, "body": body})
         log.info("reward.job.done job=%s code=%s", job_id, code)
-    except Exception:  # Redis gone: the record expires and the trainer posts again
+    except JobsUnavailable:  # Redis gone: the record expires and the trainer posts again
         log.exception("reward.job.unsaved job=%s", job_id)
     finally:
         connection.close()  # this thread's own database connection
@@ -133,7 +153,7 @@ def _job_run(job_id: str, owner_id: int, run: JobRun) -> None:
 
 def score_job_get(*, job_id: str, owner_id: int) -> ScoreJob | None:
     """The job if it exists, has not expired and belongs to `owner_id`; else None."""
-    raw = _redis().get(KEY_PREFIX + job_id)
+    raw = _store(lambda r: r.get(KEY_PREFIX + job_id))
     if raw is None:
         return None
     record = json.loads(raw)
