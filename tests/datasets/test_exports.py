@@ -72,7 +72,7 @@ def _files(export) -> dict[str, bytes]:
     return {a["name"]: _read(a["key"]) for a in export.artifacts}
 
 
-CARD_AND_VOTES = ("README.md", "votes.parquet", "votes.jsonl")
+CARD_AND_VOTES = ("README.md", "votes.parquet")
 
 
 def _data(export) -> list[dict]:
@@ -93,7 +93,7 @@ def test_jsonl_export_is_the_canonical_records_and_hashes_to_the_content_hash():
     assert export.status == DatasetExport.Status.DONE
     assert export.include_images is False
     assert sorted(a["name"] for a in export.artifacts) == [
-        "README.md", "records.jsonl", "votes.jsonl",
+        "README.md", "records.jsonl", "votes.parquet",
     ]  # fmt: skip
     (artifact,) = _data(export)
     assert artifact["key"] == "datasets/spatial/v1/jsonl/records.jsonl"
@@ -194,7 +194,7 @@ def test_hps_json_puts_the_preferred_image_first_and_ships_the_image_folder():
     export = _export(version, "hps")
     files = _files(export)
     assert sorted(files) == sorted(
-        [n for n in files if n.endswith(".json")] + ["images-00000.tar", "README.md", "votes.jsonl"]
+        [n for n in files if n.endswith(".json")] + ["images-00000.tar", *CARD_AND_VOTES]
     )
     items = [
         item for name, data in files.items() if name.endswith(".json") for item in json.loads(data)
@@ -289,7 +289,11 @@ def test_s3_export_stores_artifacts_in_the_bucket_and_downloads_by_presigned_url
     )
     keys = sorted(obj["Key"] for obj in listed["Contents"])
     assert keys == sorted(
-        ["datasets/spatial/v1/manifest.json", *(a["key"] for a in export.artifacts)]
+        [
+            "datasets/spatial/v1/manifest.json",
+            "datasets/spatial/v1/cache/votes.parquet",  # the version's votes, for every export
+            *(a["key"] for a in export.artifacts),
+        ]
     )
     client = Client()
     client.force_login(lead)

@@ -372,7 +372,7 @@ def _export_files(version, format: str) -> dict[str, bytes]:
     return {
         a["name"]: storages["default"].open(a["key"], "rb").read()
         for a in export.artifacts
-        if a["name"] not in ("README.md", "votes.parquet", "votes.jsonl")
+        if a["name"] not in ("README.md", "votes.parquet")
     }
 
 

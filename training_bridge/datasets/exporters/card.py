@@ -5,11 +5,11 @@ the version's manifest and the folder's files, so the folder is a Hub dataset as
 The header names the license, task categories and tags, and one config per table: `default`
 (the format's files, split by split: `train`, `validation`, `test`, plus PickScore's default
 split names `validation_unique` and `test_unique` for the same val and test files in the
-Parquet folder) and `votes` (the votes table, one row per judgment; not in the WebDataset card,
-as a folder is read by one builder). Each config lists its
-features where the format's columns are fixed (not the WebDataset's nor the canonical JSONL's
-records, whose prompt structure is free-form: the library infers those). The body says what
-the version holds, how it was labelled and how each format is read.
+Parquet folder) and, in the Parquet folder, `votes` (`votes.parquet`, one row per judgment;
+the other folders carry the same file but no config for it: a folder is read by one builder).
+Each config lists its features where the format's columns are fixed (not the WebDataset's nor
+the canonical JSONL's records, whose prompt structure is free-form: the library infers those).
+The body says what the version holds, how it was labelled and how each format is read.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def dataset_card(
         )
         if features is not None:
             infos.append({"config_name": "default", "features": _features_yaml(features)})
-    if format != "webdataset":  # one builder reads a folder: not a tar one for votes.parquet
+    if format == "parquet":  # one builder reads a folder: only Parquet's reads votes.parquet
         configs.append(
             {
                 "config_name": "votes",
@@ -190,9 +190,9 @@ def dataset_card(
         f"label in [0, 1]. `{votes_file}` has every counted judgment (`answer` a / b in this "
         "folder's side order)"
         + (
-            ': `load_dataset("parquet", data_files="votes.parquet")`.'
-            if format == "webdataset"
-            else ", the `votes` config."
+            ", the `votes` config."
+            if format == "parquet"
+            else ': `load_dataset("parquet", data_files="votes.parquet")`.'
         ),
         "",
         "## Manifest",

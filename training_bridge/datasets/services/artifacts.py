@@ -158,6 +158,10 @@ class StorageImageReader:
         self.pool.shutdown(wait=True)
 
 
+def artifact_exists(*, key: str) -> bool:
+    return artifact_storage().exists(key)
+
+
 def artifact_open(*, key: str) -> File:
     return artifact_storage().open(key, "rb")
 

@@ -18,6 +18,7 @@ by `dataset_exports_recover` (services/recovery.py) or by asking for it again.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import uuid
 from datetime import datetime
@@ -35,6 +36,9 @@ from training_bridge.datasets.selectors.version_votes import version_vote_chunks
 from training_bridge.datasets.services.artifacts import (
     StorageImageReader,
     StorageSink,
+    artifact_exists,
+    artifact_open,
+    artifact_put_file,
     export_workdir,
     storage_image_url_prefix,
     version_prefix,
@@ -247,17 +251,27 @@ def _run(export: DatasetExport, token: uuid.UUID) -> DatasetExport:
 
 
 def _card_and_votes(export: DatasetExport, sink: StorageSink) -> None:
-    """Beside the format's files: the votes table (every counted judgment) and the dataset card
-    `README.md` whose YAML header makes the folder a Hugging Face dataset as it is."""
+    """Beside the format's files: `votes.parquet` (every counted judgment) and the dataset card
+    `README.md` whose YAML header makes the folder a Hugging Face dataset as it is.
+
+    The version's votes are read from the database by its first export and kept at
+    `<version prefix>/cache/votes.parquet` (stored side order); later exports of the version
+    make their table from that file."""
     from training_bridge.datasets.exporters import card, votes_table
 
     version = export.version
-    shown = export.format != DatasetExport.Format.JSONL
-    columnar = export.format in (DatasetExport.Format.PARQUET, DatasetExport.Format.WEBDATASET)
-    votes_file = votes_table.PARQUET_NAME if columnar else votes_table.JSONL_NAME
-    write = votes_table.write_parquet if columnar else votes_table.write_jsonl
-    with sink.file(votes_file) as path:
-        write(path, version_vote_chunks(version=version), shown=shown)
+    prefix = version_prefix(dataset_name=version.dataset.name, number=version.number)
+    cached = f"{prefix}/cache/{votes_table.FILE_NAME}"
+    stored = sink.workdir / "votes-stored.parquet"
+    if artifact_exists(key=cached):
+        with artifact_open(key=cached) as source, stored.open("wb") as out:
+            shutil.copyfileobj(source, out)
+    else:
+        votes_table.stored_write(stored, version_vote_chunks(version=version))
+        artifact_put_file(key=cached, path=stored)
+    with sink.file(votes_table.FILE_NAME) as path:
+        votes_table.folder_write(path, stored, shown=export.format != DatasetExport.Format.JSONL)
+    stored.unlink()
     features = card.FEATURES.get(export.format)
     if export.format == DatasetExport.Format.PARQUET:
         features = card.arrow_features(exporter_for("parquet").SCHEMA)
@@ -267,10 +281,8 @@ def _card_and_votes(export: DatasetExport, sink: StorageSink) -> None:
         files=[artifact["name"] for artifact in sink.artifacts],
         license=settings.DATASET_CARD_LICENSE,
         features=features,
-        vote_features=card.arrow_features(
-            votes_table.SCHEMA if columnar else votes_table.JSONL_SCHEMA
-        ),
-        votes_file=votes_file,
+        vote_features=card.arrow_features(votes_table.SCHEMA),
+        votes_file=votes_table.FILE_NAME,
     )
     with sink.file(card.FILE_NAME) as path:
         path.write_text(text, encoding="utf-8")
