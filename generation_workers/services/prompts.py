@@ -226,7 +226,8 @@ def prompt_set_import_benchmark(
     parsed = items_check(read.items, vocabulary=benchmark_vocabulary(fmt), drop_repeats=True)
     if parsed.errors:
         first = parsed.errors[0]
-        more = f" ({len(parsed.errors) - 1} more bad lines)" if len(parsed.errors) > 1 else ""
+        lines = len({(error.file, error.line) for error in parsed.errors})
+        more = f" ({lines - 1} more bad lines)" if lines > 1 else ""
         raise ValidationFailed(
             f"{first}{more}", field=f"files[{first.file}].lines[{first.line}].{first.field}"
         )

@@ -162,6 +162,8 @@ def _geneval_item(entry: dict[str, Any], number: int, name: str) -> ImportItem:
                 relations.append(relation)
     if not relations and not errors:
         errors.append(PromptSpecError("include", include, "no object has a position"))
+    if errors:  # the line's own fields, not what a half-read structure would add
+        return ImportItem(number, None, tuple(errors), name)
     data = {"text": entry.get("prompt"), "objects": objects, "relations": relations}
     return ImportItem(number, data, tuple(errors), name, template=GENEVAL)
 
