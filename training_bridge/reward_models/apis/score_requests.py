@@ -249,12 +249,13 @@ def _multipart_request(request: Request, limits: ScoreLimits) -> ScoreRequest:
 
 
 def score_request_read(request: Request, *, limits: ScoreLimits | None = None) -> ScoreRequest:
+    started = time.monotonic()  # duration_ms counts reading the body too
     limits = limits or score_limits()
     kind = content_type_check(request.content_type)
     request_size_check(request.META.get("CONTENT_LENGTH"), limits)
-    if kind == "json":
-        return _json_request(request, limits)
-    return _multipart_request(request, limits)
+    parsed = (_json_request if kind == "json" else _multipart_request)(request, limits)
+    parsed.started = started
+    return parsed
 
 
 def score_run(parsed: ScoreRequest) -> ScoreResult:
