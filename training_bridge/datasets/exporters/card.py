@@ -120,7 +120,9 @@ def data_files(format: str, files: list[str]) -> dict[str, list[str]]:
     if format == "parquet":
         for stored, alias in PICKSCORE_SPLITS.items():
             if SPLIT_NAMES[stored] in splits:
-                splits[alias] = splits[SPLIT_NAMES[stored]]
+                splits[alias] = list(splits[SPLIT_NAMES[stored]])  # a copy: no YAML anchors
+    order = [*SPLIT_NAMES.values(), *PICKSCORE_SPLITS.values()]
+    splits = {name: splits[name] for name in sorted(splits, key=order.index)}
     return splits
 
 
