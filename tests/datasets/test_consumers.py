@@ -141,6 +141,8 @@ def test_counterfactual_sides_are_shown_in_a_stable_hashed_order_in_every_format
     assert table.column("sides_swapped").to_pylist() == [
         sides_swapped(pid) for pid in table.column("pair_id").to_pylist()
     ]
+    manifest = json.loads(_read("datasets/cf/v1/manifest.json"))
+    assert manifest["side_order"].startswith("side 0 is candidate b when splitmix64(pair_id)")
     # and re-exports and a re-frozen version show the same sides
     assert [a["sha256"] for a in again.artifacts] == [a["sha256"] for a in parquet.artifacts]
     refrozen = version_frozen(dataset_name="cf", filter_spec=spec)

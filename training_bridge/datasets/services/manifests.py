@@ -19,6 +19,7 @@ from django.conf import settings
 
 from training_bridge.datasets.aggregation.aggregators import AGGREGATORS
 from training_bridge.datasets.aggregation.records import Composition
+from training_bridge.datasets.exporters.sides import RULE as SIDE_RULE
 from training_bridge.datasets.selectors.selection import SelectionStats
 from training_bridge.datasets.services.artifacts import artifact_put_bytes, version_prefix
 from training_bridge.datasets.services.specs import ResolvedSpecs
@@ -119,6 +120,8 @@ def manifest_full(*, version: DatasetVersion) -> dict[str, Any]:
     return {
         **version.manifest,
         "prefix": version_prefix(dataset_name=version.dataset.name, number=version.number),
+        # Which image every export but the JSONL shows first (exporters/sides.py).
+        "side_order": SIDE_RULE,
         "artifacts": [
             {
                 "format": export.format,
