@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tests.training.worlds import procedural_version
+from training_bridge.datasets.exporters.sides import sides_swapped
 from training_bridge.datasets.services.artifacts import artifact_open
 from training_bridge.models import RewardModel
 from training_bridge.orchestration import training_run_execute_and_register
@@ -38,8 +39,10 @@ def test_a_trained_runs_model_is_served_with_its_end_of_training_test_scores(ml_
     }  # fmt: skip
     items = []
     for score in evaluation["scores"]:
+        # the trainer read the Parquet export: its image 0 and 1 in the export's side order
         record = records[score["pair_id"]]
-        for candidate in record["candidates"]:
+        shown = record["candidates"][:: -1 if sides_swapped(score["pair_id"]) else 1]
+        for candidate in shown:
             items.append({"candidate": candidate["id"], "prompt": record["prompt"]["text"]})
     response = ml_client.post(
         "/api/reward/score", {"model": "trained-rm", "items": items}, format="json"
