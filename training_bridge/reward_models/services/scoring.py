@@ -130,11 +130,14 @@ _preload_wanted = False
 
 def scoring_preload(*, name: str | None = None) -> ModelRef | None:
     """Load the promoted model of `name` (default REWARD_MODEL_NAME) into this process's
-    engine; None (logged) when there is none or it cannot load: a server still starts."""
+    engine and run one image through it (the batching thread starts, torch makes its first
+    pass's allocations); None (logged) when there is none or it cannot load: a server still
+    starts."""
     started = time.monotonic()
     try:
         ref = scoring_ref(name=name)
-        scoring_model_load(ref=ref)
+        model = scoring_model_load(ref=ref)
+        scoring_engine().score(model, ["warm-up"], [Image.new("RGB", (64, 64))])
     except DomainError as exc:
         log.warning("reward.preload.skipped detail=%s", exc)
         return None
