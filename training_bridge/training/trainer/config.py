@@ -13,24 +13,41 @@
      "tie_margin": 0.0,                        # |score difference| <= margin counts as a tie
      "log_every_steps": 1, "max_text_length": 64, "grad_clip": 1.0, "num_threads": null}
 
+The `vlm` backbone (a Qwen2-VL / Qwen2.5-VL folder in `model_path`, LoRA through peft) takes
+these keys too, refused for the other backbones (see `VlmOptions`):
+
+    {"loss": "uncertainty" | "bradley_terry", "lora_rank": 16, "lora_alpha": 32.0,
+     "lora_dropout": 0.05, "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
+     "gate_proj", "up_proj", "down_proj"], "vision": "frozen" | "lora",
+     "gradient_checkpointing": true, "grad_accum_steps": 1, "min_pixels": 3136,
+     "max_pixels": 200704, "soft_labels": false, "merge_lora": false}
+
+(defaults for vlm: head gaussian, lr 1e-4, image_size 448, max_text_length 256).
+
 `config_parse` raises `ConfigError(field, message)`; no torch is imported here.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("builtin", "clip")
+BACKBONES = ("builtin", "clip", "vlm")
 HEADS = ("scalar", "gaussian")
 DATASET_FORMATS = ("parquet", "webdataset")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 EARLY_STOPPING_METRICS = ("val/accuracy", "val/loss")
-DEFAULT_LR = {"builtin": 1e-3, "clip": 1e-5}
+DEFAULT_LR = {"builtin": 1e-3, "clip": 1e-5, "vlm": 1e-4}
 DEFAULT_IMAGE_SIZE = 64
+LOSSES = ("uncertainty", "bradley_terry")
+VISION_MODES = ("frozen", "lora")
+VLM_PATCH = 28  # Qwen-VL: 14 px patches merged 2 x 2: image sides are multiples of 28
+VLM_DEFAULT_IMAGE_SIZE = 448
+VLM_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class ConfigError(ValueError):
@@ -49,6 +66,27 @@ class EarlyStopping:
     @property
     def maximise(self) -> bool:
         return self.metric.endswith("accuracy")
+
+
+@dataclass(frozen=True)
+class VlmOptions:
+    """The vlm backbone's own keys (written flat into the config JSON)."""
+
+    loss: str
+    lora_rank: int
+    lora_alpha: float
+    lora_dropout: float
+    lora_target_modules: tuple[str, ...]
+    vision: str  # frozen: the vision tower untouched; lora: LoRA on its blocks too
+    gradient_checkpointing: bool
+    grad_accum_steps: int
+    min_pixels: int
+    max_pixels: int
+    soft_labels: bool  # label_0 from the vote counts (Parquet exports) instead of the majority
+    merge_lora: bool  # the checkpoint holds the merged model instead of the adapter
+
+
+VLM_KEYS = frozenset(VlmOptions.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -72,12 +110,17 @@ class TrainerConfig:
     max_text_length: int
     grad_clip: float
     num_threads: int | None
+    vlm: VlmOptions | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        vlm = data.pop("vlm")
+        if vlm is not None:
+            data.update(vlm, lora_target_modules=list(vlm["lora_target_modules"]))
+        return data
 
 
-TRAINER_KEYS = frozenset(TrainerConfig.__dataclass_fields__)
+TRAINER_KEYS = (frozenset(TrainerConfig.__dataclass_fields__) - {"vlm"}) | VLM_KEYS
 
 
 def _int(raw: Mapping[str, Any], key: str, default: int | None, low: int, high: int) -> int:
@@ -149,6 +192,85 @@ def clip_folder_check(path: str) -> None:
         raise ConfigError("model_path", f"{path} has no tokenizer (vocab.json or tokenizer.json)")
 
 
+def vlm_folder_check(path: str) -> None:
+    """A Qwen2-VL / Qwen2.5-VL transformers folder: config.json of that family, a tokenizer with
+    a chat template, preprocessor_config.json."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError("model_path", f"no such folder: {path}")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ConfigError("model_path", f"{path} has no config.json (not a transformers folder)")
+    try:
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except (ValueError, AttributeError):
+        raise ConfigError("model_path", f"{path}/config.json is not a JSON object") from None
+    if model_type not in ("qwen2_vl", "qwen2_5_vl"):
+        raise ConfigError(
+            "model_path", f"{path} is a {model_type!r} model; the vlm backbone reads qwen2_vl or "
+            "qwen2_5_vl folders",
+        )  # fmt: skip
+    if not (folder / "tokenizer.json").is_file():
+        raise ConfigError("model_path", f"{path} has no tokenizer.json")
+    if not (folder / "preprocessor_config.json").is_file():
+        raise ConfigError("model_path", f"{path} has no preprocessor_config.json")
+    has_template = (folder / "chat_template.jinja").is_file() or (
+        folder / "chat_template.json"
+    ).is_file()
+    if not has_template:
+        tokenizer_config = folder / "tokenizer_config.json"
+        text = tokenizer_config.read_text() if tokenizer_config.is_file() else ""
+        if "chat_template" not in text:
+            raise ConfigError("model_path", f"{path} has no chat template")
+
+
+def _bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _vlm_options(raw: Mapping[str, Any], head: str, image_size: int) -> VlmOptions:
+    loss = _choice(raw, "loss", "uncertainty" if head == "gaussian" else "bradley_terry", LOSSES)
+    if loss == "uncertainty" and head != "gaussian":
+        raise ConfigError("loss", "the uncertainty loss needs the gaussian head (a std per image)")
+    rank = _int(raw, "lora_rank", 16, 1, 1024)
+    targets = raw.get("lora_target_modules", list(VLM_TARGET_MODULES))
+    if (
+        not isinstance(targets, list | tuple)
+        or not targets
+        or not all(isinstance(t, str) and t.isidentifier() for t in targets)
+    ):
+        raise ConfigError(
+            "lora_target_modules", "must be a non-empty list of module names (e.g. q_proj)"
+        )
+    min_pixels = _int(raw, "min_pixels", 56 * 56, VLM_PATCH * VLM_PATCH, 16384 * 16384)
+    max_pixels = _int(raw, "max_pixels", VLM_DEFAULT_IMAGE_SIZE**2, min_pixels, 16384 * 16384)
+    if image_size % VLM_PATCH:
+        raise ConfigError("image_size", f"must be a multiple of {VLM_PATCH} for the vlm backbone")
+    if not min_pixels <= image_size * image_size <= max_pixels:
+        raise ConfigError(
+            "image_size",
+            f"{image_size}x{image_size} is outside min_pixels {min_pixels} .. max_pixels "
+            f"{max_pixels}",
+        )
+    return VlmOptions(
+        loss=loss,
+        lora_rank=rank,
+        lora_alpha=_float(raw, "lora_alpha", 2.0 * rank, 1e-6, 1e6),
+        lora_dropout=_float(raw, "lora_dropout", 0.05, 0.0, 0.9),
+        lora_target_modules=tuple(targets),
+        vision=_choice(raw, "vision", "frozen", VISION_MODES),
+        gradient_checkpointing=_bool(raw, "gradient_checkpointing", True),
+        grad_accum_steps=_int(raw, "grad_accum_steps", 1, 1, 4096),
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        soft_labels=_bool(raw, "soft_labels", False),
+        merge_lora=_bool(raw, "merge_lora", False),
+    )
+
+
 def config_parse(raw: Any, *, check_paths: bool = True) -> TrainerConfig:
     """Check a trainer config (see the module docstring) and fill in the defaults."""
     if not isinstance(raw, Mapping):
@@ -160,27 +282,39 @@ def config_parse(raw: Any, *, check_paths: bool = True) -> TrainerConfig:
     model_path = raw.get("model_path", "")
     if not isinstance(model_path, str):
         raise ConfigError("model_path", "must be a folder path")
-    if backbone == "clip":
+    if backbone in ("clip", "vlm"):
         if not model_path:
-            raise ConfigError("model_path", "the clip backbone needs a local transformers folder")
+            raise ConfigError(
+                "model_path", f"the {backbone} backbone needs a local transformers folder"
+            )
         if check_paths:
-            clip_folder_check(model_path)
+            (clip_folder_check if backbone == "clip" else vlm_folder_check)(model_path)
     elif model_path:
-        raise ConfigError("model_path", "only the clip backbone reads a model folder")
+        raise ConfigError("model_path", "only the clip and vlm backbones read a model folder")
+    if backbone != "vlm":
+        vlm_only = sorted(VLM_KEYS & set(raw))
+        if vlm_only:
+            raise ConfigError(vlm_only[0], "only the vlm backbone takes this key")
     devices = _int(raw, "devices", 1, 1, 64)
     device = _device(raw.get("device", "auto"))
     if devices > 1 and device == "cpu":
         raise ConfigError("devices", "several devices need GPUs (device auto or cuda)")
     image_size = raw.get("image_size")
-    if backbone == "builtin" or image_size is not None:
+    if backbone == "vlm":
+        image_size = _int(raw, "image_size", VLM_DEFAULT_IMAGE_SIZE, VLM_PATCH, 16384)
+    elif backbone == "builtin" or image_size is not None:
         image_size = _int(raw, "image_size", DEFAULT_IMAGE_SIZE, 16, 1024)
+    head = _choice(raw, "head", "gaussian" if backbone == "vlm" else "scalar", HEADS)
+    vlm = _vlm_options(raw, head, image_size) if backbone == "vlm" else None
+    if vlm is not None and vlm.soft_labels and raw.get("dataset_format") == "webdataset":
+        raise ConfigError("soft_labels", "vote counts are read from Parquet exports only")
     num_threads = raw.get("num_threads")
     if num_threads is not None:
         num_threads = _int(raw, "num_threads", None, 1, 256)
     return TrainerConfig(
         backbone=backbone,
         model_path=model_path,
-        head=_choice(raw, "head", "scalar", HEADS),
+        head=head,
         epochs=_int(raw, "epochs", 5, 1, 10_000),
         batch_size=_int(raw, "batch_size", 32, 1, 65_536),
         lr=_float(raw, "lr", DEFAULT_LR[backbone], 1e-9, 10.0),
@@ -194,9 +328,10 @@ def config_parse(raw: Any, *, check_paths: bool = True) -> TrainerConfig:
         dataset_format=_choice(raw, "dataset_format", "parquet", DATASET_FORMATS),
         tie_margin=_float(raw, "tie_margin", 0.0, 0.0, 1e6),
         log_every_steps=_int(raw, "log_every_steps", 1, 1, 1_000_000),
-        max_text_length=_int(raw, "max_text_length", 64, 4, 4096),
+        max_text_length=_int(raw, "max_text_length", 256 if backbone == "vlm" else 64, 4, 4096),
         grad_clip=_float(raw, "grad_clip", 1.0, 0.0, 1e6),
         num_threads=num_threads,
+        vlm=vlm,
     )
 
 

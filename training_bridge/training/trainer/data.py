@@ -42,6 +42,16 @@ class PairRecord:
     relations: tuple[str, ...]
     num_perturbations: int
     config: str
+    # (votes_a + votes_tie / 2) / (votes_a + votes_b + votes_tie) in the shown order, where the
+    # export carries vote counts (Parquet) and any vote was cast; the `soft_labels` target
+    soft_label_0: float | None = None
+
+
+def vote_share(votes_a: int | None, votes_b: int | None, votes_tie: int | None) -> float | None:
+    """Image 0's share of the votes, a tie counting half; None without votes."""
+    a, b, tie = votes_a or 0, votes_b or 0, votes_tie or 0
+    total = a + b + tie
+    return (a + 0.5 * tie) / total if total > 0 else None
 
 
 def _shards(dataset_dir: Path, fmt: str, split: str, suffix: str) -> list[Path]:
@@ -59,8 +69,11 @@ def _parquet_pairs(paths: list[Path]) -> Iterator[PairRecord]:
         "caption", "jpg_0", "jpg_1", "label_0", "has_label", "pair_id", "relations",
         "num_perturbations", "model_0", "model_1",
     ]  # fmt: skip
+    votes = ["votes_a", "votes_b", "votes_tie"]
     for path in paths:
-        table = pq.read_table(path, columns=columns)
+        names = set(pq.read_schema(path).names)
+        has_votes = all(name in names for name in votes)
+        table = pq.read_table(path, columns=columns + (votes if has_votes else []))
         rows = table.to_pydict()
         for i in range(table.num_rows):
             if not rows["has_label"][i]:
@@ -79,6 +92,7 @@ def _parquet_pairs(paths: list[Path]) -> Iterator[PairRecord]:
                 relations=tuple(rows["relations"][i] or ()),
                 num_perturbations=int(rows["num_perturbations"][i] or 0),
                 config=pair_config(rows["model_0"][i] or "", rows["model_1"][i] or ""),
+                soft_label_0=vote_share(*(rows[name][i] for name in votes)) if has_votes else None,
             )
 
 

@@ -7,6 +7,9 @@ stopping, the best weights restored, the test report and the checkpoint.
   with DistributedDataParallel (NCCL on GPUs, gloo on CPU); rank 0 validates, writes the
   metrics, the reports and the checkpoint.
 - Mixed precision (fp16 with a gradient scaler, or bf16) on CUDA; ignored on CPU.
+- The vlm backbone adds its loss choice (`loss`), soft labels from the vote counts, gradient
+  accumulation (`grad_accum_steps` batches per optimizer step; DDP syncs on the last one), and
+  keeps only its trainable weights (LoRA, head) as the best epoch's copy.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 from training_bridge.training.trainer.config import TrainerConfig
 from training_bridge.training.trainer.data import DecodedImages, PairRecord, dataset_read
 from training_bridge.training.trainer.events import Events, Stopped
-from training_bridge.training.trainer.losses import bradley_terry_loss
+from training_bridge.training.trainer.losses import pair_loss
 from training_bridge.training.trainer.metrics import AccuracyReport, ScoredPair, accuracy_report
 from training_bridge.training.trainer.models import model_build
 from training_bridge.training.trainer.models.base import RewardNet
@@ -85,6 +88,25 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def _loss_kind(config: TrainerConfig) -> str:
+    return config.vlm.loss if config.vlm is not None else "bradley_terry"
+
+
+def _target(pair: PairRecord, config: TrainerConfig) -> float:
+    """label_0, or the vote share where the config asks for soft labels and the pair has one."""
+    if config.vlm is not None and config.vlm.soft_labels and pair.soft_label_0 is not None:
+        return pair.soft_label_0
+    return pair.label_0
+
+
+def _state_copy(net: RewardNet, config: TrainerConfig) -> dict[str, torch.Tensor]:
+    """The weights to restore as the best epoch's: all of them, or for the vlm backbone only
+    the trained ones (LoRA and head; the frozen base never changes)."""
+    if config.vlm is None:
+        return copy.deepcopy(net.state_dict())
+    return {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+
+
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -92,7 +114,7 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
 
 def _batch(
     net: RewardNet, pairs: list[PairRecord], images: DecodedImages, indices: list[int],
-    device: torch.device,
+    device: torch.device, config: TrainerConfig,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Text (one per pair), pixels (the pairs' image 0s, then their image 1s), text index and
     the targets label_0."""
@@ -102,7 +124,7 @@ def _batch(
     pixels = net.pixels(stacked, device)
     count = len(indices)
     text_index = torch.arange(count, device=device).repeat(2)
-    targets = torch.tensor([pairs[i].label_0 for i in indices], device=device)
+    targets = torch.tensor([_target(pairs[i], config) for i in indices], device=device)
     return text, pixels, text_index, targets
 
 
@@ -124,7 +146,7 @@ def evaluate(
     scored: list[ScoredPair] = []
     loss_total = 0.0
     for indices in _chunks(list(range(len(pairs))), EVAL_BATCH):
-        text, pixels, text_index, targets = _batch(net, pairs, images, indices, device)
+        text, pixels, text_index, targets = _batch(net, pairs, images, indices, device, config)
         with _autocast(config, device):
             mean, log_std = net(text, pixels, text_index)
         mean = mean.float()
@@ -133,7 +155,9 @@ def evaluate(
         if log_std is not None:
             log_std = log_std.float()
             ls0, ls1 = log_std[:count], log_std[count:]
-        loss = bradley_terry_loss(mean[:count], mean[count:], targets, ls0, ls1, reduction="sum")
+        loss = pair_loss(
+            _loss_kind(config), mean[:count], mean[count:], targets, ls0, ls1, reduction="sum"
+        )
         loss_total += float(loss)
         means = mean.cpu().tolist()
         stds = torch.exp(log_std).cpu().tolist() if log_std is not None else None
@@ -240,14 +264,15 @@ def train(
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
+    accumulate = config.vlm.grad_accum_steps if config.vlm is not None else 1
     train_pairs = splits["train"]
     per_rank = math.ceil(len(train_pairs) / dist.world)
     steps_per_epoch = math.ceil(per_rank / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps))
+    optimizer_steps = math.ceil(steps_per_epoch / accumulate) * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(optimizer_steps))
     scaler = torch.amp.GradScaler(
         "cuda", enabled=dist.device.type == "cuda" and config.mixed_precision == "fp16"
     )
@@ -257,7 +282,7 @@ def train(
         total_steps, dist.device, dist.world,
     )  # fmt: skip
     stopping = _EarlyStopping(config)
-    best_state = copy.deepcopy(net.state_dict())
+    best_state = _state_copy(net, config)
     step = 0
     epochs_run = 0
     val_summary: dict[str, float] = {}
@@ -269,24 +294,37 @@ def train(
         if dist.main:
             events.progress(step=step, total_steps=total_steps, epoch=epoch, epochs=config.epochs)
         epoch_loss, epoch_count = 0.0, 0
-        for indices in _chunks(order, config.batch_size):
+        batches = list(_chunks(order, config.batch_size))
+        optimizer.zero_grad(set_to_none=True)
+        for position, indices in enumerate(batches):
             _stop_check(events, dist)
             text, pixels, text_index, targets = _batch(
-                net, train_pairs, images["train"], indices, dist.device
+                net, train_pairs, images["train"], indices, dist.device, config
             )
             count = len(indices)
-            with _autocast(config, dist.device):
-                mean, log_std = model(text, pixels, text_index)
-            ls0, ls1 = (log_std[:count], log_std[count:]) if log_std is not None else (None, None)
-            loss = bradley_terry_loss(mean[:count], mean[count:], targets, ls0, ls1)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            # accumulation: an optimizer step every `accumulate` batches and at the epoch's
+            # end, each batch's loss divided by its group's size; DDP all-reduces only on the
+            # group's last backward
+            group_start = position - position % accumulate
+            group = min(accumulate, len(batches) - group_start)
+            last = position == group_start + group - 1
+            sync = nullcontext() if last or dist.world == 1 else model.no_sync()
+            with sync:
+                with _autocast(config, dist.device):
+                    mean, log_std = model(text, pixels, text_index)
+                ls0, ls1 = (
+                    (log_std[:count], log_std[count:]) if log_std is not None else (None, None)
+                )
+                loss = pair_loss(_loss_kind(config), mean[:count], mean[count:], targets, ls0, ls1)
+                scaler.scale(loss / group).backward()
+            if last:
+                if config.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trained, config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
             step += 1
             value = loss.detach()
             if dist.world > 1:
@@ -325,7 +363,7 @@ def train(
             else:
                 stopping.improved(None, epoch)
             if stopping.best_epoch == epoch:
-                best_state = copy.deepcopy(net.state_dict())
+                best_state = _state_copy(net, config)
             stop_now = stopping.should_stop()
         if dist.world > 1:
             flag = torch.tensor([1 if stop_now else 0], device=dist.device)
@@ -336,7 +374,7 @@ def train(
             break
     summary: dict[str, Any] = {}
     if dist.main:
-        net.load_state_dict(best_state)
+        net.load_state_dict(best_state, strict=config.vlm is None)
         summary = _finish(
             net, splits, images, config=config, device=dist.device, output_dir=output_dir,
             events=events, step=step, epochs_run=epochs_run, best_epoch=stopping.best_epoch,
@@ -383,6 +421,7 @@ def _finish(
         "backbone": config.backbone,
         "head": config.head,
         "parameters": sum(p.numel() for p in net.parameters()),
+        "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
         "train_pairs": len(splits["train"]),
         "val_pairs": len(splits["val"]),
         "test_pairs": len(splits["test"]),

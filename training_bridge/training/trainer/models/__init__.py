@@ -1,4 +1,4 @@
-"""The reward networks: one interface, two backbones.
+"""The reward networks: one interface, three backbones (builtin, clip, vlm).
 
 A network scores (caption, image) pairs: `forward(text, images, text_index)` returns the mean
 score of each image against its caption (`text_index` maps images to captions, so the two
@@ -19,6 +19,10 @@ MANIFEST = "reward_model.json"
 
 
 def model_build(config: TrainerConfig, *, train_captions: list[str]) -> RewardNet:
+    if config.backbone == "vlm":
+        from training_bridge.training.trainer.models.vlm import VlmNet
+
+        return VlmNet.from_config(config)
     if config.backbone == "clip":
         from training_bridge.training.trainer.models.clip import ClipNet
 
@@ -46,6 +50,10 @@ def model_load(folder: Path | str) -> RewardNet:
         from training_bridge.training.trainer.models.clip import ClipNet
 
         return ClipNet.load(folder, meta)
+    if meta.get("backbone") == "vlm":
+        from training_bridge.training.trainer.models.vlm import VlmNet
+
+        return VlmNet.load(folder, meta)
     if meta.get("backbone") == "builtin":
         from training_bridge.training.trainer.models.builtin import BuiltinNet
 
