@@ -26,11 +26,11 @@ from django.conf import settings
 from django.core.files.storage import Storage, storages
 
 from config.errors import ValidationFailed
+from training_bridge.training.trainer.config import BACKBONES  # the trainer's, no torch
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "reward_model.json"  # the trainer's checkpoint manifest (trainer/models/__init__.py)
-BACKBONES = ("builtin", "clip")
 MAX_FILES = 10_000
 # weights that torch/transformers would unpickle: never loaded (the trainer writes safetensors)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
