@@ -252,29 +252,44 @@ def test_vision_lora_trains_adapters_in_the_vision_tower(tiny_vlm_folder):
     assert net._base().is_activation_checkpointing  # gradient_checkpointing defaults to true
 
 
-def test_the_torchrun_ddp_path_trains_the_vlm_with_two_processes_on_cpu(
-    tiny_vlm_folder,
-    scenes_folder,
-    tmp_path,
-):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({**VLM_SMALL, "model_path": str(tiny_vlm_folder),
-                                  "device": "cpu", "grad_accum_steps": 2}))  # fmt: skip
+def _torchrun(tmp_path: Path, out: str, scenes_folder: Path, config: dict) -> Path:
+    (tmp_path / f"{out}.json").write_text(json.dumps(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-
     done = subprocess.run(
         [str(VENV_BIN / "python"), "-m", "torch.distributed.run", "--standalone",
          "--nproc_per_node", "2", "-m", "training_bridge.training.trainer",
-         "--dataset-dir", str(scenes_folder), "--output-dir", str(tmp_path / "out"),
-         "--config", str(config)],
+         "--dataset-dir", str(scenes_folder), "--output-dir", str(tmp_path / out),
+         "--config", str(tmp_path / f"{out}.json")],
         cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
-
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    return tmp_path / out
+
+
+def test_torchrun_trains_the_vlm_with_ddp_and_with_fsdp_to_the_same_weights_on_cpu(
+    tiny_vlm_folder, scenes_folder, tmp_path
+):
+    config = {**VLM_SMALL, "model_path": str(tiny_vlm_folder), "device": "cpu",
+              "grad_accum_steps": 2, "epochs": 2}  # fmt: skip
+    ddp = _torchrun(tmp_path, "ddp", scenes_folder, config)
+    fsdp = _torchrun(tmp_path, "fsdp", scenes_folder, {**config, "distributed": "fsdp"})
+
     train_pairs = len(split_read(scenes_folder, fmt="parquet", split="train"))
-    assert summary["steps"] == math.ceil(math.ceil(train_pairs / 2) / 8)  # half per rank
-    assert reward_model_load(tmp_path / "out" / "checkpoint").backbone == "vlm"
+    for out in (ddp, fsdp):
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["steps"] == 2 * math.ceil(math.ceil(train_pairs / 2) / 8)  # half per rank
+    # the sharded run's gathered adapter and head are the replicated run's, and score alike
+    for name in ("adapter/adapter_model.safetensors", "head.safetensors"):
+        a, b = (load_file(str(out / "checkpoint" / name)) for out in (ddp, fsdp))
+        assert a.keys() == b.keys() and a
+        for key in a:
+            assert torch.allclose(a[key], b[key], atol=1e-5), key
+    scores = [
+        reward_model_load(out / "checkpoint").score(["a red cube left of a ball"], [_png(4)])[0]
+        for out in (ddp, fsdp)
+    ]
+    assert scores[0].mean == pytest.approx(scores[1].mean, abs=1e-4)
+    assert scores[0].std == pytest.approx(scores[1].std, abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -297,6 +312,8 @@ def test_the_torchrun_ddp_path_trains_the_vlm_with_two_processes_on_cpu(
         ({"loss": "hinge"}, "loss", "unknown value 'hinge'"),
         ({"soft_labels": True, "dataset_format": "webdataset"}, "soft_labels", "Parquet"),
         ({"merge_lora": 1}, "merge_lora", "true or false"),
+        ({"distributed": "zero3"}, "distributed", "unknown value 'zero3'"),
+        ({"distributed": "fsdp", "merge_lora": True}, "merge_lora", "sharded (fsdp)"),
     ],
 )
 def test_a_bad_vlm_config_names_the_key(config, field, message, tiny_vlm_folder):

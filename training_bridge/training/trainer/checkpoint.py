@@ -84,4 +84,4 @@ class RewardScorer:
 
 
 def reward_model_load(folder: Path | str, *, device: str | torch.device = "cpu") -> RewardScorer:
-    return RewardScorer(model_load(folder), device=device)
+    return RewardScorer(model_load(folder, device=str(device)), device=device)

@@ -20,7 +20,7 @@ these keys too, refused for the other backbones (see `VlmOptions`):
      "lora_dropout": 0.05, "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
      "gate_proj", "up_proj", "down_proj"], "vision": "frozen" | "lora",
      "gradient_checkpointing": true, "grad_accum_steps": 1, "min_pixels": 3136,
-     "max_pixels": 200704, "soft_labels": false, "merge_lora": false}
+     "max_pixels": 200704, "soft_labels": false, "merge_lora": false, "distributed": "ddp"}
 
 (defaults for vlm: head gaussian, lr 1e-4, image_size 448, max_text_length 256).
 
@@ -45,6 +45,7 @@ DEFAULT_LR = {"builtin": 1e-3, "clip": 1e-5, "vlm": 1e-4}
 DEFAULT_IMAGE_SIZE = 64
 LOSSES = ("uncertainty", "bradley_terry")
 VISION_MODES = ("frozen", "lora")
+DISTRIBUTED = ("ddp", "fsdp")
 VLM_PATCH = 28  # Qwen-VL: 14 px patches merged 2 x 2: image sides are multiples of 28
 VLM_DEFAULT_IMAGE_SIZE = 448
 VLM_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -84,6 +85,7 @@ class VlmOptions:
     max_pixels: int
     soft_labels: bool  # label_0 from the vote counts (Parquet exports) instead of the majority
     merge_lora: bool  # the checkpoint holds the merged model instead of the adapter
+    distributed: str  # under torchrun: ddp (a model copy per GPU) or fsdp (the model sharded)
 
 
 VLM_KEYS = frozenset(VlmOptions.__dataclass_fields__)
@@ -268,6 +270,7 @@ def _vlm_options(raw: Mapping[str, Any], head: str, image_size: int) -> VlmOptio
         max_pixels=max_pixels,
         soft_labels=_bool(raw, "soft_labels", False),
         merge_lora=_bool(raw, "merge_lora", False),
+        distributed=_choice(raw, "distributed", "ddp", DISTRIBUTED),
     )
 
 
@@ -308,6 +311,11 @@ def config_parse(raw: Any, *, check_paths: bool = True) -> TrainerConfig:
     vlm = _vlm_options(raw, head, image_size) if backbone == "vlm" else None
     if vlm is not None and vlm.soft_labels and raw.get("dataset_format") == "webdataset":
         raise ConfigError("soft_labels", "vote counts are read from Parquet exports only")
+    if vlm is not None and vlm.merge_lora and vlm.distributed == "fsdp":
+        raise ConfigError(
+            "merge_lora", "a sharded (fsdp) run saves the adapter; merge it after (merge_lora "
+            "with distributed ddp, or peft's merge_and_unload on the checkpoint)",
+        )  # fmt: skip
     num_threads = raw.get("num_threads")
     if num_threads is not None:
         num_threads = _int(raw, "num_threads", None, 1, 256)

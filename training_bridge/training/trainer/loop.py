@@ -9,7 +9,10 @@ stopping, the best weights restored, the test report and the checkpoint.
 - Mixed precision (fp16 with a gradient scaler, or bf16) on CUDA; ignored on CPU.
 - The vlm backbone adds its loss choice (`loss`), soft labels from the vote counts, gradient
   accumulation (`grad_accum_steps` batches per optimizer step; DDP syncs on the last one), and
-  keeps only its trainable weights (LoRA, head) as the best epoch's copy.
+  keeps only its trainable weights (LoRA, head) as the best epoch's copy. With `distributed:
+  fsdp` under torchrun the model is sharded with torch's FSDP2 (`fully_shard` per decoder layer
+  and vision block) instead of replicated by DDP: every rank then takes part in validation,
+  the test report and gathering the weights for the checkpoint (rank 0 still writes alone).
 """
 
 from __future__ import annotations
@@ -104,7 +107,16 @@ def _state_copy(net: RewardNet, config: TrainerConfig) -> dict[str, torch.Tensor
     the trained ones (LoRA and head; the frozen base never changes)."""
     if config.vlm is None:
         return copy.deepcopy(net.state_dict())
+    _resharded(net)
     return {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+
+
+def _resharded(net: RewardNet) -> RewardNet:
+    """An FSDP2-sharded network back to its shards (FSDP leaves the root unit gathered after a
+    forward pass), so its weights are copied and restored as shards; others as they are."""
+    if hasattr(net, "reshard"):
+        net.reshard()
+    return net
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -260,7 +272,10 @@ def train(
     budget = IMAGE_CACHE_BYTES // 3
     images = {name: DecodedImages(pairs, transform, budget) for name, pairs in splits.items()}
     model: torch.nn.Module = net
-    if dist.world > 1:
+    sharded = dist.world > 1 and config.vlm is not None and config.vlm.distributed == "fsdp"
+    if sharded:
+        net.shard(dist.device)
+    elif dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
@@ -308,7 +323,9 @@ def train(
             group_start = position - position % accumulate
             group = min(accumulate, len(batches) - group_start)
             last = position == group_start + group - 1
-            sync = nullcontext() if last or dist.world == 1 else model.no_sync()
+            if sharded:
+                net.set_requires_gradient_sync(last)
+            sync = nullcontext() if last or dist.world == 1 or sharded else model.no_sync()
             with sync:
                 with _autocast(config, dist.device):
                     mean, log_std = model(text, pixels, text_index)
@@ -339,8 +356,8 @@ def train(
                     step=step, total_steps=total_steps, epoch=epoch, epochs=config.epochs
                 )
         epochs_run = epoch
-        stop_now = False
-        if dist.main:
+        stop_now = is_best = False
+        if dist.main or sharded:  # sharded: every rank's shard takes part in the forward passes
             events.metric(
                 "train/epoch_loss", epoch_loss / max(1, epoch_count), step=step, epoch=epoch
             )
@@ -362,19 +379,20 @@ def train(
                     val_summary = {"val/accuracy": report.accuracy, "val/loss": val_loss}
             else:
                 stopping.improved(None, epoch)
-            if stopping.best_epoch == epoch:
-                best_state = _state_copy(net, config)
+            is_best = stopping.best_epoch == epoch
             stop_now = stopping.should_stop()
-        if dist.world > 1:
-            flag = torch.tensor([1 if stop_now else 0], device=dist.device)
+        if dist.world > 1:  # rank 0 decides
+            flag = torch.tensor([int(stop_now), int(is_best)], device=dist.device)
             torch.distributed.broadcast(flag, src=0)
-            stop_now = bool(flag.item())
+            stop_now, is_best = bool(flag[0].item()), bool(flag[1].item())
+        if is_best and (dist.main or sharded):
+            best_state = _state_copy(net, config)
         if stop_now:
             log.info("trainer.early_stop epoch=%d best_epoch=%d", epoch, stopping.best_epoch)
             break
     summary: dict[str, Any] = {}
-    if dist.main:
-        net.load_state_dict(best_state, strict=config.vlm is None)
+    if dist.main or sharded:
+        _resharded(net).load_state_dict(best_state, strict=config.vlm is None)
         summary = _finish(
             net, splits, images, config=config, device=dist.device, output_dir=output_dir,
             events=events, step=step, epochs_run=epochs_run, best_epoch=stopping.best_epoch,
@@ -396,6 +414,9 @@ def _finish(
     report = accuracy_report(scored, tie_margin=config.tie_margin)
     if scored:
         events.metrics(_report_values("test", report, test_loss, scored), step=step)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        net.save_gather()  # sharded: this rank's part of the gathered weights, nothing written
+        return {}
     net.save(output_dir / CHECKPOINT_DIR)
     (output_dir / CONFIG_FILE).write_text(json.dumps(config.as_json(), indent=1, sort_keys=True))
     evaluation = {

@@ -42,8 +42,9 @@ def model_build(config: TrainerConfig, *, train_captions: list[str]) -> RewardNe
     )
 
 
-def model_load(folder: Path | str) -> RewardNet:
-    """A network saved by `RewardNet.save` (its folder holds reward_model.json)."""
+def model_load(folder: Path | str, *, device: str | None = None) -> RewardNet:
+    """A network saved by `RewardNet.save` (its folder holds reward_model.json). `device`: where
+    it will run (the vlm backbone loads its weights there, in bf16 on a GPU)."""
     folder = Path(folder)
     meta = json.loads((folder / MANIFEST).read_text())
     if meta.get("backbone") == "clip":
@@ -53,7 +54,7 @@ def model_load(folder: Path | str) -> RewardNet:
     if meta.get("backbone") == "vlm":
         from training_bridge.training.trainer.models.vlm import VlmNet
 
-        return VlmNet.load(folder, meta)
+        return VlmNet.load(folder, meta, device=device)
     if meta.get("backbone") == "builtin":
         from training_bridge.training.trainer.models.builtin import BuiltinNet
 

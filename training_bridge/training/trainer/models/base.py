@@ -35,6 +35,10 @@ class RewardNet(nn.Module):
     def save(self, folder: Path) -> None:
         raise NotImplementedError
 
+    def save_gather(self) -> None:
+        """A sharded network's other ranks, while rank 0 saves: their part of gathering the
+        weights (nothing to do for a network that is not sharded)."""
+
     def pixels(self, batch: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W) on `device`."""
         tensor = torch.as_tensor(batch).to(device)

@@ -255,6 +255,39 @@ class VlmNet(RewardNet):
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def shard(self, device: torch.device) -> None:
+        """FSDP2 over the torchrun processes: each language-model decoder layer and each vision
+        block is its own unit (gathered for its forward, freed after), the rest (embeddings,
+        merger, head) the root unit. Frozen and LoRA weights are sharded alike; the optimizer
+        holds only this rank's shard of the LoRA weights and head."""
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
+        inner = self._base().model
+        for layer in inner.language_model.layers:
+            fully_shard(layer, mesh=mesh)
+        for block in inner.visual.blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(self, mesh=mesh)
+        self.sharded = True
+
+    def _trained_state(self) -> dict[str, torch.Tensor]:
+        """The trained weights (LoRA, head) whole, on the CPU; sharded, every rank must call it
+        (each gathers every tensor, in the same order)."""
+        state = {}
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                tensor = parameter.detach()
+                if hasattr(tensor, "full_tensor"):  # a DTensor shard
+                    tensor = tensor.full_tensor()
+                state[name] = tensor.float().cpu().contiguous()
+        return state
+
+    def save_gather(self) -> None:
+        if getattr(self, "sharded", False):
+            self._trained_state()
+
     def meta(self) -> dict[str, Any]:
         return {
             **super().meta(),
@@ -273,6 +306,15 @@ class VlmNet(RewardNet):
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        if getattr(self, "sharded", False):  # gathered from the shards (merge_lora refused)
+            state = self._trained_state()
+            adapter = {k.removeprefix("vlm."): v for k, v in state.items() if "lora_" in k}
+            self.vlm.save_pretrained(folder / ADAPTER_DIR, state_dict=adapter)
+            head = {k.removeprefix("reward_head."): v for k, v in state.items()
+                    if k.startswith("reward_head.")}  # fmt: skip
+            save_file(head, str(folder / HEAD_WEIGHTS))
+            self._processor_save(folder)
+            return
         if self.merge_lora:
             merged = (
                 self.vlm.merge_and_unload() if hasattr(self.vlm, "merge_and_unload") else self.vlm
@@ -284,6 +326,10 @@ class VlmNet(RewardNet):
         state = {k: v.detach().float().cpu().contiguous()
                  for k, v in self.reward_head.state_dict().items()}  # fmt: skip
         save_file(state, str(folder / HEAD_WEIGHTS))
+        self._processor_save(folder)
+
+    def _processor_save(self, folder: Path) -> None:
+        """processor/ (tokenizer, chat template, preprocessing) and reward_model.json."""
         processor = folder / PROCESSOR_DIR
         processor.mkdir(exist_ok=True)
         self.tokenizer.save_pretrained(processor)
@@ -300,17 +346,21 @@ class VlmNet(RewardNet):
         (folder / "reward_model.json").write_text(json.dumps(self.meta(), indent=1))
 
     @classmethod
-    def load(cls, folder: Path, meta: dict[str, Any]) -> VlmNet:
+    def load(cls, folder: Path, meta: dict[str, Any], *, device: str | None = None) -> VlmNet:
         """A saved checkpoint: the merged model, or the base folder (its revision checked) with
-        the adapter; the tokenizer and preprocessing from the checkpoint's `processor/`."""
+        the adapter; the tokenizer and preprocessing from the checkpoint's `processor/`. On a
+        GPU (`device` cuda...) the weights load there directly, in bf16 (the head stays fp32);
+        on a CPU in fp32."""
         from transformers import AutoTokenizer
 
         base = meta["base_model"]
-        bf16 = meta.get("dtype") == "bfloat16" and torch.cuda.is_available()
-        dtype = torch.bfloat16 if bf16 else torch.float32
+        gpu = device is not None and device.startswith("cuda")
+        placed = (
+            {"dtype": torch.bfloat16, "device_map": device} if gpu else {"dtype": torch.float32}
+        )
         if meta.get("merged"):
             model_class, _ = _model_class(folder / MERGED_DIR)
-            vlm = model_class.from_pretrained(folder / MERGED_DIR, dtype=dtype)
+            vlm = model_class.from_pretrained(folder / MERGED_DIR, **placed)
         else:
             from peft import PeftModel
 
@@ -326,7 +376,7 @@ class VlmNet(RewardNet):
                     f"(revision {revision[:12]}, trained on {base['revision'][:12]})"
                 )
             model_class, _ = _model_class(base_folder)
-            vlm = model_class.from_pretrained(base_folder, dtype=dtype)
+            vlm = model_class.from_pretrained(base_folder, **placed)
             vlm = PeftModel.from_pretrained(vlm, folder / ADAPTER_DIR)
         vlm.requires_grad_(False)
         processor = folder / PROCESSOR_DIR
