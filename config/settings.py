@@ -268,12 +268,14 @@ TRAINING_LAUNCHER_SECRET_ENV = env.list("TRAINING_LAUNCHER_SECRET_ENV", default=
 # Reward models in use (training_bridge/reward_models/services: scoring, registry, active_learning).
 REWARD_SCORING_DEVICE = env("REWARD_SCORING_DEVICE", default="cpu")  # of the scoring API
 # torch threads of a process's forward passes: 1 (more cores: more worker processes); torch's own
-# default, a thread per core, scored 2.4-5.5x fewer images/s on shared cores (bench/scoring).
+# default, a thread per core, scored fewer images/s on shared cores (bench/scoring/RESULTS.md).
 REWARD_SCORING_THREADS = env.int("REWARD_SCORING_THREADS", default=1)
 # Images waiting in a serving process past which a scoring request is a 503 with Retry-After.
 REWARD_SCORING_MAX_PENDING = env.int("REWARD_SCORING_MAX_PENDING", default=1024)
 # A serving process loads the promoted model when it starts (config/wsgi.py), not on a request.
 REWARD_SCORING_PRELOAD = env.bool("REWARD_SCORING_PRELOAD", default=True)
+# Called once by config/wsgi.py in each WSGI serving process (dotted paths, as the apps are named).
+WSGI_STARTUP = ["training_bridge.reward_models.services.scoring.scoring_preload_start"]
 # Scoring jobs (enqueue/poll, training_bridge/reward_models/services/score_jobs.py): state in
 # Redis (default: the broker's), run by a few threads per serving process, kept this long.
 REWARD_SCORE_JOBS_REDIS_URL = env("REWARD_SCORE_JOBS_REDIS_URL", default=None)

@@ -7,9 +7,11 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_wsgi_application()
 
-# A serving process loads the promoted reward model now, in a thread, not on its first scoring
-# request (REWARD_SCORING_PRELOAD; only WSGI servers import this module: manage.py commands and
-# the tests do not load it).
-from training_bridge.reward_models.services.scoring import scoring_preload_start  # noqa: E402
+# What a serving process starts with (settings.WSGI_STARTUP: e.g. the reward model's preload,
+# in a thread). Only WSGI servers import this module: manage.py commands and the tests do not.
+# Named in the settings, as the apps are, so config imports no app.
+from django.conf import settings  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
-scoring_preload_start()
+for hook in settings.WSGI_STARTUP:
+    import_string(hook)()
