@@ -135,6 +135,7 @@ def test_plain_transformers_and_peft_give_the_same_scores(trained, tiny_vlm_fold
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     text = text.replace("<|image_pad|>", "<|image_pad|>" * tokens)
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    ids["mm_token_type_ids"] = (ids["input_ids"] == model.config.image_token_id).int()
     with torch.no_grad():
         hidden = model.get_base_model().model(**ids, **pixels).last_hidden_state[:, -1]
         mean, log_std = (hidden.float() @ head["weight"].T + head["bias"])[0]
@@ -345,3 +346,31 @@ def test_the_vlm_config_round_trips_through_its_json(tiny_vlm_folder):
     assert (data["head"], data["loss"], data["image_size"]) == ("gaussian", "uncertainty", 448)
     assert config_parse(data, check_paths=False) == config
     assert "lora_rank" not in config_parse({"backbone": "builtin"}).as_json()
+
+
+def test_the_qwen2_vl_family_trains_and_saves_too(tmp_path):
+    from training_bridge.training.trainer.models import model_load
+    from training_bridge.training.trainer.models.vlm import VlmNet
+    from training_bridge.training.trainer.models.vlm_tiny import vlm_tiny_build
+
+    folder = vlm_tiny_build(tmp_path / "qwen2-vl", family="qwen2_vl", tie_word_embeddings=True)
+    config = config_parse({**VLM_SMALL, "model_path": str(folder)})
+    net = VlmNet.from_config(config)
+    arrays = np.stack([net.transform()(_png(seed)) for seed in (5, 6)])
+    text = net.texts_encode(["a cup above a plate"], torch.device("cpu"))
+    mean, log_std = net(text, net.pixels(arrays, torch.device("cpu")), torch.tensor([0, 0]))
+    uncertainty_loss(mean[:1], mean[1:], torch.tensor([1.0]), log_std[:1], log_std[1:]).backward()
+    assert net.reward_head.weight.grad is not None
+    net.save(tmp_path / "checkpoint")
+    again = model_load(tmp_path / "checkpoint")
+    assert (
+        json.loads((tmp_path / "checkpoint" / "reward_model.json").read_text())["base_model"][
+            "model_type"
+        ]
+        == "qwen2_vl"
+    )
+    net.eval()
+    with torch.no_grad():
+        first = net(text, net.pixels(arrays, torch.device("cpu")), torch.tensor([0, 0]))[0]
+        second = again(text, again.pixels(arrays, torch.device("cpu")), torch.tensor([0, 0]))[0]
+    assert torch.allclose(first, second, atol=1e-5)

@@ -221,7 +221,12 @@ class VlmNet(RewardNet):
         for i, row in enumerate(rows):  # right padding: the reward token is the last real one
             input_ids[i, : len(row)] = torch.tensor(row)
             mask[i, : len(row)] = 1
-        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+        # 1 on image tokens: what M-RoPE reads to give them their (t, h, w) positions (the
+        # processor's `mm_token_type_ids`; without it Qwen falls back to 1-D positions)
+        image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+        types = (input_ids == image_id).int()
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
+                "mm_token_type_ids": types.to(device)}  # fmt: skip
 
     def patches(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised (N, 3, H, W) -> Qwen's flat patches (N * gh * gw, 3 * t * p * p) and
@@ -241,11 +246,12 @@ class VlmNet(RewardNet):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_ids = text["input_ids"][text_index]
         attention_mask = text["attention_mask"][text_index]
+        mm_token_type_ids = text["mm_token_type_ids"][text_index]
         pixel_values, grid = self.patches(images)
         inner = self._base().model  # Qwen*VLModel: the last hidden states, no LM head
         output = inner(
             input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-            image_grid_thw=grid, use_cache=False,
+            image_grid_thw=grid, mm_token_type_ids=mm_token_type_ids, use_cache=False,
         )  # fmt: skip
         hidden = output.last_hidden_state
         last = attention_mask.sum(dim=1) - 1
