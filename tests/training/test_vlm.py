@@ -374,3 +374,27 @@ def test_the_qwen2_vl_family_trains_and_saves_too(tmp_path):
         first = net(text, net.pixels(arrays, torch.device("cpu")), torch.tensor([0, 0]))[0]
         second = again(text, again.pixels(arrays, torch.device("cpu")), torch.tensor([0, 0]))[0]
     assert torch.allclose(first, second, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_vlm_folder):
+    from training_bridge.training.trainer.models.vlm import VlmNet
+
+    grads = []
+    for checkpointing in (True, False):
+        torch.manual_seed(0)
+        config = {**VLM_SMALL, "model_path": str(tiny_vlm_folder), "lora_dropout": 0.0,
+                  "gradient_checkpointing": checkpointing}  # fmt: skip
+        net = VlmNet.from_config(config_parse(config)).train()
+        for name, parameter in net.named_parameters():  # LoRA B starts at 0: give it values
+            if "lora_B" in name:
+                torch.nn.init.normal_(parameter, std=0.02)
+        arrays = np.stack([net.transform()(_png(seed)) for seed in (7, 8)])
+        text = net.texts_encode(["a lamp right of a sofa"], torch.device("cpu"))
+        mean, log_std = net(text, net.pixels(arrays, torch.device("cpu")), torch.tensor([0, 0]))
+        loss = uncertainty_loss(mean[:1], mean[1:], torch.tensor([1.0]), log_std[:1], log_std[1:])
+        loss.backward()
+        assert net._base().is_activation_checkpointing is checkpointing
+        grads.append({n: p.grad for n, p in net.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
