@@ -96,3 +96,25 @@ def test_a_bad_vlm_key_is_a_400_naming_it(ml_client, tiny_vlm_folder):
                               format="json")  # fmt: skip
     assert response.status_code == 400
     assert "config.lora_rank" in json.dumps(response.json())
+
+
+def test_the_admin_start_form_starts_a_vlm_run_and_names_a_bad_key(ml_engineer, tiny_vlm_folder):
+    from django.test import Client
+    from django.urls import reverse
+
+    from training_bridge.models import TrainingRun
+
+    version = procedural_version(groups=2, seeds=1, size=32)
+    client = Client()
+    client.force_login(ml_engineer)
+    add = reverse("admin:training_bridge_trainingrun_add")
+    config = {**VLM_SMALL, "model_path": str(tiny_vlm_folder)}
+    bad = client.post(add, {"dataset_version": version.pk,
+                            "config": json.dumps({**config, "vision": "full"})})  # fmt: skip
+    assert bad.status_code == 200
+    assert "config.vision: unknown value" in bad.content.decode()
+    assert not TrainingRun.objects.exists()
+    started = client.post(add, {"dataset_version": version.pk, "config": json.dumps(config)})
+    assert started.status_code == 302
+    run = TrainingRun.objects.get()
+    assert (run.status, run.config["backbone"], run.config["vision"]) == ("queued", "vlm", "frozen")
