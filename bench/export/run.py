@@ -86,7 +86,12 @@ def _load(args: argparse.Namespace) -> dict[str, float]:
     return timings
 
 
-def _freeze(args: argparse.Namespace) -> list[dict]:
+def _freeze(args: argparse.Namespace, needed: set[str]) -> list[dict]:
+    """Freeze each bench dataset (with --reuse, only those without a frozen version, or with
+    --refreeze a new version of each dataset in `needed`), timing each freeze with its CPU (this
+    process and its PostgreSQL backend) and this process's peak RSS after it."""
+    from django.db import connection
+
     from training_bridge.datasets.services.datasets import (
         dataset_get_or_create,
         dataset_version_create,
@@ -102,14 +107,25 @@ def _freeze(args: argparse.Namespace) -> list[dict]:
     ):
         dataset = dataset_get_or_create(name=name)
         frozen = DatasetVersion.objects.filter(dataset=dataset, status="frozen").first()
-        if frozen is not None and args.reuse:
+        fresh = args.refreeze and name in needed
+        if frozen is not None and args.reuse and not fresh:
             results.append({"dataset": name, "version": frozen.pk, "seconds": None})
             continue
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        client, server = _cpu_seconds(), _cpu_seconds(backend)
         started = time.perf_counter()
         version = dataset_version_create(dataset_id=dataset.pk, filter_spec={"queues": queues})
         version = dataset_version_freeze(version_id=version.pk)
         seconds = time.perf_counter() - started
-        print(f"froze {name}: {version.record_count} records in {seconds:.1f} s", flush=True)
+        client, server = _cpu_seconds() - client, _cpu_seconds(backend) - server
+        rss = _peak_rss_kb() / 1024
+        print(
+            f"froze {name} v{version.number}: {version.record_count} records in {seconds:.1f} s, "
+            f"CPU {client:.1f} s (PostgreSQL {server:.1f} s), peak RSS so far {rss:.0f} MB",
+            flush=True,
+        )
         results.append(
             {
                 "dataset": name,
@@ -119,6 +135,19 @@ def _freeze(args: argparse.Namespace) -> list[dict]:
             }
         )
     return results
+
+
+def _stored_votes_drop(version_id: int) -> None:
+    """Delete a version's stored votes (as for a version frozen before the freeze stored them):
+    its next export reads them from the database."""
+    from training_bridge.datasets.services.artifacts import artifact_storage, version_prefix
+    from training_bridge.models import DatasetVersion
+
+    version = DatasetVersion.objects.select_related("dataset").get(pk=version_id)
+    key = f"{version_prefix(dataset_name=version.dataset.name, number=version.number)}/cache/"
+    key += "votes.parquet"
+    if artifact_storage().exists(key):
+        artifact_storage().delete(key)
 
 
 def _child(args: argparse.Namespace, *child_args: str) -> tuple[dict, float]:
@@ -215,6 +244,16 @@ def main() -> None:
     parser.add_argument(
         "--only", help="comma-separated dataset:format[:images] runs, e.g. bench-all:parquet"
     )
+    parser.add_argument(
+        "--refreeze",
+        action="store_true",
+        help="with --reuse: freeze a new version of each dataset the runs export, and time it",
+    )
+    parser.add_argument(
+        "--drop-stored-votes",
+        action="store_true",
+        help="delete the version's stored votes before each export (its first-export path)",
+    )
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -236,7 +275,6 @@ def main() -> None:
         _database_fresh(args.database)
     _setup(args)
     load_times = {} if args.reuse else _load(args)
-    frozen = {row["dataset"]: row for row in _freeze(args)}
 
     runs = [
         ("bench-all", "jsonl", False),
@@ -256,9 +294,12 @@ def main() -> None:
             ("bench-all", "hps", False),
             ("bench-images", "webdataset", True),
         ]
+    frozen = {row["dataset"]: row for row in _freeze(args, {dataset for dataset, _, _ in runs})}
     _, baseline_rss = _child(args, "--child", "baseline")
     rows = []
     for dataset, format, images in runs:
+        if args.drop_stored_votes:
+            _stored_votes_drop(frozen[dataset]["version"])
         result, rss = _child(
             args, "--child", str(frozen[dataset]["version"]), format, "1" if images else "0"
         )

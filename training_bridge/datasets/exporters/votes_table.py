@@ -8,10 +8,11 @@ record's first candidate. `candidate_id` is the candidate voted for (null unless
 `left_side` the side (same order) that the annotator saw on the left; `judged_at` UTC,
 `timestamp[ns]`.
 
-A version's votes are read from the database once (`stored_write`, stored side order, kept by
-the export service beside the version's files) and each folder's table is made from that file
-with arrow compute (`folder_write`): the database read costs far more than an export
-(bench/export/RESULTS.md). Arrays are built from buffers, never from Python values one by one
+A version's votes are stored once, in stored side order (`StoredWriter`, a row group per
+chunk): by the freeze, from the votes it counted, or, for a version frozen before it did so, by
+its first export from the database. Each folder's table is made from that file with arrow
+compute, a row group at a time (`folder_write`): the database read costs far more than an
+export (bench/export/RESULTS.md). Arrays are built from buffers, never from Python values one by one
 (pyarrow would import pandas for that: memory an export process does not carry).
 """
 
@@ -71,6 +72,9 @@ class VoteColumns:
     left_is_a: array = field(default_factory=lambda: array("b"))
     judged_at_ns: array = field(default_factory=lambda: array("q"))
 
+    def __len__(self) -> int:
+        return len(self.pair_id)
+
     def add(
         self,
         *,
@@ -113,17 +117,35 @@ class VoteColumns:
         return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
+class StoredWriter:
+    """The version's votes in stored side order, a row group per chunk written."""
+
+    def __init__(self, path: Path) -> None:
+        self._writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        self.count = 0
+
+    def write(self, chunk: VoteColumns) -> None:
+        table = chunk.table()
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.count += table.num_rows
+
+    def close(self) -> int:
+        """Finish the file (an empty table when no vote was written); returns the count."""
+        if self.count == 0:
+            self._writer.write_table(SCHEMA.empty_table())
+        self._writer.close()
+        return self.count
+
+
 def stored_write(path: Path, chunks: Iterable[VoteColumns]) -> int:
-    """The version's votes in stored side order, a row group per chunk; returns the count."""
-    count = 0
-    with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
+    """The version's votes from chunks, a row group each; returns the count."""
+    writer = StoredWriter(path)
+    try:
         for chunk in chunks:
-            table = chunk.table()
-            if table.num_rows:
-                writer.write_table(table)
-                count += table.num_rows
-        if count == 0:
-            writer.write_table(SCHEMA.empty_table())
+            writer.write(chunk)
+    finally:
+        count = writer.close()
     return count
 
 

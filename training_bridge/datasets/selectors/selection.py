@@ -294,6 +294,18 @@ def selection_records(
     stats: SelectionStats | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Canonical records of every labelled pair the specs keep, in canonical order."""
+    for record, _ in selection_records_voted(spec=spec, split=split, stats=stats):
+        yield record
+
+
+def selection_records_voted(
+    *,
+    spec: FilterSpec,
+    split: SplitSpec,
+    stats: SelectionStats | None = None,
+) -> Iterator[tuple[dict[str, Any], list[Vote]]]:
+    """Each record with the votes it counted (judgment order): the freeze writes the version's
+    per-judgment votes table from them, without reading the judgments again."""
     stats = stats if stats is not None else SelectionStats()
     aggregator = aggregator_build(spec.aggregator, spec.aggregator_options)
     rules = vote_rules(spec=spec, needs_trust=spec.aggregator == "trust_weighted")
@@ -305,17 +317,19 @@ def selection_records(
             raise ValidationFailed(exc.detail, field=exc.field) from None
         del table
     held_out = held_out_groups(split=split)
-    pending: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], list[Vote]]] = []
     for chunk in _chunks(spec):
         yield from _chunk_records(spec, split, held_out, rules, aggregator, chunk, pending, stats)
     yield from _flush(pending, stats)
 
 
-def _flush(pending: list[dict[str, Any]], stats: SelectionStats) -> Iterator[dict[str, Any]]:
-    for record in pending:
+def _flush(
+    pending: list[tuple[dict[str, Any], list[Vote]]], stats: SelectionStats
+) -> Iterator[tuple[dict[str, Any], list[Vote]]]:
+    for record, votes in pending:
         record["num_example_per_prompt"] = len(pending)
         stats.records += 1
-        yield record
+        yield record, votes
     pending.clear()
 
 
@@ -326,9 +340,9 @@ def _chunk_records(
     rules: VoteRules,
     aggregator: Aggregator,
     chunk: list[Any],
-    pending: list[dict[str, Any]],
+    pending: list[tuple[dict[str, Any], list[Vote]]],
     stats: SelectionStats,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[tuple[dict[str, Any], list[Vote]]]:
     votes = _chunk_votes(rules, chunk)
     candidates = _candidate_rows(
         {c for row in chunk for c in (row.candidate_a_id, row.candidate_b_id)}
@@ -336,7 +350,7 @@ def _chunk_records(
     prompts = _prompt_rows({row.prompt_id for row in chunk})
     dropped = stats.dropped
     for row in chunk:
-        if pending and pending[0]["prompt"]["id"] != row.prompt_id:
+        if pending and pending[0][0]["prompt"]["id"] != row.prompt_id:
             yield from _flush(pending, stats)
         stats.pairs += 1
         pair_votes = votes.get(row.id, [])
@@ -390,18 +404,17 @@ def _chunk_records(
             candidate_b=candidates[row.candidate_b_id],
             intended_winner_id=row.intended_winner_id,
         )
-        pending.append(
-            record_build(
-                pair=pair,
-                aggregate=aggregate,
-                split=split_for_group(
-                    group_key=prompt.group_key, spec=split, held_out=prompt.group_key in held_out
-                ),
-                annotator_ids=list(annotators),
-                judged_at=max(vote.judged_at for vote in pair_votes),
-                num_example_per_prompt=0,
-            )
+        record = record_build(
+            pair=pair,
+            aggregate=aggregate,
+            split=split_for_group(
+                group_key=prompt.group_key, spec=split, held_out=prompt.group_key in held_out
+            ),
+            annotator_ids=list(annotators),
+            judged_at=max(vote.judged_at for vote in pair_votes),
+            num_example_per_prompt=0,
         )
+        pending.append((record, pair_votes))
 
 
 def _probe(spec: FilterSpec) -> FilterSpec:

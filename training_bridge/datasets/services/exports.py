@@ -22,6 +22,7 @@ import shutil
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -250,25 +251,38 @@ def _run(export: DatasetExport, token: uuid.UUID) -> DatasetExport:
     return export
 
 
-def _card_and_votes(export: DatasetExport, sink: StorageSink) -> None:
-    """Beside the format's files: `votes.parquet` (every counted judgment) and the dataset card
-    `README.md` whose YAML header makes the folder a Hugging Face dataset as it is.
+def version_votes_key(*, version: DatasetVersion) -> str:
+    """Where a version's votes table (every counted judgment, stored side order) is kept."""
+    prefix = version_prefix(dataset_name=version.dataset.name, number=version.number)
+    return f"{prefix}/cache/votes.parquet"
 
-    The version's votes are read from the database by its first export and kept at
-    `<version prefix>/cache/votes.parquet` (stored side order); later exports of the version
-    make their table from that file."""
+
+def version_votes_stored(*, version: DatasetVersion, path: Path) -> None:
+    """The version's stored votes at `path`, made if missing.
+
+    The freeze stores them from the votes it counted (services/freezing.py); a version frozen
+    before it did so has none until its first export reads them from the database here
+    (`version_vote_chunks`, the version's vote rules) and stores them for the next."""
+    from training_bridge.datasets.exporters import votes_table
+
+    key = version_votes_key(version=version)
+    if artifact_exists(key=key):
+        with artifact_open(key=key) as source, path.open("wb") as out:
+            shutil.copyfileobj(source, out)
+        return
+    votes_table.stored_write(path, version_vote_chunks(version=version))
+    artifact_put_file(key=key, path=path)
+
+
+def _card_and_votes(export: DatasetExport, sink: StorageSink) -> None:
+    """Beside the format's files: `votes.parquet` (every counted judgment, in the folder's side
+    order, from the version's stored votes) and the dataset card `README.md` whose YAML header
+    makes the folder a Hugging Face dataset as it is."""
     from training_bridge.datasets.exporters import card, votes_table
 
     version = export.version
-    prefix = version_prefix(dataset_name=version.dataset.name, number=version.number)
-    cached = f"{prefix}/cache/{votes_table.FILE_NAME}"
     stored = sink.workdir / "votes-stored.parquet"
-    if artifact_exists(key=cached):
-        with artifact_open(key=cached) as source, stored.open("wb") as out:
-            shutil.copyfileobj(source, out)
-    else:
-        votes_table.stored_write(stored, version_vote_chunks(version=version))
-        artifact_put_file(key=cached, path=stored)
+    version_votes_stored(version=version, path=stored)
     with sink.file(votes_table.FILE_NAME) as path:
         votes_table.folder_write(path, stored, shown=export.format != DatasetExport.Format.JSONL)
     stored.unlink()

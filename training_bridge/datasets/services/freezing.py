@@ -5,7 +5,11 @@ its own short transaction, and feeds the content hash and the composition counts
 the version through `freeze_token` and beats (`freeze_heartbeat_at`) with every batch. A
 second delivery of the task leaves a version whose owner beat within RECOVERY_STALE_SECONDS
 alone, and takes over a stale one (the older run, if it still lives, stops at its next batch),
-so two runs never mix their rows. A freeze with no beat for that long (its message was lost
+so two runs never mix their rows. The same pass writes the version's votes table (every counted
+judgment, `exporters/votes_table.py`) from the votes the records were aggregated from, a row
+group per VOTE_CHUNK_ROWS, and stores it (`version_votes_key`) while the run still owns the
+version, just before it is marked frozen: its exports convert that file and never read the
+judgments again. A freeze with no beat for that long (its message was lost
 with the broker, its worker was killed) is published again by `dataset_versions_recover`
 (services/recovery.py). Finalising (status frozen, hash,
 manifest) is one conditional update; from then on the services refuse changes and, on
@@ -20,6 +24,8 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -30,15 +36,20 @@ from annotation.services.quality import annotators_model_scores_record
 from config.celery import stale_cutoff
 from config.errors import DomainError, NotFound, ValidationFailed
 from training_bridge.datasets.aggregation.records import Composition, ContentHasher, canonical_line
-from training_bridge.datasets.selectors.selection import SelectionStats, selection_records
+from training_bridge.datasets.exporters.votes_table import StoredWriter, VoteColumns
+from training_bridge.datasets.selectors.selection import SelectionStats, selection_records_voted
+from training_bridge.datasets.selectors.version_votes import record_votes_add
+from training_bridge.datasets.services.artifacts import artifact_put_file, export_workdir
+from training_bridge.datasets.services.exports import version_votes_key
 from training_bridge.datasets.services.manifests import manifest_build, manifest_write
-from training_bridge.datasets.services.specs import dataset_specs_resolve
+from training_bridge.datasets.services.specs import ResolvedSpecs, dataset_specs_resolve
 from training_bridge.models import DatasetExport, DatasetRecord, DatasetVersion
 from training_bridge.publishing import DATASET_EXPORT_RUN, task_send
 
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 2000
+VOTE_CHUNK_ROWS = 16_384
 
 
 class FreezeSuperseded(Exception):
@@ -197,20 +208,43 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
     hasher = ContentHasher()
     composition = Composition()
     batch: list[tuple] = []
-    with _beating(version.pk, token):
-        for position, record in enumerate(
-            selection_records(spec=specs.filter, split=specs.split, stats=stats)
-        ):
-            line = canonical_line(record)
-            hasher.add(line)
-            composition.add(record)
-            batch.append(_record_row(version.pk, position, record, line))
-            if len(batch) >= BATCH_RECORDS:
+    with export_workdir() as workdir:
+        votes_path = workdir / "votes.parquet"
+        votes = StoredWriter(votes_path)
+        chunk = VoteColumns()
+        with _beating(version.pk, token):
+            for position, (record, counted) in enumerate(
+                selection_records_voted(spec=specs.filter, split=specs.split, stats=stats)
+            ):
+                line = canonical_line(record)
+                hasher.add(line)
+                composition.add(record)
+                batch.append(_record_row(version.pk, position, record, line))
+                record_votes_add(chunk, record, counted)
+                if len(batch) >= BATCH_RECORDS:
+                    _write(version.pk, token, batch)
+                if len(chunk) >= VOTE_CHUNK_ROWS:
+                    votes.write(chunk)
+                    chunk = VoteColumns()
+            if batch:
                 _write(version.pk, token, batch)
-        if batch:
-            _write(version.pk, token, batch)
-    if hasher.count == 0:
-        raise stats.empty_error(specs.filter)
+            votes.write(chunk)
+            votes.close()
+        if hasher.count == 0:
+            raise stats.empty_error(specs.filter)
+        return _finalise(version, token, specs, stats, hasher, composition, votes_path, started)
+
+
+def _finalise(
+    version: DatasetVersion,
+    token: uuid.UUID,
+    specs: ResolvedSpecs,
+    stats: SelectionStats,
+    hasher: ContentHasher,
+    composition: Composition,
+    votes_path: Path,
+    started: datetime,
+) -> DatasetVersion:
     # A million fresh rows: let the planner see them before exports page through them.
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {DatasetRecord._meta.db_table}")
@@ -221,6 +255,8 @@ def _freeze(version: DatasetVersion, token: uuid.UUID) -> DatasetVersion:
             raise ValidationFailed(
                 f"wrote {hasher.count} records but the version holds {stored}", field="version"
             )
+        # Stored while this run owns the version (a run that took it over stores its own).
+        artifact_put_file(key=version_votes_key(version=version), path=votes_path)
         version.refresh_from_db()
         version.status = DatasetVersion.Status.FROZEN
         version.content_hash = hasher.hexdigest()
