@@ -267,15 +267,16 @@ def train(
     seed_everything(config.seed)
     splits = dataset_read(dataset_dir, fmt=config.dataset_format)
     net = model_build(config, train_captions=[pair.caption for pair in splits["train"]])
-    net.to(dist.device)
+    sharded = dist.world > 1 and config.vlm is not None and config.vlm.distributed == "fsdp"
+    if sharded:  # each rank moves only its shards to its device
+        net.shard(dist.device)
+    else:
+        net.to(dist.device)
     transform = net.transform()
     budget = IMAGE_CACHE_BYTES // 3
     images = {name: DecodedImages(pairs, transform, budget) for name, pairs in splits.items()}
     model: torch.nn.Module = net
-    sharded = dist.world > 1 and config.vlm is not None and config.vlm.distributed == "fsdp"
-    if sharded:
-        net.shard(dist.device)
-    elif dist.world > 1:
+    if dist.world > 1 and not sharded:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )

@@ -147,8 +147,14 @@ class VlmNet(RewardNet):
         options = config.vlm
         folder = Path(config.model_path)
         model_class, model_type = _model_class(folder)
-        bf16 = config.mixed_precision == "bf16" and torch.cuda.is_available()
-        vlm = model_class.from_pretrained(folder, dtype=torch.bfloat16 if bf16 else torch.float32)
+        cuda = torch.cuda.is_available() and config.device != "cpu"
+        placed: dict[str, Any] = {
+            "dtype": torch.bfloat16 if cuda and config.mixed_precision == "bf16" else torch.float32
+        }
+        replicated = config.vlm.distributed == "ddp" or config.devices == 1
+        if cuda and replicated:  # straight onto this process's GPU (torchrun: its local rank)
+            placed["device_map"] = {"": torch.cuda.current_device()}
+        vlm = model_class.from_pretrained(folder, **placed)
         vlm.requires_grad_(False)
         if options.gradient_checkpointing:  # non-reentrant: the frozen inputs need no grad
             checkpointing = {"use_reentrant": False}
@@ -275,7 +281,8 @@ class VlmNet(RewardNet):
             fully_shard(layer, mesh=mesh)
         for block in inner.visual.blocks:
             fully_shard(block, mesh=mesh)
-        fully_shard(self, mesh=mesh)
+        fully_shard(self, mesh=mesh)  # moves the shards to the mesh's device
+        self.to(device)
         self.sharded = True
 
     def _trained_state(self) -> dict[str, torch.Tensor]:
