@@ -245,6 +245,8 @@ def checkpoint_fresh(model: Path, out: Path, plan: dict[str, Any], *, cuda: bool
     net.save(folder)
     del net
     gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
     return folder
 
 
