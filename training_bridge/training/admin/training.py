@@ -37,8 +37,11 @@ from training_bridge.training.services.training import (
 )
 
 START_HELP = (
-    "JSON. Built-in trainer: backbone builtin|clip (clip needs model_path, a local transformers "
-    "folder), head scalar|gaussian, epochs, batch_size, lr, seed, early_stopping "
+    "JSON. Built-in trainer: backbone builtin|clip|vlm (clip and vlm need model_path, a local "
+    "transformers folder; vlm: a Qwen2-VL / Qwen2.5-VL folder, with lora_rank, lora_alpha, "
+    "lora_dropout, vision frozen|lora, loss uncertainty|bradley_terry, grad_accum_steps, "
+    "gradient_checkpointing, min_pixels, max_pixels, soft_labels, merge_lora, distributed "
+    "ddp|fsdp), head scalar|gaussian, epochs, batch_size, lr, seed, early_stopping "
     '({"metric": "val/accuracy", "patience": 2}), device auto|cpu|cuda, devices (GPUs, DDP), '
     "mixed_precision no|fp16|bf16, image_size, dataset_format parquet|webdataset, model_name. "
     'Another launcher: {"model_name": "...", "dataset_format": "parquet", "options": {...}}; '
