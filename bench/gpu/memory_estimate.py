@@ -2,6 +2,7 @@
 bench/gpu/vlm.py prints it beside the measured peak).
 
     .venv/bin/python bench/gpu/memory_estimate.py            # the table for docs/architecture.md
+    .venv/bin/python bench/gpu/memory_estimate.py --batches 8,16,32,64 --tokenizer both
 
 Counted (bytes of tensors, what `torch.cuda.max_memory_allocated` sees; the CUDA context, cuBLAS
 workspaces and the allocator's fragmentation come on top, about 1-2 GiB in nvidia-smi):
@@ -20,12 +21,14 @@ workspaces and the allocator's fragmentation come on top, about 1-2 GiB in nvidi
   smaller than the language model's backward pass (not added).
 
 Tokens: a 448 px image is (448 / 28)^2 = 256 tokens; the instruction, prompt and chat template
-take about 80 tokens with Qwen's tokenizer and 336 with the bench's byte-level tokenizer (one
-token per byte); a batch of B pairs is 2B sequences.
+take about 80 tokens with Qwen's tokenizer (counted by words and punctuation: a ~430-character
+text) and 336 with the bench's byte-level tokenizer (one token per byte, counted); a batch of B
+pairs is 2B sequences.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -73,16 +76,17 @@ def lora_parameters(shape: dict, rank: int) -> int:
 
 
 def layer_bytes_per_token(shape: dict) -> float:
+    """What autograd keeps of one decoder layer per token (bf16): its recomputed activations."""
     d = _dims(shape)
     h, kv, inter = d["hidden"], d["kv"], d["inter"]
-    recomputed = (
+    kept = (
         6 * h  # norms' outputs, attention output, o_proj output, residuals
         + (h + 2 * kv)
         + (h + kv)  # q, k, v and the rotated q, k
         + 4 * inter  # gate, up, act(gate), act(gate) * up
         + (3 * h + h + 2 * h + inter)  # LoRA dropout copies of each target's input
     )
-    return recomputed * 2 * BACKWARD_FACTOR
+    return kept * 2.0
 
 
 def estimate(shape: dict, *, batch_pairs: int, text_tokens: int, rank: int = 32,
@@ -90,27 +94,33 @@ def estimate(shape: dict, *, batch_pairs: int, text_tokens: int, rank: int = 32,
     tokens = 2 * batch_pairs * (IMAGE_TOKENS + text_tokens)
     weights = parameters(shape)["total"] * 2
     lora = lora_parameters(shape, rank) * 16
-    layer = layer_bytes_per_token(shape) * tokens
+    saved = layer_bytes_per_token(shape) * tokens
+    gradients = saved * (BACKWARD_FACTOR - 1.0)  # in flight through the layer being undone
     layers = shape["num_hidden_layers"]
     if checkpointing:
         kept = layers * tokens * shape["hidden_size"] * 2
+        layer = saved + gradients
         activations = kept + layer
     else:
-        kept, activations = 0, layers * layer
+        kept, layer = 0, 0.0
+        activations = layers * saved + gradients
     total = weights + lora + activations
     return {"tokens": tokens, "weights": weights / GIB, "lora_adam": lora / GIB,
-            "checkpointed": kept / GIB, "layer": layer / GIB if checkpointing else 0.0,
+            "checkpointed": kept / GIB, "layer": layer / GIB,
             "activations": activations / GIB, "total": total / GIB}  # fmt: skip
 
 
-def table(batches: tuple[int, ...] = (8, 16)) -> str:
+def table(
+    batches: tuple[int, ...] = (8, 16), tokenizers: tuple[str, ...] = tuple(TEXT_TOKENS)
+) -> str:
     rows = ["| model | batch (pairs) | tokens | checkpointing | bf16 weights | LoRA r=32 + grads + "
             "AdamW (fp32) | kept layer inputs | one layer's backward | total (GiB) |",
             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in ("qwen2.5-vl-3b", "qwen2.5-vl-7b"):
         shape = QWEN_SHAPES[name]
         for batch in batches:
-            for tokenizer, text in TEXT_TOKENS.items():
+            for tokenizer in tokenizers:
+                text = TEXT_TOKENS[tokenizer]
                 for checkpointing in (True, False):
                     if not checkpointing and (tokenizer != "qwen tokenizer" or batch != 8):
                         continue
@@ -126,7 +136,17 @@ def table(batches: tuple[int, ...] = (8, 16)) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="GPU memory of a vlm LoRA run, estimated")
+    parser.add_argument("--batches", default="8,16", help="batch sizes in pairs")
+    parser.add_argument("--tokenizer", choices=("qwen", "bench", "both"), default="both")
+    args = parser.parse_args(argv)
+    try:
+        batches = tuple(int(b) for b in args.batches.split(","))
+    except ValueError:
+        parser.error(f"--batches: a comma-separated list of integers, got {args.batches!r}")
+    tokenizers = {"qwen": ("qwen tokenizer",), "bench": ("bench tokenizer",),
+                  "both": tuple(TEXT_TOKENS)}[args.tokenizer]  # fmt: skip
     for name in ("qwen2.5-vl-3b", "qwen2.5-vl-7b"):
         shape = QWEN_SHAPES[name]
         count = parameters(shape)
@@ -135,7 +155,7 @@ def main() -> int:
             f"{count['language'] / 1e9:.2f} B, vision {count['vision'] / 1e9:.3f} B), LoRA r=32 "
             f"{lora_parameters(shape, 32) / 1e6:.1f} M\n"
         )
-    sys.stdout.write(table() + "\n")
+    sys.stdout.write(table(batches, tokenizers) + "\n")
     return 0
 
 
