@@ -90,3 +90,34 @@ def test_a_run_it_cannot_do_here_is_refused_with_a_message(tmp_path, args, messa
     assert message in done.stderr
     assert done.stdout == ""
     assert not out.exists()
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["7b-like untied", "3b-like tied"])
+def test_the_memory_estimate_counts_the_parameters_the_model_has(tmp_path, tied):
+    """bench/gpu/memory_estimate.py's arithmetic against a real model of distinct small
+    dimensions: every weight and bias (the LM head tied to the embeddings or not), and the
+    LoRA r=32 adapters peft adds."""
+    sys.path.insert(0, str(REPO / "bench" / "gpu"))
+    from memory_estimate import lora_parameters, parameters
+
+    from training_bridge.training.trainer.config import config_parse
+    from training_bridge.training.trainer.models.vlm import VlmNet
+    from training_bridge.training.trainer.models.vlm_tiny import vlm_tiny_build
+
+    shape = {"hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 6,
+             "num_key_value_heads": 2, "intermediate_size": 160, "vision_depth": 2,
+             "vision_hidden_size": 48, "vision_num_heads": 3, "vision_intermediate_size": 80,
+             "vocab_size": 400, "tie_word_embeddings": tied}  # fmt: skip
+    folder = vlm_tiny_build(tmp_path / "model", **shape, seed=1)
+    config = config_parse({"backbone": "vlm", "model_path": str(folder), "lora_rank": 32,
+                           "image_size": 56, "device": "cpu"})  # fmt: skip
+
+    net = VlmNet.from_config(config)
+
+    model = net.vlm.get_base_model()
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    vision = sum(p.numel() for p in model.model.visual.parameters())
+    assert model.config.text_config.vocab_size == 400
+    assert parameters(shape) == {"language": frozen - vision, "vision": vision, "total": frozen}
+    head = 2 * shape["hidden_size"] + 2
+    assert net.trainable_parameters() == lora_parameters(shape, 32) + head
