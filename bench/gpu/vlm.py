@@ -286,7 +286,7 @@ def score_stage(
     try:
         from training_bridge.reward_models.scoring.engine import ModelRef, ScoringEngine
     except ImportError as exc:  # the engine imports the project's Django and Celery
-        engine = None
+        engine = loaded = None
         result["engine_skipped"] = f"the scoring engine does not import here: {exc}"
         from training_bridge.training.trainer.checkpoint import reward_model_load
 
@@ -302,63 +302,85 @@ def score_stage(
     pngs = [_png(rng, image_px) for _ in range(most * ENGINE_CLIENTS)]
     captions = [_caption(rng) for _ in range(8)]
     captions = [captions[i % len(captions)] for i in range(len(pngs))]
-    repeats = 3 if cuda else 1
     for batch in batches:
         if time.monotonic() > deadline:
             result[str(batch)] = {"skipped": "the stage's time limit"}
             continue
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        chunk, texts = pngs[:batch], captions[:batch]
-        unique = list(dict.fromkeys(texts))
-        position = {caption: i for i, caption in enumerate(unique)}
-        with torch.no_grad():
-            text = net.texts_encode(unique, scorer.device)
-            pixels = net.pixels(np.stack([scorer.transform(p) for p in chunk]), scorer.device)
-            index = torch.tensor([position[c] for c in texts], device=scorer.device)
-
-        def bare(text=text, pixels=pixels, index=index) -> None:
-            with torch.no_grad():
-                net(text, pixels, index)
-
-        figures: dict[str, Any] = {}
-        figures["forward_img_s"] = _rate(bare, batch, cuda=cuda, deadline=deadline,
-                                         repeats=repeats)  # fmt: skip
-        figures["scorer_img_s"] = _rate(
-            lambda chunk=chunk, texts=texts, b=batch: scorer.score(texts, chunk, batch_size=b),
-            batch, cuda=cuda, deadline=deadline, repeats=repeats,
-        )  # fmt: skip
-        if engine is not None:
-            engine.batcher.max_batch = batch
-            figures["engine_img_s"] = _rate(
-                lambda chunk=chunk, texts=texts: engine.score(loaded, texts, chunk),
-                batch, cuda=cuda, deadline=deadline, repeats=repeats,
+        try:
+            result[str(batch)] = _score_batch(
+                batch, net=net, scorer=scorer, engine=engine, loaded=loaded, pngs=pngs,
+                captions=captions, cuda=cuda, deadline=deadline,
             )  # fmt: skip
-
-            def clients(batch=batch) -> None:
-                def one(k: int) -> None:
-                    part = slice(k * batch, (k + 1) * batch)
-                    engine.score(loaded, captions[part], pngs[part])
-
-                threads = [threading.Thread(target=one, args=(k,)) for k in range(ENGINE_CLIENTS)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-
-            figures[f"engine_{ENGINE_CLIENTS}_clients_img_s"] = _rate(
-                clients, batch * ENGINE_CLIENTS, cuda=cuda, deadline=deadline, repeats=repeats
-            )
-        bare_rate = figures["forward_img_s"]
-        for key in list(figures):
-            if key != "forward_img_s" and key.endswith("_img_s"):
-                figures[key.removesuffix("_img_s") + "_overhead_pct"] = _overhead(
-                    figures[key], bare_rate
-                )
-        figures["peak_gpu_memory_gib"] = _gib(torch.cuda.max_memory_allocated()) if cuda else None
-        result[str(batch)] = figures
+        except torch.OutOfMemoryError as exc:
+            result[str(batch)] = {"skipped": f"out of GPU memory: {str(exc).splitlines()[0]}"}
+            gc.collect()
+            torch.cuda.empty_cache()
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def _score_batch(
+    batch: int, *, net: Any, scorer: Any, engine: Any, loaded: Any, pngs: list[bytes],
+    captions: list[str], cuda: bool, deadline: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Images/s at `batch`: bare forward, the trainer's scorer, the engine (1 and 2 clients)."""
+    repeats = 3 if cuda else 1
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    chunk, texts = pngs[:batch], captions[:batch]
+    unique = list(dict.fromkeys(texts))
+    position = {caption: i for i, caption in enumerate(unique)}
+    with torch.no_grad():
+        text = net.texts_encode(unique, scorer.device)
+        pixels = net.pixels(np.stack([scorer.transform(p) for p in chunk]), scorer.device)
+        index = torch.tensor([position[c] for c in texts], device=scorer.device)
+
+    def bare(text=text, pixels=pixels, index=index) -> None:
+        with torch.no_grad():
+            net(text, pixels, index)
+
+    figures: dict[str, Any] = {}
+    figures["forward_img_s"] = _rate(bare, batch, cuda=cuda, deadline=deadline, repeats=repeats)
+    figures["scorer_img_s"] = _rate(
+        lambda chunk=chunk, texts=texts, b=batch: scorer.score(texts, chunk, batch_size=b),
+        batch, cuda=cuda, deadline=deadline, repeats=repeats,
+    )  # fmt: skip
+    if engine is not None:
+        engine.batcher.max_batch = batch
+        figures["engine_img_s"] = _rate(
+            lambda chunk=chunk, texts=texts: engine.score(loaded, texts, chunk),
+            batch, cuda=cuda, deadline=deadline, repeats=repeats,
+        )  # fmt: skip
+
+        def clients(batch=batch) -> None:
+            errors: list[BaseException] = []
+
+            def one(k: int) -> None:
+                part = slice(k * batch, (k + 1) * batch)
+                try:
+                    engine.score(loaded, captions[part], pngs[part])
+                except BaseException as exc:  # noqa: BLE001 - raised again below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=one, args=(k,)) for k in range(ENGINE_CLIENTS)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:  # a client's failure is the measurement's, not a silent fast round
+                raise errors[0]
+
+        figures[f"engine_{ENGINE_CLIENTS}_clients_img_s"] = _rate(
+            clients, batch * ENGINE_CLIENTS, cuda=cuda, deadline=deadline, repeats=repeats
+        )
+    bare_rate = figures["forward_img_s"]
+    for key in list(figures):
+        if key != "forward_img_s" and key.endswith("_img_s"):
+            figures[key.removesuffix("_img_s") + "_overhead_pct"] = _overhead(
+                figures[key], bare_rate
+            )
+    figures["peak_gpu_memory_gib"] = _gib(torch.cuda.max_memory_allocated()) if cuda else None
+    return figures
 
 
 def shape_run(
