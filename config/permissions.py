@@ -57,6 +57,7 @@ TOKEN_ROLES = STAFF
 API: dict[tuple[str, str], frozenset[str]] = {
     # -- the project: health, identity, tokens ---------------------------------------------
     ("GET", "api:health"): EVERYONE,
+    ("GET", "api:health-live"): EVERYONE,
     ("GET", "api:me"): SIGNED_IN,
     ("POST", "api:auth-token"): EVERYONE,  # a login; the view issues tokens to TOKEN_ROLES
     ("POST", "api:auth-token-revoke"): SIGNED_IN,

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files (offline)
     "storages",
+    "health_check",  # readiness checks (config/observability.py)
     "axes",  # failed-login lockout: AXES_* below
     "accounts",  # API tokens, stored as digests
     "generation_workers",

@@ -10,7 +10,8 @@ admin.site.site_title = "SpatialPrefs"
 admin.site.index_title = "Prompts, generation, labeling, datasets and training"
 
 api_patterns = [
-    path("health/", views.HealthApi.as_view(), name="health"),
+    path("health/", views.HealthApi.as_view(), name="health"),  # readiness
+    path("health/live/", views.LivenessApi.as_view(), name="health-live"),
     path("me/", views.MeApi.as_view(), name="me"),
     # Tokens (accounts/apis.py; its views read the project's default parsers, config/parsers.py).
     path("auth/token/", accounts_apis.TokenObtainApi.as_view(), name="auth-token"),
