@@ -2,12 +2,13 @@
 schema vendored in deploy/schemas/), and against the processes of deploy/Procfile."""
 
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from tests.deploy.procfile import procfile_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -44,23 +45,9 @@ def test_the_schema_rejects_a_misspelled_key(tmp_path):
     assert "healthchek" in result.stdout + result.stderr
 
 
-def _procfile() -> dict[str, list[str]]:
-    """deploy/Procfile's commands, split, without their leading VAR=value assignments."""
-    kinds = {}
-    for line in (DEPLOY / "Procfile").read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        kind, command = line.split(":", 1)
-        words = shlex.split(command, posix=True)
-        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
-            words.pop(0)
-        kinds[kind] = words
-    return kinds
-
-
 def test_every_procfile_process_runs_in_compose_with_its_command():
     services = _compose()["services"]
-    procfile = _procfile()
+    procfile = procfile_commands()
     assert set(procfile) == {"web", "worker-cpu", "worker-gpu", "worker-training", "beat"}
     for kind, words in procfile.items():
         command = services[kind]["command"]

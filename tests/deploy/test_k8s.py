@@ -1,0 +1,214 @@
+"""deploy/k8s: each overlay rendered with `kubectl kustomize`, every object validated with
+kubernetes-validate against a pinned Kubernetes version (strict: unknown fields fail), KEDA's
+ScaledObject against its vendored CRD schema, and the objects checked against each other, the
+Procfile and the app's URLs and settings."""
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from django.urls import resolve
+
+from tests.deploy.procfile import procfile_commands
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33.0"
+KEDA_CRD = ROOT / "deploy" / "schemas" / "keda-scaledobjects.yaml"
+OVERLAYS = ["dev", "prod"]
+
+
+def render(path: Path) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed to render deploy/k8s (kubectl kustomize)"
+    result = subprocess.run(
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict, ...]:
+    return tuple(render(K8S / "overlays" / overlay))
+
+
+def objects(overlay: str, kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in rendered(overlay) if o["kind"] == kind}
+
+
+@cache
+def _keda_schema() -> dict:
+    crd = yaml.safe_load(KEDA_CRD.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def unknown_fields(value, schema: dict, path: str = "") -> list[str]:
+    """Fields the API server would prune as unknown (a structural schema's rule): not among an
+    object's `properties`, where the schema neither preserves unknown fields nor allows more."""
+    found = []
+    if isinstance(value, dict) and "properties" in schema:
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return []
+        for key, item in value.items():
+            if key in schema["properties"]:
+                found += unknown_fields(item, schema["properties"][key], f"{path}.{key}")
+            elif not schema.get("additionalProperties"):
+                found.append(f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return found
+
+
+def validate_scaled_object(obj: dict) -> None:
+    schema = _keda_schema()
+    jsonschema.Draft7Validator(schema).validate(obj)
+    # metadata is ObjectMeta, which the CRD leaves to the API server.
+    unknown = unknown_fields({k: v for k, v in obj.items() if k != "metadata"}, schema)
+    assert not unknown, f"unknown fields: {unknown}"
+
+
+def validate(obj: dict) -> None:
+    if obj["apiVersion"].startswith("keda.sh/"):
+        validate_scaled_object(obj)
+    else:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_object_validates(overlay):
+    kinds = {o["kind"] for o in rendered(overlay)}
+    assert kinds == {
+        "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+        "Job", "Ingress", "ScaledObject",
+    }  # fmt: skip
+    for obj in rendered(overlay):
+        validate(obj)
+        assert obj["metadata"]["namespace"] == f"spatialprefs{'-dev' if overlay == 'dev' else ''}"
+
+
+def test_the_validators_reject_a_misspelled_field():
+    web = dict(objects("prod", "Deployment")["web"])
+    web["spec"] = dict(web["spec"], replica=3)
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(web)
+    scaled = dict(objects("prod", "ScaledObject")["worker-gpu"])
+    scaled["spec"] = dict(scaled["spec"], maxReplicaCont=4)
+    with pytest.raises(AssertionError, match="maxReplicaCont"):
+        validate(scaled)
+    scaled["spec"] = {k: v for k, v in scaled["spec"].items() if k != "scaleTargetRef"}
+    with pytest.raises(jsonschema.ValidationError):
+        validate(scaled)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_selectors_and_scale_targets_name_real_deployments(overlay):
+    deployments = objects(overlay, "Deployment")
+    pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}
+    for name, d in deployments.items():
+        assert d["spec"]["selector"]["matchLabels"].items() <= pod_labels[name].items()
+
+    def matches(selector: dict) -> list[str]:
+        return [n for n, labels in pod_labels.items() if selector.items() <= labels.items()]
+
+    for service in objects(overlay, "Service").values():
+        assert matches(service["spec"]["selector"]) == ["web"]
+    pdbs = objects(overlay, "PodDisruptionBudget")
+    assert set(pdbs) == {"web", "worker-cpu", "worker-gpu", "worker-training"}
+    for name, pdb in pdbs.items():
+        assert matches(pdb["spec"]["selector"]["matchLabels"]) == [name]
+    scaled = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in objects(overlay, "HorizontalPodAutoscaler").values()
+    }
+    keda = {s["spec"]["scaleTargetRef"]["name"] for s in objects(overlay, "ScaledObject").values()}
+    assert scaled == {"web"} and keda == {"worker-gpu"}
+    ingress = objects(overlay, "Ingress")["web"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] in objects(overlay, "Service")
+    assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
+    allowed = objects(overlay, "ConfigMap")["spatialprefs-config"]["data"]["ALLOWED_HOSTS"]
+    assert ingress["spec"]["rules"][0]["host"] in allowed.split(",")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_containers_run_the_procfile_commands_non_root_with_the_config_and_secrets(overlay):
+    procfile = procfile_commands()
+    deployments = objects(overlay, "Deployment")
+    assert set(deployments) == set(procfile)
+    for name, d in deployments.items():
+        pod = d["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        expected = [w.replace("${CUDA_VISIBLE_DEVICES:-0}", "0") for w in procfile[name]]
+        assert container["command"][: len(expected)] == expected, name
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert {
+            r.get("configMapRef", r.get("secretRef"))["name"] for r in container["envFrom"]
+        } == {
+            "spatialprefs-config",
+            "spatialprefs-secrets",
+        }
+        image = container["image"]
+        assert image.rsplit(":", 1)[1] == ("dev" if overlay == "dev" else "0.1.0"), image
+
+
+def test_gpu_workers_take_one_gpu_each_on_gpu_nodes_and_scale_on_the_gpu_queue():
+    for overlay in OVERLAYS:
+        gpu = objects(overlay, "Deployment")["worker-gpu"]["spec"]["template"]["spec"]
+        assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu[
+            "tolerations"
+        ]
+        (trigger,) = objects(overlay, "ScaledObject")["worker-gpu"]["spec"]["triggers"]
+        # The list Celery's Redis transport keeps the queue in: the worker's -Q.
+        command = objects(overlay, "Deployment")["worker-gpu"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["command"]
+        assert trigger["type"] == "redis"
+        assert trigger["metadata"]["listName"] == command[command.index("-Q") + 1] == "gpu"
+        assert trigger["metadata"]["address"].endswith(
+            f".spatialprefs{'-dev' if overlay == 'dev' else ''}.svc.cluster.local:6379"
+        )
+
+
+def test_beat_is_one_replica_replaced_not_rolled():
+    for overlay in OVERLAYS:
+        beat = objects(overlay, "Deployment")["beat"]["spec"]
+        assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
+
+
+def test_web_probes_reach_the_apps_readiness_and_liveness_views():
+    web = objects("prod", "Deployment")["web"]["spec"]["template"]["spec"]["containers"][0]
+    assert resolve(web["readinessProbe"]["httpGet"]["path"]).url_name == "health"
+    assert resolve(web["livenessProbe"]["httpGet"]["path"]).url_name == "health-live"
+    assert resolve(web["startupProbe"]["httpGet"]["path"]).url_name == "health-live"
+
+
+def test_migrate_job_migrates_and_sets_roles_with_the_web_image():
+    job = objects("prod", "Job")["migrate"]["spec"]["template"]["spec"]
+    (container,) = job["containers"]
+    assert (
+        container["image"]
+        == objects("prod", "Deployment")["web"]["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+    )
+    script = container["command"][-1]
+    assert script.index("manage.py migrate") < script.index("manage.py setup_roles")
+
+
+def test_configmap_names_only_settings_the_app_reads():
+    settings = (ROOT / "config" / "settings.py").read_text()
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_0-9]+)"', settings))
+    for overlay in OVERLAYS:
+        data = objects(overlay, "ConfigMap")["spatialprefs-config"]["data"]
+        assert set(data) - read == set()
