@@ -29,6 +29,8 @@ from django.utils import timezone
 from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
+from config.metrics import worker_metrics_serve
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ app = Celery("spatialprefs", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = (route_by_task,)
 app.autodiscover_tasks()
+# A worker started with CELERY_METRICS_PORT serves its processes' metrics (config/metrics.py).
+signals.worker_init.connect(worker_metrics_serve, weak=False)
 
 
 # One sweep per app, each calling its app's `<thing>s_recover` services (see the docstring).

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files (offline)
     "storages",
     "health_check",  # readiness checks (config/observability.py)
+    "django_prometheus",  # request metrics on /metrics (config/metrics.py)
     "axes",  # failed-login lockout: AXES_* below
     "accounts",  # API tokens, stored as digests
     "generation_workers",
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times every request
     "django.middleware.security.SecurityMiddleware",
     # Outside everything that may read the database (sessions, auth, views): while PostgreSQL
     # cannot be reached, /api/ answers JSON 503 and pages a plain 503, both with Retry-After.
@@ -71,7 +73,18 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a locked-out login into accounts/lockout.py's answer.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last, as django-prometheus asks
 ]
+
+# Metrics (config/metrics.py): /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`
+# (unset: nobody). The scrape-time collectors, named so that config imports no app.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_COLLECTORS = [
+    "config.metrics.CeleryQueueCollector",
+    "annotation.metrics.LabelingCollector",
+    "training_bridge.metrics.ProgressCollector",
+]
+PROMETHEUS_EXPORT_MIGRATIONS = False  # no database read at start-up
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import apis as accounts_apis
 from config import views
+from config.metrics import metrics_view
 
 admin.site.site_header = "SpatialPrefs admin"
 admin.site.site_title = "SpatialPrefs"
@@ -33,6 +34,7 @@ handler404 = "config.api.not_found"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; METRICS_TOKEN (config/metrics.py)
     path("api/", include((api_patterns, "api"))),
     path("", include("frontend.urls")),
 ]

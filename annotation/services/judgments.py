@@ -17,6 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 from psycopg.types.json import Jsonb
 
+from annotation import metrics
 from annotation.models import Judgment, LabelingQueue
 from annotation.selectors import labeling_queue_for_labeling
 from annotation.services import quality, statements
@@ -190,6 +191,7 @@ def judgment_submit(
             labeling_queue_for_labeling(queue_id=queue_id, user=user)  # 404 / 403 / 409 paused
             raise NotFound(f"pair {pair_id} is not in this queue", field="pair")
         if judgment_id is not None:
+            metrics.judgment_stored()
             log.debug(
                 "labeling.judgment.stored pair=%s user=%s choice=%s", pair_id, user.pk, choice
             )

@@ -21,6 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from generation_workers import metrics
 from generation_workers.backends.base import (
     BACKEND_ERRORS,
     ConfigUnusable,
@@ -295,6 +296,7 @@ class _Written:
                 return 0, 0
         finally:
             self.heartbeat.stop()
+        metrics.images_recorded(config=self.config.name, done=done, failed=failed)
         for campaign_id in sorted({item.campaign_id for item in claimed}):
             campaign_finish_if_done(campaign_id=campaign_id)
         log.info(

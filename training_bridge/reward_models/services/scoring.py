@@ -43,6 +43,7 @@ from django.conf import settings
 from PIL import Image
 
 from config.errors import Conflict, DomainError, ValidationFailed
+from training_bridge import metrics
 from training_bridge.reward_models.scoring.checkpoints import checkpoint_fetch
 from training_bridge.reward_models.scoring.engine import LoadedModel, ModelRef, ScoringEngine
 from training_bridge.reward_models.scoring.payloads import ImageUndecodable
@@ -325,6 +326,7 @@ def reward_score(
     ref = scoring_ref(name=name, version=version)
     captions, images = _resolve(inputs)
     model = scoring_model_load(ref=ref)
+    started = time.perf_counter()
     try:
         scores = scoring_engine().score(
             model, captions, images, per_item=per_item,
@@ -340,6 +342,7 @@ def reward_score(
         else ScoredImage(s.mean, s.std, ref.version)
         for s in scores
     ]
+    metrics.scoring_observed(seconds=time.perf_counter() - started, images=len(scored))
     log.debug("reward.score.done model=%s version=%s images=%d", ref.id, ref.version, len(scored))
     return ScoreResult(model=_model_info(model), scores=scored)
 
