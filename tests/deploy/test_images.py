@@ -2,6 +2,7 @@
 the file's instructions and stages, pinned bases, non-root users, and that each image installs
 with make venv's command and constraints; the web image's dependency closure has no torch."""
 
+import os
 import re
 import shlex
 import subprocess
@@ -168,6 +169,28 @@ def test_the_cpu_images_install_commands_resolve_offline_against_the_suites_venv
         )
         assert result.returncode == 0, target + result.stdout + result.stderr
         assert "Would install spatialprefs-0.1.0" in result.stdout, target
+
+
+def test_the_web_images_collectstatic_step_runs_and_compresses(tmp_path):
+    """The web image's collectstatic RUN, read from the Dockerfile, in the suite's venv with the
+    image's environment (no SECRET_KEY; SPATIALPREFS_VAR_DIR a fresh folder)."""
+    _, by_stage = _parsed()
+    (run,) = [a for k, a in by_stage["web"] if k == "RUN" and "collectstatic" in a]
+    command = run.split("&&")[0].split()
+    assert command[0] == "DJANGO_DEBUG=1" and command[1:3] == ["python", "manage.py"]
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DJANGO_DEBUG")}
+    env |= {"DJANGO_DEBUG": "1", "SPATIALPREFS_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, *command[2:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    css = tmp_path / "static" / "admin" / "css" / "base.css"
+    assert css.is_file() and css.with_suffix(".css.gz").is_file()
 
 
 def _closure(requirements: list[str]) -> set[str]:
