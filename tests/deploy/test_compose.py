@@ -103,3 +103,30 @@ def test_env_example_names_only_settings_the_app_or_compose_reads():
     required = set(re.findall(r"\$\{([A-Z_0-9]+):\?", compose))
     assert required <= example
     assert "SECRET_KEY" in example
+
+
+def test_references_inside_compose_resolve():
+    """What the schema cannot see: depends_on names services, named volumes are declared, bind
+    mounts exist in the repository, build targets are stages of deploy/Dockerfile, and every
+    app image is built by the service that names its target."""
+    compose = _compose()
+    services = compose["services"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.M))
+    built = {}
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= set(services) - {name}, name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source}"
+            else:
+                assert source in compose["volumes"], f"{name}: {source}"
+        if "build" in service:
+            assert service["build"]["target"] in stages
+            assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+            built[service["image"]] = service["build"]["target"]
+    for name, service in services.items():
+        if service["image"].startswith("${IMAGE_REGISTRY"):
+            target = built[service["image"]]  # KeyError: an app image nobody builds
+            assert service["image"].split("/")[1].startswith(f"{target}:"), name

@@ -212,3 +212,14 @@ def test_configmap_names_only_settings_the_app_reads():
     for overlay in OVERLAYS:
         data = objects(overlay, "ConfigMap")["spatialprefs-config"]["data"]
         assert set(data) - read == set()
+
+
+def test_every_image_is_a_target_of_the_dockerfile():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.M))
+    base = render(K8S / "base")
+    for obj in base:
+        if obj["kind"] in ("Deployment", "Job"):
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                repository, name = container["image"].split("/")
+                assert repository == "spatialprefs" and name in stages, container["image"]
