@@ -13,6 +13,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from django.test import Client
 from django.urls import resolve
 
 from tests.deploy.procfile import procfile_commands
@@ -223,3 +224,29 @@ def test_every_image_is_a_target_of_the_dockerfile():
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 repository, name = container["image"].split("/")
                 assert repository == "spatialprefs" and name in stages, container["image"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_probes_as_the_kubelet_sends_them_pass_under_the_overlays_security_settings(
+    overlay, settings
+):
+    """Each probe's path and headers, through the whole middleware stack, with the ConfigMap's
+    ALLOWED_HOSTS and TLS settings: 200. Without the headers the same probe would fail (a 301 to
+    https, or a 400 for the pod IP's Host), which is why they are there."""
+    data = objects(overlay, "ConfigMap")["spatialprefs-config"]["data"]
+    settings.ALLOWED_HOSTS = data["ALLOWED_HOSTS"].split(",")
+    settings.SECURE_SSL_REDIRECT = data["SECURE_SSL_REDIRECT"] == "1"
+    settings.SECURE_HSTS_SECONDS = int(data["SECURE_HSTS_SECONDS"])
+    web = objects(overlay, "Deployment")["web"]["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        get = web[probe]["httpGet"]
+        headers = {h["name"]: h["value"] for h in get["httpHeaders"]}
+        client = Client()
+        response = client.get(
+            get["path"],
+            HTTP_HOST=headers.pop("Host"),
+            headers=headers,
+        )
+        assert response.status_code == 200, (probe, response.status_code, response.content)
+        assert client.get(get["path"], HTTP_HOST="10.0.0.7:8000").status_code in (301, 400)
