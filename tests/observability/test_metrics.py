@@ -1,7 +1,10 @@
 """/metrics: who may read it, and the platform's own figures, read from a real scrape with the
 real PostgreSQL and Redis (the suite's broker)."""
 
+import os
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -139,3 +142,20 @@ def test_a_scrape_reads_no_judgment(token, django_assert_max_num_queries):
     with django_assert_max_num_queries(6) as captured:
         scrape()
     assert not any(re.search(r"annotation_judgment", q["sql"]) for q in captured.captured_queries)
+
+
+def test_with_a_multiprocess_folder_metrics_sums_every_process(token, tmp_path, monkeypatch):
+    # two other processes (gunicorn workers, say) count images in the shared folder
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    code = (
+        "import django; django.setup(); from generation_workers.metrics import images_recorded; "
+        "images_recorded(config='shared', done=2, failed=0)"
+    )
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    environment.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], env=environment, check=True, timeout=120)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    samples = scrape()
+    assert samples[("spatialprefs_images_total", (("config", "shared"), ("outcome", "done")))] == 4
