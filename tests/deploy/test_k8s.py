@@ -21,7 +21,17 @@ from tests.deploy.procfile import procfile_commands
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
-KEDA_CRD = ROOT / "deploy" / "schemas" / "keda-scaledobjects.yaml"
+SCHEMAS = ROOT / "deploy" / "schemas"
+KEDA_CRDS = {
+    "ScaledObject": SCHEMAS / "keda-scaledobjects.yaml",
+    "TriggerAuthentication": SCHEMAS / "keda-triggerauthentications.yaml",
+}
+# The redis scaler's trigger metadata and auth parameter names: the `keda:"name=..."` tags of
+# pkg/scalers/redis_scaler.go at the vendored CRDs' KEDA commit (deploy/schemas/README.md).
+REDIS_TRIGGER_METADATA = {
+    "address", "addresses", "host", "hosts", "port", "ports", "username", "password",
+    "unsafeSsl", "listLength", "activationListLength", "listName", "databaseIndex", "enableTLS",
+}  # fmt: skip
 OVERLAYS = ["dev", "prod"]
 
 
@@ -45,8 +55,8 @@ def objects(overlay: str, kind: str) -> dict[str, dict]:
 
 
 @cache
-def _keda_schema() -> dict:
-    crd = yaml.safe_load(KEDA_CRD.read_text())
+def _keda_schema(kind: str) -> dict:
+    crd = yaml.safe_load(KEDA_CRDS[kind].read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
     return version["schema"]["openAPIV3Schema"]
 
@@ -69,8 +79,8 @@ def unknown_fields(value, schema: dict, path: str = "") -> list[str]:
     return found
 
 
-def validate_scaled_object(obj: dict) -> None:
-    schema = _keda_schema()
+def validate_keda(obj: dict) -> None:
+    schema = _keda_schema(obj["kind"])
     jsonschema.Draft7Validator(schema).validate(obj)
     # metadata is ObjectMeta, which the CRD leaves to the API server.
     unknown = unknown_fields({k: v for k, v in obj.items() if k != "metadata"}, schema)
@@ -79,7 +89,7 @@ def validate_scaled_object(obj: dict) -> None:
 
 def validate(obj: dict) -> None:
     if obj["apiVersion"].startswith("keda.sh/"):
-        validate_scaled_object(obj)
+        validate_keda(obj)
     else:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -90,7 +100,7 @@ def test_every_rendered_object_validates(overlay):
     assert kinds == {
         "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
         "Job", "Ingress", "ScaledObject",
-    }  # fmt: skip
+    } | ({"TriggerAuthentication"} if overlay == "prod" else set())  # fmt: skip
     for obj in rendered(overlay):
         validate(obj)
         assert obj["metadata"]["namespace"] == f"spatialprefs{'-dev' if overlay == 'dev' else ''}"
@@ -108,6 +118,10 @@ def test_the_validators_reject_a_misspelled_field():
     scaled["spec"] = {k: v for k, v in scaled["spec"].items() if k != "scaleTargetRef"}
     with pytest.raises(jsonschema.ValidationError):
         validate(scaled)
+    auth = dict(objects("prod", "TriggerAuthentication")["redis-broker"])
+    auth["spec"] = {"secretTargetRefs": auth["spec"]["secretTargetRef"]}
+    with pytest.raises(AssertionError, match="secretTargetRefs"):
+        validate(auth)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -250,3 +264,15 @@ def test_web_probes_as_the_kubelet_sends_them_pass_under_the_overlays_security_s
         )
         assert response.status_code == 200, (probe, response.status_code, response.content)
         assert client.get(get["path"], HTTP_HOST="10.0.0.7:8000").status_code in (301, 400)
+
+
+def test_keda_reads_the_brokers_password_from_the_secret_in_prod():
+    (trigger,) = objects("prod", "ScaledObject")["worker-gpu"]["spec"]["triggers"]
+    auth = objects("prod", "TriggerAuthentication")[trigger["authenticationRef"]["name"]]
+    (ref,) = auth["spec"]["secretTargetRef"]
+    assert ref["parameter"] in REDIS_TRIGGER_METADATA
+    assert (ref["name"], ref["key"]) == ("spatialprefs-secrets", "REDIS_PASSWORD")
+    for overlay in OVERLAYS:
+        (trigger,) = objects(overlay, "ScaledObject")["worker-gpu"]["spec"]["triggers"]
+        assert set(trigger["metadata"]) <= REDIS_TRIGGER_METADATA
+        assert int(trigger["metadata"]["listLength"]) >= 1
