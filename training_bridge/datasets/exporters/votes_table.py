@@ -156,11 +156,14 @@ def _flipped(column: pa.Array, swapped: pa.Array) -> pa.Array:
 
 
 def folder_write(path: Path, stored: Path, *, shown: bool) -> None:
-    """A folder's votes table from the stored one: a / b in the folder's side order."""
+    """A folder's votes table from the stored one: a / b in the folder's side order.
+
+    A row group at a time, on this thread: arrow's reader threads (one allocator heap each) put
+    15-20 MB more, and more variably, on the export's peak RSS (bench/export/RESULTS.md)."""
     source = pq.ParquetFile(stored)
     with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
         for group in range(source.num_row_groups):
-            table = source.read_row_group(group)
+            table = source.read_row_group(group, use_threads=False)
             if shown and table.num_rows:
                 pair_ids = table.column("pair_id").combine_chunks()
                 ids = np.frombuffer(pair_ids.buffers()[1], np.int64, len(pair_ids))
