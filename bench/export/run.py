@@ -6,7 +6,9 @@ Builds a separate bench database (default `bench_export`; --reuse keeps a loaded
 the pairs with COPY (bench/export/load.py), freezes three versions (all pairs, a 10% subset,
 and the pairs with real 256x256 PNGs) with the real freeze service, then runs each export in a
 fresh child process (the export service, as a `cpu` worker would), which reports its own peak
-RSS (VmHWM) and CPU. Prints a Markdown table.
+RSS (VmHWM) and CPU. Prints a Markdown table. `--refreeze` (with --reuse) freezes and times a
+new version of each dataset it exports; `--drop-stored-votes` deletes the version's stored votes
+before each export (the path of a version frozen before the freeze stored them).
 """
 
 from __future__ import annotations
