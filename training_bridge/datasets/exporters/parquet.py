@@ -54,7 +54,7 @@ from training_bridge.datasets.exporters.sides import swapped_mask
 
 # The record columns this exporter reads: the canonical lines only.
 COLUMNS = ("canonical",)
-CHUNK_RECORDS = 5_000  # records per query and per scan
+CHUNK_RECORDS = 2_500  # records per query and per scan (bench/export/RESULTS.md: peak RSS)
 CHUNK_RECORDS_WITH_IMAGES = 32  # 64 images in memory at most
 ROW_GROUP_ROWS = 20_000
 ROW_GROUP_BYTES = 8 * 1024 * 1024
