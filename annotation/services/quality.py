@@ -517,13 +517,13 @@ def pair_review_open(*, pair_id: int) -> bool:
         queue = LabelingQueue.objects.get(pk=pair.queue_id)
         if pair.review != Pair.Review.NONE or not queue.review_queue_id:
             return False
-        _review_copy(pair, review_queue_id=queue.review_queue_id)
-        pair.review = Pair.Review.PENDING
-        pair.save(update_fields=["review"])
+        _review_start(pair, review_queue_id=queue.review_queue_id)
     return True
 
 
-def _review_copy(pair: Pair, *, review_queue_id: int) -> Pair:
+def _review_start(pair: Pair, *, review_queue_id: int) -> Pair:
+    """The pair (locked by the caller) goes to review: its copy in the review queue, one vote
+    wanted, and `review` pending."""
     copy, _ = Pair.objects.get_or_create(
         queue_id=review_queue_id,
         candidate_a_id=pair.candidate_a_id,
@@ -537,6 +537,8 @@ def _review_copy(pair: Pair, *, review_queue_id: int) -> Pair:
             "priority": pair.priority,
         },
     )
+    pair.review = Pair.Review.PENDING
+    pair.save(update_fields=["review"])
     log.info("labeling.review.sent pair=%s copy=%s", pair.pk, copy.pk)
     return copy
 
@@ -554,9 +556,7 @@ def pair_review_send(*, pair_id: object, by: AbstractBaseUser | None) -> Pair:
             )
         if pair.review != Pair.Review.NONE:
             raise Conflict("this pair is in review already", field="pair", code="in_review")
-        _review_copy(pair, review_queue_id=queue.review_queue_id)
-        pair.review = Pair.Review.PENDING
-        pair.save(update_fields=["review"])
+        _review_start(pair, review_queue_id=queue.review_queue_id)
     log.info("labeling.review.requested pair=%s by=%s", pair.pk, getattr(by, "pk", None))
     return pair
 

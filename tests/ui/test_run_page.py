@@ -98,6 +98,7 @@ def test_hovering_a_chart_shows_the_value_of_each_line_at_that_step(
     late = _hover(page, "train/loss", 0.95)
 
     # Then the tip names the step under the pointer and the run's loss at that step
+    # (the pointer maps to a step inside the run, and further right to a later one)
     assert 1 < early["x"] < late["x"] <= STEPS
     for seen in (early, late):
         assert seen["rows"] == {own.pk: f"train/loss: {loss('own', seen['x']):.4f}"}

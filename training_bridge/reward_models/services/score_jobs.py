@@ -140,7 +140,8 @@ def _job_run(job_id: str, owner_id: int, run: JobRun) -> None:
             code, body = run()
         except DomainError as exc:
             code, body = exc.status_code, exc.as_dict()
-        except Exception:
+        except Exception:  # noqa: BLE001 - any other error of the job's thread is stored as its
+            # 500 answer: otherwise the poll would say "running" until the record expired
             log.exception("reward.job.failed job=%s", job_id)
             code, body = 500, {"error": "server_error", "detail": "the job failed; see the log"}
         _save(job_id, {"owner": owner_id, "status": "done", "code": code, "body": body})
