@@ -29,6 +29,12 @@ from django.utils import timezone
 from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
+from config.logs import (
+    task_log_context_enter,
+    task_log_context_leave,
+    task_request_id_attach,
+    worker_logs_configure,
+)
 from config.metrics import worker_metrics_serve
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -88,6 +94,12 @@ app.conf.task_routes = (route_by_task,)
 app.autodiscover_tasks()
 # A worker started with CELERY_METRICS_PORT serves its processes' metrics (config/metrics.py).
 signals.worker_init.connect(worker_metrics_serve, weak=False)
+# Request ids across the broker, and the worker's and beat's log lines (config/logs.py).
+signals.before_task_publish.connect(task_request_id_attach, weak=False)
+signals.task_prerun.connect(task_log_context_enter, weak=False)
+signals.task_postrun.connect(task_log_context_leave, weak=False)
+signals.after_setup_logger.connect(worker_logs_configure, weak=False)
+signals.after_setup_task_logger.connect(worker_logs_configure, weak=False)
 
 
 # One sweep per app, each calling its app's `<thing>s_recover` services (see the docstring).

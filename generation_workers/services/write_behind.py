@@ -10,8 +10,12 @@ Exactly once still holds: the batch's items stay leased (the heartbeat runs unti
 recorded) and only the lease's token can finish them. If the process dies before its writer
 finished, the leases run out and the sweep queues the items again, as for a crash mid-render.
 The worker flushes the writer before it exits (tasks.py: worker_process_shutdown).
+
+The job runs in a copy of the submitting task's context, so its log lines and the retries it
+publishes carry that task's request id, id and name (config/logs.py).
 """
 
+import contextvars
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +35,7 @@ def write_behind_submit(job: Callable[[], object]) -> None:
     write_behind_flush()
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-behind")
-    _pending = _executor.submit(_run, job)
+    _pending = _executor.submit(contextvars.copy_context().run, _run, job)
 
 
 def _run(job: Callable[[], object]) -> None:
