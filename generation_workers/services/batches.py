@@ -321,9 +321,16 @@ def _release_quietly(token: str) -> None:
 
 def candidates_fail_unfinished(*, candidate_ids: Sequence[int], message: str) -> int:
     """Fail the batch's items nobody holds (after the last retry of a transient error)."""
-    failed = Candidate.objects.filter(
-        pk__in=candidate_ids, status=PENDING, leased_until__isnull=True
-    ).update(finished_at=timezone.now(), **_failure_values(message))
+    with transaction.atomic():
+        unheld = dict(
+            Candidate.objects.select_for_update(of=("self",))
+            .filter(pk__in=candidate_ids, status=PENDING, leased_until__isnull=True)
+            .values_list("pk", "config__name")
+        )
+        failed = Candidate.objects.filter(pk__in=list(unheld)).update(
+            finished_at=timezone.now(), **_failure_values(message)
+        )
+    metrics.images_failed(configs=unheld.values())
     for campaign_id in set(
         Candidate.objects.filter(pk__in=candidate_ids).values_list("campaign_id", flat=True)
     ):

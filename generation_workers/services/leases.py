@@ -20,6 +20,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from generation_workers import metrics
 from generation_workers.models import Campaign, Candidate
 from generation_workers.services.dispatch import (
     campaign_finish_if_done,
@@ -137,17 +138,26 @@ def candidate_leases_sweep(*, now: datetime | None = None) -> SweepReport:
         rows = list(
             Candidate.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=PENDING, leased_until__lt=now)
-            .values_list("pk", "attempts", "campaign_id", "campaign__status")[:SWEEP_CHUNK]
+            .values_list("pk", "attempts", "campaign_id", "campaign__status", "config__name")[
+                :SWEEP_CHUNK
+            ]
         )
         if not rows:
             return report
         running = Campaign.Status.RUNNING
-        requeue = [pk for pk, attempts, _, st in rows if st == running and attempts < MAX_ATTEMPTS]
-        give_up = [pk for pk, attempts, _, st in rows if st == running and attempts >= MAX_ATTEMPTS]
-        stop = [pk for pk, _, _, st in rows if st != running]
+        requeue: list[int] = []
+        give_up: dict[int, str] = {}  # item -> its config's name, for the failed-images counter
+        stop: list[int] = []
+        for pk, attempts, _, status, config in rows:
+            if status != running:
+                stop.append(pk)
+            elif attempts < MAX_ATTEMPTS:
+                requeue.append(pk)
+            else:
+                give_up[pk] = config
         cleared = {"lease_token": "", "leased_until": None}
         report.requeued = Candidate.objects.filter(pk__in=requeue).update(**cleared)
-        report.failed = Candidate.objects.filter(pk__in=give_up).update(
+        report.failed = Candidate.objects.filter(pk__in=list(give_up)).update(
             **cleared,
             finished_at=now,
             status=Candidate.Status.FAILED,
@@ -158,7 +168,8 @@ def candidate_leases_sweep(*, now: datetime | None = None) -> SweepReport:
             **cleared, status=Candidate.Status.CANCELLED, finished_at=now
         )
         transaction.on_commit(lambda: candidate_batches_publish(candidate_ids=requeue))
-    for campaign_id in sorted({campaign_id for _, _, campaign_id, _ in rows}):
+    metrics.images_failed(configs=give_up.values())
+    for campaign_id in sorted({campaign_id for _, _, campaign_id, _, _ in rows}):
         campaign_finish_if_done(campaign_id=campaign_id)
     log.info(
         "generation.leases.swept requeued=%d failed=%d cancelled=%d",

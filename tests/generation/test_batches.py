@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.metrics import counters_registry
 from generation_workers.backends.base import (
     OutOfMemory,
     RenderedItem,
@@ -70,6 +71,16 @@ def procedural(name="proc", **fields) -> GeneratorConfig:
 
 def ids_of(campaign, **filters) -> list[int]:
     return list(Candidate.objects.filter(campaign=campaign, **filters).values_list("pk", flat=True))
+
+
+def images_counted(config: str) -> tuple[float, float]:
+    """spatialprefs_images_total{config} (done, failed), as /metrics serves it."""
+    registry = counters_registry()
+    return tuple(
+        registry.get_sample_value("spatialprefs_images_total", {"config": config, "outcome": o})
+        or 0.0
+        for o in ("done", "failed")
+    )
 
 
 def test_a_batch_is_rendered_stored_by_content_hash_and_recorded_with_its_truth(
@@ -270,6 +281,8 @@ def test_the_sweep_requeues_items_of_dead_workers_and_gives_up_after_the_last_at
     Candidate.objects.filter(pk=gone).update(lease_token="d", leased_until=past, attempts=1)
     Campaign.objects.filter(pk=other.pk).update(status="cancelled")
 
+    counted = images_counted("proc")
+
     # when the sweep runs
     with django_capture_on_commit_callbacks(execute=True):
         report = candidate_leases_sweep()
@@ -288,12 +301,17 @@ def test_the_sweep_requeues_items_of_dead_workers_and_gives_up_after_the_last_at
     )
     assert Candidate.objects.get(pk=live).lease_token == "c"
     assert queued("q-proc") == [[config.pk, [requeue]]]
+    # and the item it gave up on counts as a failed image of its config, like a worker's failure
+    assert images_counted("proc") == (counted[0], counted[1] + 1)
+    assert images_counted("other") == (0, 0)
 
 
 def test_the_last_retry_fails_the_items_nobody_holds():
     config = procedural()
     campaign = running([config], perturbed=False)
+    counted = images_counted("proc")
     assert candidates_fail_unfinished(candidate_ids=ids_of(campaign), message="S3 down") == 1
+    assert images_counted("proc") == (counted[0], counted[1] + 1)
     assert Candidate.objects.get(campaign=campaign).error == "S3 down"
     campaign.refresh_from_db()
     assert campaign.status == "failed"
