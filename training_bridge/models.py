@@ -222,6 +222,8 @@ class TrainingLauncher(models.Model):
 class TrainingRun(models.Model):
     class Launcher(models.TextChoices):
         BUILTIN = "builtin", "built-in trainer (Celery training queue)"
+        # The built-in trainer as a Kubernetes Job the training worker submits and follows.
+        KUBERNETES = "kubernetes", "built-in trainer as a Kubernetes Job"
         # Runs of the removed free-form command launcher; they stay readable, never run again.
         EXTERNAL = "external", "external command (removed)"
 

@@ -35,7 +35,7 @@ from training_bridge.models import TrainingLauncher, TrainingRun
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS = ("dataset_dir", "output_dir", "config_file", "run_id")
-RESERVED_NAMES = (TrainingRun.Launcher.BUILTIN.value, TrainingRun.Launcher.EXTERNAL.value)
+RESERVED_NAMES = tuple(choice.value for choice in TrainingRun.Launcher)
 # What the web and worker processes hold that a training command must never see.
 SECRET_ENV = frozenset(
     {

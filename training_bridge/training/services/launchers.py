@@ -48,7 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -100,6 +100,60 @@ class RunLost(Exception):
 
 class RunCancelled(Exception):
     pass
+
+
+class Child(Protocol):
+    """What `_Execution.watch` follows: the trainer as a local process (`_Process`) or as a
+    Kubernetes Job (training/services/kubernetes/jobs.py)."""
+
+    reason: str  # what ended it, besides its exit status ("" when nothing more is known)
+
+    def poll(self) -> int | None: ...  # its exit status once it ended
+
+    def stop(self) -> None: ...  # cancel: let it stop at its next step check
+
+    def kill(self) -> None: ...  # past the grace, or the worker gives up on it
+
+
+class _Process:
+    reason = ""
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def stop(self) -> None:
+        _signal(self.popen, signal.SIGTERM)
+
+    def kill(self) -> None:
+        _terminate(self.popen, grace=0)
+
+
+def trainer_argv(
+    *,
+    python: str,
+    devices: int,
+    dataset_dir: str,
+    output_dir: str,
+    config_file: str,
+    cancel_file: str | None,
+) -> list[str]:
+    """How the built-in trainer is started, on the worker and in a Kubernetes Job alike: under
+    torchrun (`python -m torch.distributed.run`), one process per device, when devices > 1."""
+    trainer = [
+        "-m", "training_bridge.training.trainer",
+        "--dataset-dir", dataset_dir, "--output-dir", output_dir, "--config", config_file,
+    ]  # fmt: skip
+    if cancel_file is not None:
+        trainer += ["--cancel-file", cancel_file]
+    if devices > 1:
+        return [
+            python, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(devices), *trainer,
+        ]  # fmt: skip
+    return [python, *trainer]
 
 
 def _die_with_parent() -> None:
@@ -192,6 +246,7 @@ class _Execution:
         self.config_file = self.work / "config.json"
         self._metrics_offset = 0
         self._last_values: dict[str, float] = {}
+        self.child_reason = ""
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -272,7 +327,11 @@ class _Execution:
                 "to define a launcher for it and start a new run that picks it by name",
                 field="config.command",
             )
-        if run.launcher != TrainingRun.Launcher.BUILTIN:
+        if run.launcher == TrainingRun.Launcher.KUBERNETES:
+            from training_bridge.training.services.kubernetes.manifests import job_settings
+
+            job_settings()  # a misconfigured cluster fails the run here, naming the setting
+        elif run.launcher != TrainingRun.Launcher.BUILTIN:
             launcher = run.launcher_definition
             if launcher is None:
                 raise DomainError(
@@ -299,8 +358,8 @@ class _Execution:
                 raise DomainError(str(exc), field=exc.tracker.switch) from None
         self.hidden = launcher_hidden_values(worker_env=os.environ, definition=self.definition)
 
-    def dataset_fetch(self) -> None:
-        """Wait for the version's export in the config's format, then download it."""
+    def export_ready(self) -> DatasetExport:
+        """The version's export in the config's format, once done (waiting for it)."""
         fmt = self.run.config.get("dataset_format", "parquet")
         deadline = time.monotonic() + EXPORT_WAIT_SECONDS
         noted = False
@@ -325,6 +384,12 @@ class _Execution:
                 noted = True
             self.beat()
             time.sleep(1.0)
+        return export
+
+    def dataset_fetch(self) -> None:
+        """Wait for the version's export, then download it for the local child."""
+        export = self.export_ready()
+        fmt = export.format
         target = self.dataset_dir / fmt
         target.mkdir(parents=True, exist_ok=True)
         for artifact in export.artifacts:
@@ -350,28 +415,26 @@ class _Execution:
                     "run_id": str(self.run.pk),
                 },
             )
-        trainer = [
-            "-m", "training_bridge.training.trainer",
-            "--dataset-dir", str(self.dataset_dir), "--output-dir", str(self.output_dir),
-            "--config", str(self.config_file), "--cancel-file", str(self.cancel_file),
-        ]  # fmt: skip
-        if config.get("devices", 1) > 1:
-            return [
-                sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node", str(config["devices"]), *trainer,
-            ]  # fmt: skip
-        return [sys.executable, *trainer]
+        return trainer_argv(
+            python=sys.executable,
+            devices=config.get("devices", 1),
+            dataset_dir=str(self.dataset_dir),
+            output_dir=str(self.output_dir),
+            config_file=str(self.config_file),
+            cancel_file=str(self.cancel_file),
+        )
+
+    def trainer_config(self) -> dict[str, Any]:
+        """What the child reads from its config file."""
+        if self.definition is not None:
+            return self.run.config  # launcher, model_name, dataset_format, options
+        drop = ("launcher", "model_name", "kubernetes")
+        return {k: v for k, v in self.run.config.items() if k not in drop}
 
     def child_run(self) -> int:
         """Run the trainer or the command; watch it until it exits. Returns its status."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if self.definition is None:
-            config = {
-                k: v for k, v in self.run.config.items() if k not in ("launcher", "model_name")
-            }
-        else:
-            config = self.run.config  # launcher, model_name, dataset_format, options
-        self.config_file.write_text(json.dumps(config, indent=1, sort_keys=True))
+        self.config_file.write_text(json.dumps(self.trainer_config(), indent=1, sort_keys=True))
         argv = self.command()
         self.note("starting: " + shlex.join(argv))  # the argv only, never the environment
         env = launcher_child_environment(
@@ -395,13 +458,44 @@ class _Execution:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+        return self.watch(_Process(child))
+
+    def job_run(self) -> int:
+        """The built-in trainer as a Kubernetes Job: the pod fetches the export and sends its
+        output through presigned URLs; its log comes back into this run's log and metrics
+        file, watched as a local child is; on success its output is unpacked here."""
+        from training_bridge.training.services.kubernetes.jobs import kubernetes_job_submit
+
+        export = self.export_ready()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        job = kubernetes_job_submit(
+            run=self.run,
+            token=self.token,
+            config=self.trainer_config(),
+            export=export,
+            log_path=self.log_path,
+            metrics_path=self.output_dir / METRICS_FILE,
+            note=self.note,
+        )
+        code = self.watch(job)
+        if code == 0:
+            self.note(f"job {job.name} finished: fetching its output")
+            job.output_fetch(self.output_dir, work=self.work)
+            self._metrics_offset = 0  # the pod's own metrics file, whole (points are unique)
+        return code
+
+    def watch(self, child: Child) -> int:
+        """Follow a child until it ends, keeping the run's metrics, heartbeat and log tail
+        fresh and passing a cancel request on; the child is killed if this raises."""
         try:
             return self._watch(child)
         except BaseException:
-            _terminate(child, grace=0)
+            child.kill()
             raise
+        finally:
+            self.child_reason = child.reason
 
-    def _watch(self, child: subprocess.Popen) -> int:
+    def _watch(self, child: Child) -> int:
         cancel_at: float | None = None
         while True:
             code = child.poll()
@@ -415,10 +509,10 @@ class _Execution:
                 except RunCancelled:
                     self.note("cancel requested: stopping the trainer")
                     self.cancel_file.touch()
-                    _signal(child, signal.SIGTERM)
+                    child.stop()
                     cancel_at = time.monotonic()
             elif time.monotonic() - cancel_at > CANCEL_GRACE_SECONDS:
-                _signal(child, signal.SIGKILL)
+                child.kill()
             time.sleep(POLL_SECONDS)
 
     def _due(self) -> bool:
@@ -625,13 +719,19 @@ def training_run_execute(
     try:
         execution.note(f"run {run.pk} on {run.dataset_version} by {worker}")
         execution.launcher_prepare()
-        execution.dataset_fetch()
-        code = execution.child_run()
+        if run.launcher == TrainingRun.Launcher.KUBERNETES:
+            code = execution.job_run()
+        else:
+            execution.dataset_fetch()
+            code = execution.child_run()
         execution.metrics_read()
         if TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
             return execution.cancelled()
         if code != 0:
-            return execution.failed(_exit_message(code, execution.log_tail()))
+            message = _exit_message(code, execution.log_tail())
+            if execution.child_reason:
+                message = f"{execution.child_reason}; {message}"
+            return execution.failed(message)
         return execution.succeeded()
     except RunCancelled:
         return execution.cancelled()

@@ -37,7 +37,11 @@ from training_bridge.training.trainer.config import DATASET_FORMATS, ConfigError
 log = logging.getLogger(__name__)
 
 BUILTIN = TrainingRun.Launcher.BUILTIN.value
+KUBERNETES = TrainingRun.Launcher.KUBERNETES.value
 LAUNCHER_KEYS = frozenset({"launcher", "model_name"})
+# A Kubernetes run's pod resources besides its GPUs (`devices`); the rest comes from settings.
+KUBERNETES_KEYS = ("cpu", "memory")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 # A run of a launcher definition: these keys and nothing else (its settings go under options).
 DEFINITION_KEYS = frozenset({"launcher", "model_name", "dataset_format", "options"})
 DEFAULT_MODEL_NAME = "spatial-rm"
@@ -150,7 +154,7 @@ def _model_name(config: dict[str, Any]) -> str:
     return model_name
 
 
-def _builtin_clean(config: dict[str, Any]) -> dict[str, Any]:
+def _builtin_clean(config: dict[str, Any], *, check_paths: bool = True) -> dict[str, Any]:
     if "options" in config:
         raise ValidationFailed(
             "the built-in trainer takes its settings as top-level keys", field="config.options"
@@ -165,11 +169,51 @@ def _builtin_clean(config: dict[str, Any]) -> dict[str, Any]:
                     f"contains {char!r}, a shell metacharacter", field="config.model_path"
                 )
     try:
-        trainer = config_parse(trainer_raw, check_paths=True)
+        trainer = config_parse(trainer_raw, check_paths=check_paths)
     except ConfigError as exc:
         field = "config" if exc.field == "config" else f"config.{exc.field}"
         raise ValidationFailed(exc.message, field=field) from None
     return {"launcher": BUILTIN, "model_name": model_name, **trainer.as_json()}
+
+
+def _kubernetes_clean(config: dict[str, Any]) -> dict[str, Any]:
+    """The built-in trainer's config plus `kubernetes` ({"cpu": "8", "memory": "48Gi"}, both
+    optional); `devices` is the pod's GPU count. A model folder is a path inside the Job's
+    image or volumes, so it is not looked for here."""
+    if not getattr(settings, "TRAINING_KUBERNETES_ENABLED", False):
+        raise ValidationFailed(
+            "the Kubernetes launcher is not enabled here (TRAINING_KUBERNETES_ENABLED); "
+            "choose builtin or a defined launcher",
+            field="config.launcher",
+        )
+    job = config.get("kubernetes", {})
+    if not isinstance(job, dict):
+        raise ValidationFailed(
+            'must be an object such as {"cpu": "8", "memory": "48Gi"}', field="config.kubernetes"
+        )
+    unknown = sorted(set(job) - set(KUBERNETES_KEYS))
+    if unknown:
+        raise ValidationFailed(
+            f"unknown key; a Kubernetes run takes {' and '.join(KUBERNETES_KEYS)} here, its GPU "
+            "count is `devices`",
+            field=f"config.kubernetes.{unknown[0]}",
+        )
+    for key, value in job.items():
+        if not isinstance(value, str) or not _QUANTITY.match(value):
+            raise ValidationFailed(
+                f'must be a Kubernetes quantity as a string ("8", "500m", "48Gi"), got {value!r}',
+                field=f"config.kubernetes.{key}",
+            )
+    clean = _builtin_clean(
+        {k: v for k, v in config.items() if k not in ("launcher", "kubernetes")}, check_paths=False
+    )
+    if clean["device"] not in ("auto", "cuda"):
+        raise ValidationFailed(
+            f"a Kubernetes run takes `devices` whole GPUs of its pod; device must be auto or "
+            f"cuda, got {clean['device']!r}",
+            field="config.device",
+        )
+    return {**clean, "launcher": KUBERNETES, "kubernetes": dict(sorted(job.items()))}
 
 
 def _definition_clean(
@@ -221,6 +265,8 @@ def _config_clean(config: Any) -> tuple[dict[str, Any], TrainingLauncher | None]
         raise ValidationFailed("must be a launcher's name", field="config.launcher")
     if launcher == BUILTIN:
         return _builtin_clean(config), None
+    if launcher == KUBERNETES:
+        return _kubernetes_clean(config), None
     return _definition_clean(config, launcher)
 
 
@@ -228,7 +274,8 @@ def training_config_clean(*, config: Any) -> dict[str, Any]:
     """The run config checked and normalised (every default written in); errors name the key
     as `config.<key>`.
 
-    `launcher` is "builtin" (the default; the trainer's keys, checked by its own parser) or
+    `launcher` is "builtin" (the default; the trainer's keys, checked by its own parser),
+    "kubernetes" (the same trainer as a Kubernetes Job: training/services/kubernetes.py) or
     the name of an enabled launcher definition, whose config is `model_name`,
     `dataset_format` and `options`: data written to the command's config file, never a
     command line (a `command` key is refused).
