@@ -194,6 +194,17 @@ else:
     raise environ.ImproperlyConfigured(
         f"STORAGE_BACKEND must be 'local' or 's3', got {STORAGE_BACKEND!r}"
     )
+# Stored files (pair images above all) answered by nginx instead of streamed by the web worker:
+# the prefix of the proxy's internal location, /_media/ for local storage or /_store/ for S3
+# (config/stored_files.py, deploy/proxy/internal-files.conf). Empty: the app streams them.
+STORAGE_ACCEL_REDIRECT = env("STORAGE_ACCEL_REDIRECT", default="")
+if STORAGE_ACCEL_REDIRECT and not (
+    STORAGE_ACCEL_REDIRECT.startswith("/") and STORAGE_ACCEL_REDIRECT.endswith("/")
+):
+    raise environ.ImproperlyConfigured(
+        f"STORAGE_ACCEL_REDIRECT must be empty or a path that starts and ends with '/', "
+        f"got {STORAGE_ACCEL_REDIRECT!r}"
+    )
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,19 +1,15 @@
 """Image views: pair images by per-lease reference, and queues' example images.
 
-A pair's image always comes through here, streamed from the storage (local or S3), because
-any storage URL would name the content-hash key (services/images.py). Example images (the
-same for the whole queue) come from local storage here, or as a redirect to a presigned URL
-with S3. Browsers ask for images with Accept: image/*, so content negotiation falls back to
-JSON only for the error body.
+A pair's image always comes through here (local storage or S3), because any storage URL would
+name the content-hash key (services/images.py): streamed, or handed to nginx after the checks
+(config/stored_files.py, STORAGE_ACCEL_REDIRECT). Example images (the same for the whole
+queue) come from local storage the same way, or as a redirect to a presigned URL with S3.
+Browsers ask for images with Accept: image/*, so content negotiation falls back to JSON only
+for the error body.
 """
 
 from django.core.files.storage import default_storage
-from django.http import (
-    FileResponse,
-    HttpResponseBase,
-    HttpResponseRedirect,
-    StreamingHttpResponse,
-)
+from django.http import HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -28,10 +24,10 @@ from annotation.services.images import (
     image_reference_resolve,
     image_reference_source,
     storage_presigns,
-    stored_file_stream,
     thumbnail_ensure,
 )
 from config.errors import NotFound
+from config.stored_files import stored_file_response
 
 _IMAGE_RESPONSES = {
     (200, "image/webp"): OpenApiResponse(OpenApiTypes.BINARY, description="The image."),
@@ -42,9 +38,9 @@ _IMAGE_RESPONSES = {
 def _serve(key: str, content_type: str) -> HttpResponseBase:
     if storage_presigns():
         return HttpResponseRedirect(default_storage.url(key, expire=IMAGE_REFERENCE_SECONDS))
-    response = FileResponse(default_storage.open(key, "rb"), content_type=content_type)
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return stored_file_response(
+        key=key, content_type=content_type, cache_control="private, max-age=3600"
+    )
 
 
 class _ImageView(APIView):
@@ -63,11 +59,11 @@ class ImageApi(_ImageView):
         # Nothing in the headers may be the same for one image in two pairs: no file name
         # (it is the content hash), no ETag or Last-Modified; private, so no shared cache
         # keeps it past the reference's life.
-        stored = stored_file_stream(key=thumb.storage_key)
-        response = StreamingHttpResponse(stored.chunks, content_type="image/webp")
-        response["Content-Length"] = stored.size
-        response["Cache-Control"] = f"private, max-age={IMAGE_REFERENCE_SECONDS}"
-        return response
+        return stored_file_response(
+            key=thumb.storage_key,
+            content_type="image/webp",
+            cache_control=f"private, max-age={IMAGE_REFERENCE_SECONDS}",
+        )
 
 
 def example_image_url(image: InstructionImage) -> str:

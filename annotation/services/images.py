@@ -9,16 +9,15 @@ every response, so an annotator cannot link an image across pairs from the refer
 audit picked the intended winner of counterfactual pairs from equal URLs: the original image
 recurs across its perturbations). References are made in Python from the pair id and side
 that `next` already returns (no query per item); the view resolves them through the lease
-to the candidate, whose thumbnail it streams from the storage (local or S3 alike: a
-presigned URL would name the content-hash key). Thumbnails are made once per source image
-(keyed by its content hash) by the pair-building task, or on first view.
+to the candidate, whose thumbnail it serves from the storage through config/stored_files.py
+(local or S3 alike: a presigned URL would name the content-hash key). Thumbnails are made
+once per source image (keyed by its content hash) by the pair-building task, or on first view.
 """
 
 import io
 import logging
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -42,7 +41,6 @@ THUMBNAIL_QUALITY = 85
 # cover that fetch; a lease is 10 minutes by default, and a reload asks `next` again, which
 # hands out fresh references for the pairs still held.
 IMAGE_REFERENCE_SECONDS = 30 * 60
-STREAM_CHUNK_BYTES = 64 * 1024
 _SIDES = {"left": "l", "right": "r"}
 
 
@@ -134,32 +132,6 @@ def image_reference_source(*, user: AbstractBaseUser, reference: ImageReference)
     if status != Candidate.Status.DONE or not sha:
         raise NotFound("no such image", field="token")
     return ImageSource(content_sha256=sha, storage_key=key)
-
-
-@dataclass(frozen=True)
-class StoredBytes:
-    size: int
-    chunks: Iterator[bytes]
-
-
-def stored_file_stream(*, key: str) -> StoredBytes:
-    """The bytes stored under `key` and how many there are, read chunk by chunk; the file is
-    closed at the end, or when the response is closed early. (The size lets HTTP/1.1 keep the
-    connection open; it says no more than the bytes themselves.)"""
-    try:
-        handle = default_storage.open(key, "rb")
-        size = handle.size
-    except (OSError, ValueError) as exc:
-        log.error("labeling.image.unreadable key=%s error=%s", key, exc)
-        raise NotFound("this image cannot be read", field="image") from exc
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            yield from handle.chunks(STREAM_CHUNK_BYTES)
-        finally:
-            handle.close()
-
-    return StoredBytes(size=size, chunks=chunks())
 
 
 def thumbnail_ensure(*, content_sha256: str, storage_key: str) -> ImageThumbnail:

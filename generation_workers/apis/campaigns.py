@@ -5,7 +5,7 @@ become {"error", "detail", "field"} 4xx bodies through the project's exception h
 """
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import HttpResponseBase, HttpResponseRedirect
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import NotFound, ValidationFailed
+from config.stored_files import stored_file_response
 from generation_workers.apis.configs import ERROR_RESPONSES, GenerationErrorSerializer
 from generation_workers.models import Campaign, Candidate
 from generation_workers.selectors.campaigns import (
@@ -226,7 +227,8 @@ class CampaignCandidatesApi(ListAPIView):
 
 
 class CandidateImageApi(APIView):
-    """The candidate's image: the bytes (local storage) or a redirect to a presigned URL (S3)."""
+    """The candidate's image: the bytes (local storage; config/stored_files.py) or a redirect
+    to a presigned URL (S3)."""
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)
@@ -247,12 +249,12 @@ class CandidateImageApi(APIView):
         if url.startswith(("http://", "https://")):
             return HttpResponseRedirect(url)
         fmt = candidate.storage_key.rsplit(".", 1)[-1]
-        response = FileResponse(
-            default_storage.open(candidate.storage_key, "rb"), content_type=f"image/{fmt}"
+        return stored_file_response(
+            key=candidate.storage_key,
+            content_type=f"image/{fmt}",
+            # Content-addressed: the bytes behind a key never change.
+            cache_control="private, max-age=86400, immutable",
         )
-        # Content-addressed: the bytes behind a key never change.
-        response["Cache-Control"] = "private, max-age=86400, immutable"
-        return response
 
 
 urlpatterns = [

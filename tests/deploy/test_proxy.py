@@ -10,7 +10,14 @@ import pytest
 import yaml
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.proxy_conf import (
+    INTERNAL_FILES_CONF,
+    ROOT,
+    free_port,
+    nginx_command,
+    proxy_conf_write,
+)
+
 CONF = ROOT / "deploy" / "proxy" / "nginx.conf"
 
 
@@ -19,28 +26,21 @@ def _compose() -> dict:
 
 
 def _nginx_test(tmp_path: Path, conf: str) -> subprocess.CompletedProcess:
-    """nginx -t on the file, with a fresh self-signed certificate at the certificate paths and
-    the compose service name resolved to the loopback address (nginx resolves it at load)."""
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=localhost", "-keyout", str(certs / "privkey.pem")]
-        + ["-out", str(certs / "fullchain.pem")],
-        check=True,
-        capture_output=True,
-        timeout=60,
+    """nginx -t on the file (and its internal-files.conf), with a fresh self-signed certificate
+    and the compose services' hosts on the loopback address (nginx resolves them at load)."""
+    tmp_path.mkdir()
+    path = proxy_conf_write(
+        tmp_path,
+        web="127.0.0.1:8000",
+        store="127.0.0.1:9000",
+        media=tmp_path / "media",
+        static=tmp_path / "static",
+        https_port=free_port(),
+        http_port=free_port(),
+        nginx_conf=conf,
     )
-    conf = conf.replace("/etc/nginx/certs/", f"{certs}/").replace(
-        "server web:", "server 127.0.0.1:"
-    )
-    path = tmp_path / "nginx.conf"
-    path.write_text(conf)
     return subprocess.run(
-        [shutil.which("nginx"), "-t", "-q", "-p", str(tmp_path), "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        nginx_command(tmp_path, path, "-t", "-q"), capture_output=True, text=True, timeout=60
     )
 
 
@@ -49,10 +49,8 @@ def _nginx_test(tmp_path: Path, conf: str) -> subprocess.CompletedProcess:
 )
 def test_nginx_accepts_the_configuration_and_refuses_a_broken_one(tmp_path):
     conf = CONF.read_text()
-    (tmp_path / "good").mkdir()
     result = _nginx_test(tmp_path / "good", conf)
     assert result.returncode == 0, result.stderr
-    (tmp_path / "bad").mkdir()
     broken = _nginx_test(tmp_path / "bad", conf.replace("proxy_pass ", "proxy_passs "))
     assert broken.returncode != 0 and "proxy_passs" in broken.stderr
 
@@ -82,3 +80,25 @@ def test_the_proxy_forwards_https_as_the_app_trusts_and_lets_the_apps_limits_ans
     size = re.search(r"client_max_body_size (\d+)m;", conf)
     assert int(size.group(1)) * 1024 * 1024 > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     assert "return 301 https://" in conf
+
+
+def test_compose_hands_stored_files_to_the_proxys_internal_store_location():
+    # Given compose's app settings and the proxy's internal locations
+    services = _compose()["services"]
+    env = services["web"]["environment"]
+    internal = INTERNAL_FILES_CONF.read_text()
+    locations = dict(re.findall(r"location (/\S+/) \{(.*?)\n\}", internal, re.S))
+    # Then the prefix the app sends is an internal location that reads the app's storage: the
+    # object store at the endpoint the app signs for
+    assert env["STORAGE_BACKEND"] == "s3"
+    store = locations[env["STORAGE_ACCEL_REDIRECT"]]
+    assert "    internal;" in store
+    endpoint = re.search(r"proxy_pass (\S+);", store).group(1)
+    assert endpoint == env["S3_ENDPOINT_URL"] + "/"
+    assert "    internal;" in locations["/_media/"]
+    # and the proxy reads the file nginx.conf includes, beside it
+    assert "include internal-files.conf;" in CONF.read_text()
+    assert (
+        "./proxy/internal-files.conf:/etc/nginx/internal-files.conf:ro"
+        in (services["proxy"]["volumes"])
+    )
