@@ -372,6 +372,9 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# The kubelet's probes and Prometheus's scrape reach a pod over plain HTTP, past the proxy:
+# with SECURE_SSL_REDIRECT they are answered, not sent to https (everything else still is).
+SECURE_REDIRECT_EXEMPT = [r"^api/health/(live/)?$", r"^metrics$"]
 
 # LOG_FORMAT=json: one JSON object per line with the request id (config/logs.py), for a log
 # collector; text (the default) for people.
