@@ -131,6 +131,13 @@ class _Process:
         _terminate(self.popen, grace=0)
 
 
+def builtin_trainer_config(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The built-in trainer's config file: the run's config less what only the platform reads
+    (its launcher, the model's name, a Kubernetes run's pod resources)."""
+    drop = ("launcher", "model_name", "kubernetes")
+    return {k: v for k, v in run_config.items() if k not in drop}
+
+
 def trainer_argv(
     *,
     python: str,
@@ -428,8 +435,7 @@ class _Execution:
         """What the child reads from its config file."""
         if self.definition is not None:
             return self.run.config  # launcher, model_name, dataset_format, options
-        drop = ("launcher", "model_name", "kubernetes")
-        return {k: v for k, v in self.run.config.items() if k not in drop}
+        return builtin_trainer_config(self.run.config)
 
     def child_run(self) -> int:
         """Run the trainer or the command; watch it until it exits. Returns its status."""
@@ -471,7 +477,6 @@ class _Execution:
         job = kubernetes_job_submit(
             run=self.run,
             token=self.token,
-            config=self.trainer_config(),
             export=export,
             log_path=self.log_path,
             metrics_path=self.output_dir / METRICS_FILE,

@@ -90,6 +90,12 @@ def _kubeconfig(path: str) -> Connection:
     cluster = _named(data.get("clusters"), context.get("cluster"), "cluster", path)
     user = _named(data.get("users"), context.get("user"), "user", path)
     base = Path(path).parent
+    if "exec" in user or "auth-provider" in user:
+        raise DomainError(
+            f"{path}: exec and auth-provider credentials are not supported; use a "
+            "service-account token (token or tokenFile) or a client certificate",
+            field=field,
+        )
 
     def file_of(entry: dict[str, Any], key: str) -> str | None:
         return str(base / entry[key]) if entry.get(key) else None  # relative to the file
@@ -102,12 +108,6 @@ def _kubeconfig(path: str) -> Connection:
             else None
         ),
     )
-    if "exec" in user or "auth-provider" in user:
-        raise DomainError(
-            f"{path}: exec and auth-provider credentials are not supported; use a "
-            "service-account token (token or tokenFile) or a client certificate",
-            field=field,
-        )
     cert, key = file_of(user, "client-certificate"), file_of(user, "client-key")
     if user.get("client-certificate-data") and user.get("client-key-data"):
         # ssl loads a client certificate from files only: a private folder, removed at once

@@ -235,19 +235,26 @@ class KubernetesJob:
     # -- the output -------------------------------------------------------------------------
 
     def output_fetch(self, output_dir: Path, *, work: Path) -> None:
-        """The pod's output folder, unpacked into output_dir; the transfer file deleted."""
-        archive = work / "output.tar.gz"
-        storage = artifact_storage()
-        if not storage.exists(self.output_key):
+        if not output_fetch(key=self.output_key, output_dir=output_dir, work=work):
             raise DomainError(
                 f"the Kubernetes Job {self.name} succeeded but sent no output", field="status"
             )
-        with artifact_open(key=self.output_key) as source, archive.open("wb") as sink:
-            shutil.copyfileobj(source, sink, 1 << 20)
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(output_dir, filter="data")  # no links out, no absolute paths
-        archive.unlink()
-        storage.delete(self.output_key)
+
+
+def output_fetch(*, key: str, output_dir: Path, work: Path) -> bool:
+    """A pod's output folder, sent as a gzipped tar under `key`, unpacked into output_dir and
+    the transfer file deleted; False when there is none."""
+    storage = artifact_storage()
+    if not storage.exists(key):
+        return False
+    archive = work / "output.tar.gz"
+    with artifact_open(key=key) as source, archive.open("wb") as sink:
+        shutil.copyfileobj(source, sink, 1 << 20)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(output_dir, filter="data")  # no links out, no absolute paths
+    archive.unlink()
+    storage.delete(key)
+    return True
 
 
 def _conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -362,7 +369,6 @@ def kubernetes_job_submit(
     *,
     run: TrainingRun,
     token: uuid.UUID,
-    config: dict[str, Any],
     export: DatasetExport,
     log_path: Path,
     metrics_path: Path,
@@ -377,14 +383,7 @@ def kubernetes_job_submit(
     image = settings.image or _own_image(api)
     settings = JobSettings(**{**settings.__dict__, "namespace": namespace, "image": image})
     jobs_reap(api=api, namespace=namespace)
-    job = job_render(
-        run_id=run.pk,
-        token=token,
-        worker=run.worker,
-        config=config,
-        resources=run.config.get("kubernetes", {}),
-        job=settings,
-    )
+    job = job_render(run=run, token=token, job=settings)
     name = job["metadata"]["name"]
     output_key = f"training/transfer/{name}.tar.gz"
     plan = transfer_plan(
@@ -396,7 +395,7 @@ def kubernetes_job_submit(
     created = api.job_create(job)
     try:
         api.secret_create(
-            secret_render(job=job, plan=plan, config=config, owner_uid=created["metadata"]["uid"])
+            secret_render(run=run, job=job, plan=plan, owner_uid=created["metadata"]["uid"])
         )
     except BaseException:
         api.job_delete(namespace, name, grace_seconds=0)

@@ -21,7 +21,12 @@ from typing import Any
 from django.conf import settings
 
 from config.errors import DomainError
-from training_bridge.training.services.launchers import CANCEL_GRACE_SECONDS, trainer_argv
+from training_bridge.models import TrainingRun
+from training_bridge.training.services.launchers import (
+    CANCEL_GRACE_SECONDS,
+    builtin_trainer_config,
+    trainer_argv,
+)
 
 RUN_DIR = "/etc/spatialprefs-run"  # the run Secret's files
 WORK = "/work"  # the pod's scratch (emptyDir): dataset/ and output/, as trainer/job.py reads
@@ -74,7 +79,7 @@ def _setting(name: str) -> Any:
 
 
 def _bad(name: str, message: str) -> DomainError:
-    return DomainError(f"{name} {message}", field=name)
+    return DomainError(message, field=name)  # shown as "<name>: <message>"
 
 
 def _name(name: str, pattern: re.Pattern, *, empty_ok: bool = False) -> str:
@@ -175,19 +180,14 @@ def job_command(*, devices: int) -> list[str]:
     ]  # fmt: skip
 
 
-def job_render(
-    *,
-    run_id: int,
-    token: uuid.UUID,
-    worker: str,
-    config: dict[str, Any],
-    resources: dict[str, str],
-    job: JobSettings,
-) -> dict[str, Any]:
-    """The batch/v1 Job of a run. `config` is the trainer's config (its `devices` are the
-    GPUs), `resources` the run's `kubernetes` block (cpu, memory; settings fill the rest)."""
+def job_render(*, run: TrainingRun, token: uuid.UUID, job: JobSettings) -> dict[str, Any]:
+    """The batch/v1 Job of an execution of a run: `devices` GPUs, the run's `kubernetes`
+    block's cpu and memory (else the settings'), the settings' namespace, image, service
+    account, node selector, tolerations and env refs."""
+    run_id = run.pk
     name = job_name(run_id=run_id, token=token)
-    gpus = int(config.get("devices", 1))
+    gpus = int(run.config.get("devices", 1))
+    resources = run.config.get("kubernetes") or {}
     cpu = resources.get("cpu", job.cpu)
     memory = resources.get("memory", job.memory)
     labels = run_labels(run_id=run_id)
@@ -251,7 +251,7 @@ def job_render(
             "name": name,
             "namespace": job.namespace,
             "labels": labels,
-            "annotations": {TOKEN_ANNOTATION: str(token), "spatialprefs.io/worker": worker},
+            "annotations": {TOKEN_ANNOTATION: str(token), "spatialprefs.io/worker": run.worker},
         },
         "spec": {
             "backoffLimit": 0,
@@ -263,14 +263,11 @@ def job_render(
 
 
 def secret_render(
-    *,
-    job: dict[str, Any],
-    plan: dict[str, Any],
-    config: dict[str, Any],
-    owner_uid: str | None,
+    *, run: TrainingRun, job: dict[str, Any], plan: dict[str, Any], owner_uid: str | None
 ) -> dict[str, Any]:
     """The Job's run Secret: the plan (presigned URLs, which expire) and the trainer config,
     owned by the Job so that the Job's deletion removes it."""
+    config = builtin_trainer_config(run.config)
     metadata: dict[str, Any] = {
         "name": job["metadata"]["name"],
         "namespace": job["metadata"]["namespace"],
