@@ -99,7 +99,7 @@ def test_every_rendered_object_validates(overlay):
     kinds = {o["kind"] for o in rendered(overlay)}
     assert kinds == {
         "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-        "Job", "Ingress", "ScaledObject",
+        "Job", "Ingress", "ScaledObject", "ServiceAccount", "Role", "RoleBinding",
     } | ({"TriggerAuthentication"} if overlay == "prod" else set())  # fmt: skip
     for obj in rendered(overlay):
         validate(obj)
@@ -276,3 +276,108 @@ def test_keda_reads_the_brokers_password_from_the_secret_in_prod():
         (trigger,) = objects(overlay, "ScaledObject")["worker-gpu"]["spec"]["triggers"]
         assert set(trigger["metadata"]) <= REDIS_TRIGGER_METADATA
         assert int(trigger["metadata"]["listLength"]) >= 1
+
+
+# -- the Kubernetes launcher (training_bridge/training/services/kubernetes/) ------------------
+
+EXAMPLE_JOB = K8S / "examples" / "training-run-job.yaml"
+# What kubernetes/api.py calls, as (API group, resource, verb).
+LAUNCHER_CALLS = {
+    ("batch", "jobs", "create"), ("batch", "jobs", "get"), ("batch", "jobs", "list"),
+    ("batch", "jobs", "delete"), ("", "secrets", "create"), ("", "pods", "get"),
+    ("", "pods", "list"), ("", "pods/log", "get"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_training_workers_service_account_may_submit_and_follow_jobs_and_nothing_more(
+    overlay,
+):
+    from training_bridge.training.services.kubernetes.manifests import DEFAULTS
+
+    worker = objects(overlay, "Deployment")["worker-training"]["spec"]["template"]["spec"]
+    accounts = objects(overlay, "ServiceAccount")
+    (binding,) = objects(overlay, "RoleBinding").values()
+    role = objects(overlay, "Role")[binding["roleRef"]["name"]]
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted == LAUNCHER_CALLS
+    namespace = binding["metadata"]["namespace"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": worker["serviceAccountName"], "namespace": namespace}
+    ]
+    assert worker["serviceAccountName"] in accounts
+    # the runs' pods: the launcher's default service account, with no API token
+    run_account = accounts[DEFAULTS["TRAINING_KUBERNETES_SERVICE_ACCOUNT"]]
+    assert run_account["automountServiceAccountToken"] is False
+    for name, deployment in objects(overlay, "Deployment").items():
+        if name != "worker-training":
+            assert "serviceAccountName" not in deployment["spec"]["template"]["spec"], name
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the Secret's JSON files) as literal blocks, readable in review."""
+
+
+_BlockDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None
+    ),
+)
+
+
+def _example_objects(settings) -> list[dict]:
+    """A 4-GPU run's Job and Secret as the launcher renders them with the prod overlay's
+    namespace and image (the Secret's URLs stand in for presigned ones)."""
+    import uuid
+
+    from training_bridge.models import TrainingRun
+    from training_bridge.training.services.kubernetes.manifests import (
+        job_render,
+        job_settings,
+        secret_render,
+    )
+
+    settings.TRAINING_KUBERNETES_NAMESPACE = "spatialprefs"
+    settings.TRAINING_KUBERNETES_IMAGE = "registry.example.org/spatialprefs/training:0.1.0"
+    settings.TRAINING_KUBERNETES_ENV_FROM = ["secret:training-trackers"]
+    # a run's config as started; the stored one also holds every trainer default
+    config = {"launcher": "kubernetes", "model_name": "spatial-rm", "devices": 4, "epochs": 3,
+              "kubernetes": {"cpu": "32"}}  # fmt: skip
+    run = TrainingRun(pk=42, config=config, worker="training@worker-training-7d9f-x2k4l:1")
+    token = uuid.UUID("6f1c2a9e-0b7d-4c1e-9a53-2d8e4b7f0c11")
+    job = job_render(run=run, token=token, job=job_settings())
+    plan = {
+        "dataset": [{"name": "parquet/train-00000.parquet", "url": "<presigned GET URL>"}],
+        "manifest": {"dataset": "scenes", "version": 1},
+        "output_url": "<presigned PUT URL>",
+    }
+    return [job, secret_render(run=run, job=job, plan=plan, owner_uid="<the Job's uid>")]
+
+
+def test_the_example_training_job_is_what_the_launcher_renders_and_validates(settings):
+    """deploy/k8s/examples/training-run-job.yaml; SPATIALPREFS_WRITE_EXAMPLES=1 rewrites it."""
+    import os
+
+    expected = _example_objects(settings)
+    header = (
+        "# What the training worker submits for a run of\n"
+        '#   {"launcher": "kubernetes", "devices": 4, "epochs": 3, "kubernetes": {"cpu": "32"}}\n'
+        "# (rendered by training_bridge/training/services/kubernetes/manifests.py; checked by\n"
+        "# tests/deploy/test_k8s.py, SPATIALPREFS_WRITE_EXAMPLES=1 rewrites it). Not applied by\n"
+        "# hand: the worker creates one Job and one Secret per execution of a run.\n"
+    )
+    if os.environ.get("SPATIALPREFS_WRITE_EXAMPLES") == "1":
+        EXAMPLE_JOB.parent.mkdir(exist_ok=True)
+        text = yaml.dump_all(expected, Dumper=_BlockDumper, sort_keys=False)
+        EXAMPLE_JOB.write_text(header + text)
+    documents = [d for d in yaml.safe_load_all(EXAMPLE_JOB.read_text()) if d]
+    assert documents == expected
+    for obj in documents:
+        validate(obj)

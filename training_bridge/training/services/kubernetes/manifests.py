@@ -257,7 +257,7 @@ def job_render(*, run: TrainingRun, token: uuid.UUID, job: JobSettings) -> dict[
             "backoffLimit": 0,
             "activeDeadlineSeconds": job.deadline_seconds,
             "ttlSecondsAfterFinished": job.ttl_seconds,
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
 
@@ -271,7 +271,7 @@ def secret_render(
     metadata: dict[str, Any] = {
         "name": job["metadata"]["name"],
         "namespace": job["metadata"]["namespace"],
-        "labels": job["metadata"]["labels"],
+        "labels": dict(job["metadata"]["labels"]),
     }
     if owner_uid:
         metadata["ownerReferences"] = [
