@@ -1,20 +1,28 @@
 """Request ids across the broker: a task queued by a request logs under that request's id, with
 its own id and name, in a real Celery worker's JSON lines; a task nobody's request queued
-(Celery beat) gets an id of its own."""
+(Celery beat) gets an id of its own, and passes it on to the tasks it queues."""
 
+import io
 import json
+import logging
 import re
 import time
 
 import pytest
+from kombu import Connection
 
-from config.celery import Queue
+from config.celery import Queue, app
+from config.logs import JsonFormatter, RequestIdFilter
 from generation_workers.models import Campaign, Candidate
-from generation_workers.services.campaigns import campaign_create
-from generation_workers.services.configs import generator_config_procedural_ensure
-from generation_workers.tasks import render_batch
-from tests.generation.conftest import (  # noqa: F401 (worker_start: a fixture)
+from generation_workers.services.campaigns import campaign_create, campaign_launch
+from generation_workers.services.configs import (
+    generator_config_create,
+    generator_config_procedural_ensure,
+)
+from generation_workers.tasks import recover_task, render_batch
+from tests.generation.conftest import (  # noqa: F401 (worker_start, own_queue: fixtures)
     campaign_wait,
+    own_queue,
     prompt_set_make,
     queue_purge,
     worker_start,
@@ -87,3 +95,51 @@ def test_a_workers_log_lines_for_a_task_carry_the_request_id_that_queued_it(
     assert len(own) == 2
     ready = [e for e in _json_lines(worker.output()) if e["message"].endswith(" ready.")]
     assert [(e["request_id"], "task_id" in e) for e in ready] == [("-", False)]
+
+
+def _request_ids_waiting(queue: str) -> list[str | None]:
+    """The `request_id` header of each message waiting in the queue, taken off it."""
+    found = []
+    with Connection(app.conf.broker_url) as conn:
+        simple = conn.SimpleQueue(queue)
+        while True:
+            try:
+                message = simple.get(timeout=0.2)
+            except simple.Empty:
+                break
+            found.append(message.headers.get("request_id"))
+            message.ack()
+        simple.close()
+    return found
+
+
+@pytest.mark.django_db
+def test_a_task_queued_by_a_sweep_carries_the_id_the_sweep_logs_under(settings, own_queue):  # noqa: F811
+    # given a running campaign whose batches were never published (lost), on a queue of its own
+    settings.RECOVERY_STALE_SECONDS = 0
+    config = generator_config_create(
+        name="ids", backend="procedural", width=64, height=64, batch_size=1, queue=own_queue
+    )
+    campaign = campaign_create(
+        name="lost", prompt_set_id=prompt_set_make(originals=1).pk, config_ids=[config.pk]
+    )
+    campaign_launch(campaign_id=campaign.pk)  # on_commit does not run here: nothing published
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("generation_workers.services.recovery")
+    logger.addHandler(handler)
+
+    # when the recovery sweep runs, as beat starts it: with no request behind it
+    try:
+        recover_task.apply()
+    finally:
+        logger.removeHandler(handler)
+
+    # then it logs under an id of its own, and the batches it queued carry that id
+    (entry,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert entry["message"] == f"generation.campaign.recovered campaign={campaign.pk} items=2"
+    assert entry["task_name"] == "generation.recover"
+    assert re.fullmatch(r"[0-9a-f]{32}", entry["request_id"])
+    assert _request_ids_waiting(own_queue) == [entry["request_id"]] * 2
