@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -20,6 +21,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+import urllib3
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from tests.deploy.test_k8s import validate
@@ -27,8 +31,15 @@ from tests.factories import DatasetVersionFactory
 from tests.training.worlds import procedural_version
 from training_bridge.datasets.services.artifacts import artifact_exists, artifact_storage
 from training_bridge.models import DatasetExport, TrainingRun
-from training_bridge.training.services.kubernetes.api import connection_load
+from training_bridge.training.services.kubernetes.api import (
+    Connection,
+    KubernetesApi,
+    connection_load,
+)
 from training_bridge.training.services.kubernetes.jobs import (
+    API_PATIENCE_SECONDS,
+    STATUS_SECONDS,
+    KubernetesJob,
     LogFollower,
     job_outcome,
     output_fetch,
@@ -223,6 +234,29 @@ def test_the_job_its_pods_and_its_secret_carry_the_runs_labels_and_the_job_owns_
     assert json.loads(secret["stringData"]["plan.json"]) == plan
 
 
+def test_the_start_form_offers_the_kubernetes_launcher_only_where_it_is_enabled(
+    settings, ml_engineer, exported
+):
+    client = Client()
+    client.force_login(ml_engineer)
+    add = reverse("admin:training_bridge_trainingrun_add")
+
+    before = client.get(add).content.decode()
+    settings.TRAINING_KUBERNETES_ENABLED = True
+    offered = client.get(add).content.decode()
+    started = client.post(
+        add,
+        {"dataset_version": exported.pk, "launcher": "kubernetes",
+         "config": json.dumps({"devices": 2, "epochs": 1})},
+    )  # fmt: skip
+
+    assert 'value="kubernetes"' not in before
+    assert '<option value="kubernetes">' in offered
+    assert started.status_code == 302
+    run = TrainingRun.objects.get()
+    assert (run.launcher, run.config["devices"], run.config["kubernetes"]) == ("kubernetes", 2, {})
+
+
 # -- bad config and settings name the field ---------------------------------------------------
 
 
@@ -377,6 +411,37 @@ def test_a_finished_job_gives_the_trainers_exit_status_and_what_kubernetes_says_
         "the Kubernetes Job spatialprefs-run-7-abcd failed (DeadlineExceeded: Job was active "
         "longer than specified)",
     )
+
+
+def test_an_api_server_that_does_not_answer_is_waited_for_then_fails_the_run(tmp_path):
+    """A real connection to a closed port: the Job goes on while the API server is away (an
+    upgrade of the control plane), up to the patience, then the error ends the watch."""
+    now = [0.0]
+    notes: list[str] = []
+    connection = Connection(
+        server="https://127.0.0.1:9",
+        namespace="spatialprefs",
+        ssl_context=ssl.create_default_context(),
+    )
+    job = KubernetesJob(
+        api=KubernetesApi(connection),
+        namespace="spatialprefs",
+        name="spatialprefs-run-7-abcd",
+        follower=LogFollower(log_path=tmp_path / "log", metrics_path=tmp_path / "m"),
+        output_key="training/transfer/x.tar.gz",
+        note=notes.append,
+        clock=lambda: now[0],
+    )
+
+    assert job.poll() is None
+    now[0] = API_PATIENCE_SECONDS
+    assert job.poll() is None
+    now[0] = API_PATIENCE_SECONDS + STATUS_SECONDS + 1
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        job.poll()
+
+    (note,) = notes
+    assert note.startswith("job spatialprefs-run-7-abcd: the API server does not answer:")
 
 
 # -- the pod's side, for real -----------------------------------------------------------------

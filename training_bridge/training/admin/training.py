@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
@@ -79,8 +80,14 @@ class TrainingRunStartForm(forms.ModelForm):
         self.fields["launcher"].choices = [
             ("", "as in the config (default: built-in trainer)"),
             (TrainingRun.Launcher.BUILTIN, "builtin: the built-in trainer"),
+            *(
+                [(TrainingRun.Launcher.KUBERNETES, "kubernetes: the built-in trainer as a "
+                  "Kubernetes Job, `devices` GPUs")]
+                if getattr(settings, "TRAINING_KUBERNETES_ENABLED", False)
+                else []
+            ),
             *((name, f"{name}: {text[:80]}" if text else name) for name, text in enabled),
-        ]
+        ]  # fmt: skip
 
     def clean(self):
         data = super().clean()

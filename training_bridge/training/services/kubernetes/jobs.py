@@ -61,6 +61,8 @@ STATUS_SECONDS = 5.0  # how often the Job's status is read
 PENDING_SECONDS = 2.0  # how often a pod not started yet is looked at
 RETRY_SECONDS = 5.0
 LOG_DRAIN_SECONDS = 30.0  # for the last lines once the Job ended
+# How long the API server may be unreachable (a control-plane upgrade) before the run fails.
+API_PATIENCE_SECONDS = 300.0
 URL_MARGIN_SECONDS = 3600
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 _MARKER = METRIC_MARKER.encode()
@@ -142,6 +144,7 @@ class KubernetesJob:
         self.reason = ""
         self._code: int | None = None
         self._checked = -STATUS_SECONDS
+        self._failing_since: float | None = None
         self._deleted = False
         self._done = threading.Event()
         self._ending = threading.Event()
@@ -199,14 +202,29 @@ class KubernetesJob:
         try:
             job = self.api.job_get(self.namespace, self.name)
         except KubernetesError as exc:
-            if exc.status != 404:
+            if exc.status == 404:
+                self.reason = f"the Kubernetes Job {self.name} was deleted"
+                return self._end(-signal.SIGTERM)
+            if exc.status < 500 and exc.status != 429:
                 raise
-            self.reason = f"the Kubernetes Job {self.name} was deleted"
-            return self._end(-signal.SIGTERM)
+            return self._unreachable(exc)
+        except urllib3.exceptions.HTTPError as exc:
+            return self._unreachable(exc)
+        self._failing_since = None
         if not _finished(job):
             return None
         code, self.reason = job_outcome(job, self._pod())
         return self._end(code)
+
+    def _unreachable(self, exc: Exception) -> None:
+        """The Job's status cannot be read for now: the run goes on (its pod does) unless
+        that lasts past API_PATIENCE_SECONDS."""
+        now = self.clock()
+        if self._failing_since is None:
+            self._failing_since = now
+            self.note(f"job {self.name}: the API server does not answer: {exc} (retrying)")
+        if now - self._failing_since > API_PATIENCE_SECONDS:
+            raise exc
 
     def _end(self, code: int) -> int:
         self._ending.set()
