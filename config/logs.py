@@ -39,7 +39,7 @@ _task_tokens: dict[str, tuple[contextvars.Token, contextvars.Token]] = {}
 
 
 def request_id() -> str:
-    """The current request's id; "-" outside a request."""
+    """The current request's (or Celery task's) id; "-" outside both."""
     return _request_id.get()
 
 
@@ -80,7 +80,7 @@ def task_request_id_attach(headers: dict | None = None, **kwargs: object) -> Non
 
 def task_log_context_enter(task_id: str = "", task: Any = None, **kwargs: object) -> None:
     """Celery's task_prerun: the task's log records carry its request id, id and name. A task
-    run eagerly inside a request keeps the request's id."""
+    run eagerly inside a request or task keeps that one's id."""
     request = getattr(task, "request", None)
     sent = request.get(TASK_HEADER) if request is not None else None
     current = _request_id.get()
