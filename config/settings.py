@@ -67,6 +67,9 @@ MIDDLEWARE = [
     "config.outage.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CommonMiddleware, the first to check the Host: the probes and Prometheus ask the
+    # pod's own address, and these paths are answered whatever their Host (config/probes.py).
+    "config.probes.ProbeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -280,6 +283,10 @@ GENERATION_LEASE_SECONDS = env.int("GENERATION_LEASE_SECONDS", default=120)
 # A generation worker stores and records a batch's images while it renders the next one
 # (generation_workers/services/write_behind.py); off: each task stores before it returns.
 GENERATION_WRITE_BEHIND = env.bool("GENERATION_WRITE_BEHIND", default=True)
+# Backends beside the built-in ones, name=module (a module with `backend_for(config)`), for
+# stand-ins such as bench/scale's simulated GPU. A config naming one is made through the ORM:
+# the API and the admin offer the built-in backends only.
+GENERATION_EXTRA_BACKENDS = env.dict("GENERATION_EXTRA_BACKENDS", default={})
 # A training worker beats every TRAINING_HEARTBEAT_SECONDS while its run goes on; every worker
 # marks failed the runs whose last beat is older than TRAINING_HEARTBEAT_STALE_SECONDS (a crash).
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)

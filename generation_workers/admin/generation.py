@@ -33,8 +33,8 @@ from generation_workers.services.campaigns import (
 )
 from generation_workers.services.config_rules import (
     EDITABLE_FIELDS,
-    PARAM_FIELDS,
     generator_config_clean,
+    param_fields,
 )
 from generation_workers.services.configs import (
     generator_config_check_request,
@@ -104,7 +104,7 @@ class GeneratorConfigAdmin(RoleMatrixAdmin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # A config that made candidates keeps its generation settings (they are in every key).
         if obj is not None and obj.pk and generator_config_is_used(config_id=obj.pk):
-            fixed = ["backend", *PARAM_FIELDS[GeneratorConfig.Backend(obj.backend)]]
+            fixed = ["backend", *param_fields(obj.backend)]
             return list(dict.fromkeys([*self.readonly_fields, *fixed]))
         return self.readonly_fields
 

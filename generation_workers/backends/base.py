@@ -111,24 +111,28 @@ _MODULES = {
 }
 
 
-def backend_load(config: BackendConfig) -> Backend:
-    """The backend for a config, imported on first use (torch only ever loads in workers)."""
-    module_name = _MODULES.get(config.backend)
+def _module(backend: str, extra_modules: Mapping[str, str] | None) -> Any:
+    module_name = _MODULES.get(backend) or (extra_modules or {}).get(backend)
     if module_name is None:
-        raise ConfigUnusable(f"unknown backend {config.backend!r}")
-    module = importlib.import_module(module_name)
-    return module.backend_for(config)
+        raise ConfigUnusable(f"unknown backend {backend!r}")
+    return importlib.import_module(module_name)
 
 
-def backend_check(config: BackendConfig) -> str:
+def backend_load(
+    config: BackendConfig, *, extra_modules: Mapping[str, str] | None = None
+) -> Backend:
+    """The backend for a config, imported on first use (torch only ever loads in workers).
+    `extra_modules` (settings.GENERATION_EXTRA_BACKENDS) names backends beside the built-in
+    ones, e.g. a benchmark's stand-in for a GPU."""
+    return _module(config.backend, extra_modules).backend_for(config)
+
+
+def backend_check(config: BackendConfig, *, extra_modules: Mapping[str, str] | None = None) -> str:
     """Load the config's backend afresh and make one test image; a sentence on what was found.
 
     Raises ConfigUnusable with the reason when it cannot be used.
     """
-    module_name = _MODULES.get(config.backend)
-    if module_name is None:
-        raise ConfigUnusable(f"unknown backend {config.backend!r}")
-    return importlib.import_module(module_name).config_check(config)
+    return _module(config.backend, extra_modules).config_check(config)
 
 
 def render_splitting_on_oom(

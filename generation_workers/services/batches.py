@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
@@ -109,7 +110,10 @@ def _render(
     if not items:
         return described, results
     try:
-        backend = backend_load(generator_config_backend_spec(config=config))
+        backend = backend_load(
+            generator_config_backend_spec(config=config),
+            extra_modules=settings.GENERATION_EXTRA_BACKENDS,
+        )
         described = backend.describe()
         release: Callable[[], None] = getattr(backend, "release_memory", lambda: None)
         rendered = render_splitting_on_oom(items, backend.render, after_oom=release)

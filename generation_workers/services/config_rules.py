@@ -59,6 +59,9 @@ PARAM_FIELDS = {
     ),
     Backend.PROCEDURAL: ("width", "height", "extra_args", "image_format"),
 }
+# A backend named in settings.GENERATION_EXTRA_BACKENDS (a benchmark's stand-in) has no model:
+# its images depend on these, as the procedural renderer's do.
+EXTRA_BACKEND_PARAM_FIELDS = PARAM_FIELDS[Backend.PROCEDURAL]
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,2})?)$")
 QUEUE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -71,13 +74,18 @@ MAX_EXTRA_ARGS_BYTES = 4096
 MAX_NEGATIVE_PROMPT = 2000
 
 
+def param_fields(backend: str) -> tuple[str, ...]:
+    """The settings that decide a backend's images (PARAM_FIELDS)."""
+    return PARAM_FIELDS.get(backend, EXTRA_BACKEND_PARAM_FIELDS)
+
+
 def params_of(*, backend: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    return {"backend": backend, **{name: values[name] for name in PARAM_FIELDS[Backend(backend)]}}
+    return {"backend": backend, **{name: values[name] for name in param_fields(backend)}}
 
 
 def generator_config_params(*, config: GeneratorConfig) -> dict[str, Any]:
     """The settings that decide a config's images (see PARAM_FIELDS)."""
-    fields = PARAM_FIELDS[Backend(config.backend)]
+    fields = param_fields(config.backend)
     return params_of(
         backend=config.backend, values={name: getattr(config, name) for name in fields}
     )

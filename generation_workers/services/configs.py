@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -179,7 +180,10 @@ def generator_config_check_run(*, config_id: int) -> bool:
             GeneratorConfig.objects.filter(pk=config_id).update(model_revision=revision)
             config.model_revision = revision
     try:
-        message = backend_check(generator_config_backend_spec(config=config))
+        message = backend_check(
+            generator_config_backend_spec(config=config),
+            extra_modules=settings.GENERATION_EXTRA_BACKENDS,
+        )
     except ConfigUnusable as exc:
         _check_record(config_id, False, str(exc))
         return False
