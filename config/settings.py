@@ -67,6 +67,9 @@ MIDDLEWARE = [
     "config.outage.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CommonMiddleware, the first to check the Host: the probes and Prometheus ask the
+    # pod's own address, and these paths are answered whatever their Host (config/probes.py).
+    "config.probes.ProbeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
