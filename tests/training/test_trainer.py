@@ -208,6 +208,7 @@ def test_the_tiny_clip_backbone_trains_pickscore_style_and_reloads(
         ({"devices": 2, "device": "cpu"}, "devices", "several devices need GPUs"),
         ({"device": "tpu"}, "device", "must be auto, cpu, cuda"),
         ({"epoch": 3}, "epoch", "unknown key"),
+        ({"hflip": 1.5}, "hflip", "must be a number from 0 to 1"),
     ],
 )
 def test_a_bad_trainer_config_names_the_key(config, field, message):

@@ -11,7 +11,14 @@
      "image_size": 64,                         # builtin; clip takes the folder's own
      "dataset_format": "parquet" | "webdataset",
      "tie_margin": 0.0,                        # |score difference| <= margin counts as a tie
-     "log_every_steps": 1, "max_text_length": 64, "grad_clip": 1.0, "num_threads": null}
+     "log_every_steps": 1, "max_text_length": 64, "grad_clip": 1.0, "num_threads": null,
+     "hflip": 0.5}                             # builtin 0.5, clip and vlm 0.0
+
+`hflip`: the share of training pairs mirrored left-right each epoch, their captions' `left`
+and `right` swapped with the images (augment.py), so no pair's label turns false. On by
+default for the built-in backbone, which learns left and right from scratch (and draws only
+left-right symmetric shapes); off for the pretrained backbones, whose images may carry text or
+handed objects a mirror would misdraw.
 
 The `vlm` backbone (a Qwen2-VL / Qwen2.5-VL folder in `model_path`, LoRA through peft) takes
 these keys too, refused for the other backbones (see `VlmOptions`):
@@ -42,6 +49,7 @@ DATASET_FORMATS = ("parquet", "webdataset")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 EARLY_STOPPING_METRICS = ("val/accuracy", "val/loss")
 DEFAULT_LR = {"builtin": 1e-3, "clip": 1e-5, "vlm": 1e-4}
+DEFAULT_HFLIP = {"builtin": 0.5, "clip": 0.0, "vlm": 0.0}
 DEFAULT_IMAGE_SIZE = 64
 LOSSES = ("uncertainty", "bradley_terry")
 VISION_MODES = ("frozen", "lora")
@@ -112,6 +120,7 @@ class TrainerConfig:
     max_text_length: int
     grad_clip: float
     num_threads: int | None
+    hflip: float
     vlm: VlmOptions | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -339,6 +348,7 @@ def config_parse(raw: Any, *, check_paths: bool = True) -> TrainerConfig:
         max_text_length=_int(raw, "max_text_length", 256 if backbone == "vlm" else 64, 4, 4096),
         grad_clip=_float(raw, "grad_clip", 1.0, 0.0, 1e6),
         num_threads=num_threads,
+        hflip=_float(raw, "hflip", DEFAULT_HFLIP[backbone], 0.0, 1.0),
         vlm=vlm,
     )
 

@@ -1,8 +1,10 @@
 """The training loop: batches of pairs, Bradley-Terry loss, per-epoch validation, early
 stopping, the best weights restored, the test report and the checkpoint.
 
-- Deterministic on CPU for a seed (seeded shuffles, deterministic algorithms, no worker
-  processes); the same thread count gives the same numbers.
+- Deterministic on CPU for a seed (seeded shuffles and mirror draws, deterministic algorithms,
+  no worker processes); the same thread count gives the same numbers.
+- Augmentation: `hflip` of the training pairs, each epoch, are mirrored left-right with their
+  captions' left and right swapped (augment.py); validation and test pairs never are.
 - Under torchrun (WORLD_SIZE > 1) each process trains on its share of every epoch's shuffle
   with DistributedDataParallel (NCCL on GPUs, gloo on CPU); rank 0 validates, writes the
   metrics, the reports and the checkpoint.
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training_bridge.training.trainer.augment import caption_mirror, mirror_mask
 from training_bridge.training.trainer.config import TrainerConfig
 from training_bridge.training.trainer.data import DecodedImages, PairRecord, dataset_read
 from training_bridge.training.trainer.events import Events, Stopped
@@ -126,18 +129,33 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
 
 def _batch(
     net: RewardNet, pairs: list[PairRecord], images: DecodedImages, indices: list[int],
-    device: torch.device, config: TrainerConfig,
+    device: torch.device, config: TrainerConfig, mirrored: np.ndarray | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Text (one per pair), pixels (the pairs' image 0s, then their image 1s), text index and
-    the targets label_0."""
-    captions = [pairs[i].caption for i in indices]
-    stacked = np.stack([images.get(i, 0) for i in indices] + [images.get(i, 1) for i in indices])
+    the targets label_0. Pairs whose index is set in `mirrored` come mirrored left-right,
+    images and caption (augment.py)."""
+    flip = [bool(mirrored[i]) if mirrored is not None else False for i in indices]
+    captions = [
+        caption_mirror(pairs[i].caption) if f else pairs[i].caption
+        for i, f in zip(indices, flip, strict=True)
+    ]
+    stacked = np.stack(
+        [
+            _side(images.get(i, side), f)
+            for side in (0, 1)
+            for i, f in zip(indices, flip, strict=True)
+        ]
+    )
     text = net.texts_encode(captions, device)
     pixels = net.pixels(stacked, device)
     count = len(indices)
     text_index = torch.arange(count, device=device).repeat(2)
     targets = torch.tensor([_target(pairs[i], config) for i in indices], device=device)
     return text, pixels, text_index, targets
+
+
+def _side(image: np.ndarray, mirror: bool) -> np.ndarray:
+    return image[:, ::-1] if mirror else image
 
 
 def _autocast(config: TrainerConfig, device: torch.device):
@@ -307,6 +325,9 @@ def train(
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         order = torch.randperm(len(train_pairs), generator=generator).tolist()
         order = (order + order[: per_rank * dist.world - len(order)])[dist.rank :: dist.world]
+        mirrored = mirror_mask(
+            len(train_pairs), probability=config.hflip, seed=config.seed, epoch=epoch
+        )
         if dist.main:
             events.progress(step=step, total_steps=total_steps, epoch=epoch, epochs=config.epochs)
         epoch_loss, epoch_count = 0.0, 0
@@ -315,7 +336,7 @@ def train(
         for position, indices in enumerate(batches):
             _stop_check(events, dist)
             text, pixels, text_index, targets = _batch(
-                net, train_pairs, images["train"], indices, dist.device, config
+                net, train_pairs, images["train"], indices, dist.device, config, mirrored
             )
             count = len(indices)
             # accumulation: an optimizer step every `accumulate` batches and at the epoch's
