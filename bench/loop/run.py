@@ -2,19 +2,22 @@
 perturbed) -> simulated annotators -> freeze -> train the built-in model on CPU -> validation
 pairwise accuracy on held-out prompts.
 
-    .venv/bin/python bench/loop/run.py                       # the default figure
+    .venv/bin/python bench/loop/run.py                       # the default figure, seed 0
+    .venv/bin/python bench/loop/run.py --seed 1000 --seeds 5 # seeds 1000-1004: median, min, max
     .venv/bin/python bench/loop/run.py --prompts 120 --epochs 2 --annotators 1   # smoke
 
 Every stage calls the owning app's services, as the platform runs them:
 1. prompts: `prompt_set_create` (single-relation prompts, each with `--per-prompt`
    perturbations: swap, flip or replace);
-2. images: a procedural generator config and a campaign (`campaign_create`, `campaign_launch`);
+2. images: a procedural generator config and a campaign (`campaign_create`, `campaign_launch`,
+   `--images-per-prompt` render seeds per prompt);
    its batches run in this process (Celery eager mode: the same `generation.render_batch`
    task a GPU worker runs), images stored under content-hash keys in local files;
 3. pairs: the labeling engine's counterfactual pair builder (original vs perturbed image, same
    seed, judged against the original prompt);
 4. judgments: `--annotators` simulated annotators lease pairs and submit through the labeling
-   engine, each agreeing with the intended winner with probability `--agree`;
+   engine, each agreeing with the intended winner with probability `--agree` (drawn per
+   annotator and pair, so the labels do not depend on how the threads interleave);
 5. freeze and export: `dataset_snapshot` (Parquet with image bytes; splits by prompt group,
    so validation and test prompts, object pairs included, are never trained on);
 6. training: `training_run_start` + `training_run_execute_and_register`, the real launcher: the
@@ -22,7 +25,12 @@ Every stage calls the owning app's services, as the platform runs them:
    database; the succeeded run registers its reward model.
 
 Creates (dropping it first) the PostgreSQL database --database. Prints a Markdown table and
-writes bench/out/loop/result.json.
+writes <--out>/result.json; with `--seeds N` each seed runs in a child process into
+<--out>/seed-<s>/ and the distribution goes to <--out>/seeds.json.
+
+Same seed, same figures (on one machine, trainer thread count fixed by `--threads`): prompts,
+renders, pairs, labels, splits, the trainer's shuffles and mirror draws are all functions of the
+seed. What a repeat does not reproduce is time.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import json
 import os
 import random
 import resource
+import subprocess
 import sys
 import time
 import uuid
@@ -43,7 +52,8 @@ sys.path.insert(0, str(ROOT))
 # Objects whose procedural appearance (shape and colour, from the name) is unique among them.
 OBJECTS = [
     "person", "bicycle", "car", "airplane", "bus", "train", "truck", "horse", "cow", "elephant",
-    "bear", "giraffe", "umbrella", "suitcase", "bottle", "bowl", "banana", "chair",
+    "bear", "giraffe", "umbrella", "suitcase", "bottle", "bowl", "banana", "chair", "bird", "cat",
+    "dog", "cup", "book", "backpack",
 ]  # fmt: skip
 RELATIONS = ["left_of", "right_of", "above", "below"]
 
@@ -90,6 +100,8 @@ def _distinct_objects(count: int) -> list[str]:
         if (look.shape, look.color) not in seen:
             seen.add((look.shape, look.color))
             chosen.append(name)
+    if len(chosen) < count:
+        raise SystemExit(f"--objects: at most {len(chosen)} objects look distinct, got {count}")
     return chosen[:count]
 
 
@@ -122,7 +134,7 @@ def stage_images(args: argparse.Namespace, prompt_set):
         name=f"loop-{prompt_set.pk}",
         prompt_set_id=prompt_set.pk,
         config_ids=[config.pk],
-        seeds_per_prompt=args.seeds,
+        seeds_per_prompt=args.images_per_prompt,
     )
     campaign_launch(campaign_id=campaign.pk)  # batches render on commit (eager mode)
     campaign.refresh_from_db()
@@ -153,7 +165,11 @@ def stage_pairs(args: argparse.Namespace, campaign):
 
 def stage_judgments(args: argparse.Namespace, queue, raters) -> tuple[int, float]:
     """Simulated annotators, working at the same time (a thread each, as people would): lease
-    pairs, submit the intended winner with probability `agree`, else the other image."""
+    pairs, submit the intended winner with probability `agree`, else the other image.
+
+    Whether annotator i agrees on a pair is drawn from (seed, i, the pair's two image hashes),
+    not from a stream consumed in lease order: the threads interleave differently on every run,
+    and with one stream per annotator the same seed gave other labels (and other accuracies)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connection
@@ -162,18 +178,24 @@ def stage_judgments(args: argparse.Namespace, queue, raters) -> tuple[int, float
     from annotation.services.assignment import pairs_next_for_annotator
     from annotation.services.judgments import judgment_submit
 
-    intended = dict(
-        Pair.objects.filter(queue=queue).values_list("pk", "intended_winner__content_sha256")
+    rows = Pair.objects.filter(queue=queue).values_list(
+        "pk",
+        "intended_winner__content_sha256",
+        "candidate_a__content_sha256",
+        "candidate_b__content_sha256",
     )
+    intended = {pk: winner for pk, winner, _, _ in rows}
+    identity = {pk: ":".join(sorted((a, b))) for pk, _, a, b in rows}
 
     def annotate(index: int) -> tuple[int, int]:
-        rater, rng = raters[index], random.Random(f"{args.seed}:{index}")
+        rater = raters[index]
         stored = agreed = 0
         try:
             while items := pairs_next_for_annotator(user=rater, queue_id=queue.pk, count=20):
                 for item in items:
                     left_wins = item.left.content_sha256 == intended[item.pair_id]
-                    agree = rng.random() < args.agree
+                    draw = random.Random(f"{args.seed}:{index}:{identity[item.pair_id]}")
+                    agree = draw.random() < args.agree
                     judgment_submit(
                         user=rater,
                         queue_id=queue.pk,
@@ -223,16 +245,20 @@ def stage_train(args: argparse.Namespace, version):
     }
     if args.threads:
         config["num_threads"] = args.threads
+    if args.hflip is not None:
+        config["hflip"] = args.hflip
     run = training_run_start(version_id=version.pk, config=config, enqueue=False).run
     return training_run_execute_and_register(run_id=run.pk)
 
 
 def intended_accuracy(run, version) -> dict[str, float | None]:
     """Accuracy of the final model against the intended winner (not the human label) on the
-    test pairs, from the run's evaluation report."""
+    test pairs, from the run's evaluation report. Score 0 is the image the export shows first:
+    candidate b where the export swapped the pair's sides (`exporters.sides`)."""
     from django.core.files.storage import storages
 
     from annotation.models import Pair
+    from training_bridge.datasets.exporters.sides import sides_swapped
 
     key = next(a["key"] for a in run.artifacts if a["name"] == "evaluation.json")
     with storages["default"].open(key) as handle:
@@ -242,16 +268,16 @@ def intended_accuracy(run, version) -> dict[str, float | None]:
     hits = []
     for score in report["scores"]:
         pair = pairs[score["pair_id"]]
-        first_is_intended = pair.intended_winner_id == pair.candidate_a_id
-        hits.append((score["score_0"] > score["score_1"]) == first_is_intended)
+        first = pair.candidate_b_id if sides_swapped(pair.pk) else pair.candidate_a_id
+        hits.append((score["score_0"] > score["score_1"]) == (pair.intended_winner_id == first))
     return {"test_vs_intended": sum(hits) / len(hits) if hits else None, "test_pairs": len(hits)}
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=1200, help="original prompts")
     parser.add_argument("--per-prompt", type=int, default=2, help="perturbations per prompt")
-    parser.add_argument("--seeds", type=int, default=2, help="images per prompt")
+    parser.add_argument("--images-per-prompt", type=int, default=2, help="render seeds each")
     parser.add_argument("--objects", type=int, default=24, help="object vocabulary size")
     parser.add_argument("--size", type=int, default=64, help="image size (px)")
     parser.add_argument("--annotators", type=int, default=3)
@@ -262,10 +288,21 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--head", default="gaussian", choices=["scalar", "gaussian"])
     parser.add_argument("--threads", type=int, default=1, help="trainer threads (0: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hflip", type=float, default=None, help="trainer's mirror share (default: its own)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the (first) seed")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="loops on seeds --seed .. --seed + N - 1, one after "
+        "another (a child process each); prints the median, minimum and maximum",
+    )  # fmt: skip
     parser.add_argument("--database", default="bench_loop")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "loop"))
-    args = parser.parse_args()
+    return parser
+
+
+def loop_once(args: argparse.Namespace) -> dict:
+    """One loop on `args.seed`: prints its tables, writes and returns result.json."""
     Path(args.out).mkdir(parents=True, exist_ok=True)
 
     load_before = _load()
@@ -305,6 +342,7 @@ def main() -> None:
     summary = run.summary
     result = {
         "command": " ".join(sys.argv),
+        "seed": args.seed,
         "load_before": load_before,
         "load_after": _load(),
         "setup_seconds (database + migrate)": round(setup_seconds, 1),
@@ -314,7 +352,10 @@ def main() -> None:
         "val/accuracy (best epoch, human labels)": summary.get("val/accuracy"),
         "test/accuracy (human labels)": summary.get("test/accuracy"),
         **intended_accuracy(run, version),
+        "val_pairs": summary.get("val_pairs"),
+        "trainer_config": run.config,
         "best_epoch": summary.get("best_epoch"),
+        "epochs_run": summary.get("epochs_run"),
         "steps": summary.get("steps"),
         "train_seconds (trainer)": summary.get("seconds"),
         "cpu_seconds (this process + children)": round(
@@ -335,6 +376,67 @@ def main() -> None:
     for key, value in result.items():
         if key not in ("stages",):
             print(f"| {key} | {value} |")
+
+    return result
+
+
+FIGURES = (
+    ("test/accuracy (human labels)", "test accuracy (human labels)"),
+    ("test_vs_intended", "test vs intended winner"),
+    ("val/accuracy (best epoch, human labels)", "val accuracy (best epoch)"),
+    ("loop_seconds", "loop s"),
+)
+
+
+def loop_seeds(args: argparse.Namespace) -> None:
+    """`args.seeds` loops, one child process each (a fresh interpreter, database and output
+    folder per seed, so no seed's state reaches the next), then their distribution."""
+    import statistics
+
+    results = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        child = [sys.executable, str(Path(__file__).resolve())]
+        for key, value in vars(args).items():
+            if key not in ("seed", "seeds", "out") and value is not None:
+                child += [f"--{key.replace('_', '-')}", str(value)]
+        out = Path(args.out) / f"seed-{seed}"
+        child += ["--seed", str(seed), "--out", str(out)]
+        print(f"== seed {seed}: {' '.join(child[1:])}", flush=True)
+        subprocess.run(child, check=True)
+        results.append(json.loads((out / "result.json").read_text()))
+    print(
+        "\n| seed | val / test pairs | val accuracy (best epoch) | test accuracy (human labels)"
+        " | test vs intended | best epoch / run | loop s | load (1-min) before -> after |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['seed']} | {r['val_pairs']} / {r['test_pairs']} "
+            f"| {r['val/accuracy (best epoch, human labels)']:.3f} "
+            f"| {r['test/accuracy (human labels)']:.3f} | {r['test_vs_intended']:.3f} "
+            f"| {r['best_epoch']} / {r['epochs_run']} | {r['loop_seconds']:.1f} "
+            f"| {r['load_before'].split()[0]} -> {r['load_after'].split()[0]} |"
+        )  # fmt: skip
+    distribution = {}
+    print("\n| figure | median | min | max |\n|---|---|---|---|")
+    for key, name in FIGURES:
+        values = [r[key] for r in results]
+        distribution[key] = {
+            "median": statistics.median(values), "min": min(values), "max": max(values)
+        }  # fmt: skip
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in distribution[key].values()) + " |")
+    summary = {"command": " ".join(sys.argv), "distribution": distribution, "runs": results}
+    (Path(args.out) / "seeds.json").write_text(json.dumps(summary, indent=1))
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.seeds < 1:
+        raise SystemExit("--seeds: must be at least 1")
+    if args.seeds == 1:
+        loop_once(args)
+    else:
+        loop_seeds(args)
 
 
 if __name__ == "__main__":
