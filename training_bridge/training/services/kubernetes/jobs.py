@@ -17,6 +17,7 @@ by a worker that died (its run swept as failed) is deleted by the next submissio
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -399,7 +400,7 @@ def kubernetes_job_submit(
     api = api or KubernetesApi(connection_load(settings.kubeconfig))
     namespace = settings.namespace or api.connection.namespace
     image = settings.image or _own_image(api)
-    settings = JobSettings(**{**settings.__dict__, "namespace": namespace, "image": image})
+    settings = dataclasses.replace(settings, namespace=namespace, image=image)
     jobs_reap(api=api, namespace=namespace)
     job = job_render(run=run, token=token, job=settings)
     name = job["metadata"]["name"]
