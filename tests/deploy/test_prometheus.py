@@ -1,0 +1,95 @@
+"""deploy/prometheus/scrape-configs.yaml against what it scrapes: the kubernetes job selects the
+web pods of deploy/k8s by their label and port name, the compose job names compose's web service
+and port, and a scrape as each job sends it (plain HTTP, the target's address as the Host, the
+bearer token) is answered under the shipped settings, and refused without the token."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from django.test import Client
+from django.urls import resolve
+
+from tests.deploy.test_k8s import POD_ADDRESS, objects, overlay_settings, web_container
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRAPE_CONFIGS = ROOT / "deploy" / "prometheus" / "scrape-configs.yaml"
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+TOKEN = "scrape-token-for-tests-0123456789"
+
+
+def jobs() -> dict[str, dict]:
+    return {
+        job["job_name"]: job for job in yaml.safe_load(SCRAPE_CONFIGS.read_text())["scrape_configs"]
+    }
+
+
+def kept(job: dict) -> dict[str, str]:
+    """The `keep` rules of a job's relabelling: source label -> regex."""
+    rules = [rule for rule in job["relabel_configs"] if rule.get("action") == "keep"]
+    return {rule["source_labels"][0]: rule["regex"] for rule in rules}
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / "deploy" / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def scraped(job: dict, host: str) -> tuple[int, int]:
+    """(status with the token, status without) of the job's scrape as Prometheus sends it."""
+    assert job["scheme"] == "http"
+    assert job["authorization"]["type"] == "Bearer"
+    assert resolve(job["metrics_path"]).url_name == "metrics"
+    client = Client(HTTP_HOST=host)
+    with_token = client.get(job["metrics_path"], headers={"Authorization": f"Bearer {TOKEN}"})
+    return with_token.status_code, client.get(job["metrics_path"]).status_code
+
+
+@pytest.mark.django_db
+def test_the_kubernetes_job_scrapes_the_web_pods_port_under_the_prod_settings(settings):
+    job = jobs()["spatialprefs-web"]
+    (discovery,) = job["kubernetes_sd_configs"]
+    assert discovery["role"] == "pod"
+    prod = objects("prod", "Deployment")["web"]
+    assert discovery["namespaces"]["names"] == [prod["metadata"]["namespace"]]
+    labels = prod["spec"]["template"]["metadata"]["labels"]
+    ports = {port["name"]: port["containerPort"] for port in web_container("prod")["ports"]}
+    keep = kept(job)
+    assert labels["app.kubernetes.io/name"] == keep.pop(
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name"
+    )
+    assert ports[keep.pop("__meta_kubernetes_pod_container_port_name")] == 8000
+    assert keep == {}
+    # the probes ask the same port
+    assert web_container("prod")["livenessProbe"]["httpGet"]["port"] in ports
+    overlay_settings("prod", settings)
+    settings.METRICS_TOKEN = TOKEN
+    assert scraped(job, POD_ADDRESS) == (200, 403)
+
+
+@pytest.mark.django_db
+def test_the_compose_job_scrapes_the_web_service_under_the_env_example_settings(settings):
+    job = jobs()["spatialprefs-web-compose"]
+    ((target,),) = [config["targets"] for config in job["static_configs"]]
+    service, port = target.split(":")
+    web = yaml.safe_load(COMPOSE.read_text())["services"][service]
+    assert port in web["expose"]
+    assert f"0.0.0.0:{port}" in web["command"]
+    example = env_example()
+    settings.ALLOWED_HOSTS = example["ALLOWED_HOSTS"].split(",")
+    settings.SECURE_SSL_REDIRECT = example["SECURE_SSL_REDIRECT"] == "1"
+    settings.METRICS_TOKEN = TOKEN
+    assert scraped(job, target) == (200, 403)
+
+
+@pytest.mark.django_db
+def test_composes_web_health_check_passes_under_the_env_example_settings(settings):
+    """The check's URL, with the Host urllib sends for it (its own address), answered 200."""
+    test = yaml.safe_load(COMPOSE.read_text())["services"]["web"]["healthcheck"]["test"]
+    (url,) = [word for part in test for word in part.split("'") if word.startswith("http://")]
+    host, path = url.removeprefix("http://").split("/", 1)
+    assert resolve(f"/{path}").url_name == "health"
+    example = env_example()
+    settings.ALLOWED_HOSTS = example["ALLOWED_HOSTS"].split(",")
+    settings.SECURE_SSL_REDIRECT = example["SECURE_SSL_REDIRECT"] == "1"
+    assert Client(HTTP_HOST=host).get(f"/{path}").status_code == 200
