@@ -295,6 +295,22 @@ TRAINING_WORK_DIR = env("TRAINING_WORK_DIR", default=None)  # runs' scratch; def
 # Names of environment variables a training launcher definition may never list (beside
 # SECRET_KEY, DATABASE_URL, the broker, result backend and AWS keys, which it never may).
 TRAINING_LAUNCHER_SECRET_ENV = env.list("TRAINING_LAUNCHER_SECRET_ENV", default=[])
+# The Kubernetes launcher (training_bridge/training/services/kubernetes/): a run whose config
+# says "launcher": "kubernetes" becomes a Job the training worker submits and follows
+# (docs/operations.md). Unset values take the defaults of kubernetes/manifests.py (DEFAULTS).
+TRAINING_KUBERNETES_ENABLED = env.bool("TRAINING_KUBERNETES_ENABLED", default=False)
+TRAINING_KUBERNETES_NAMESPACE = env("TRAINING_KUBERNETES_NAMESPACE", default=None)
+TRAINING_KUBERNETES_IMAGE = env("TRAINING_KUBERNETES_IMAGE", default=None)
+TRAINING_KUBERNETES_SERVICE_ACCOUNT = env("TRAINING_KUBERNETES_SERVICE_ACCOUNT", default=None)
+TRAINING_KUBERNETES_NODE_SELECTOR = env.json("TRAINING_KUBERNETES_NODE_SELECTOR", default=None)
+TRAINING_KUBERNETES_TOLERATIONS = env.json("TRAINING_KUBERNETES_TOLERATIONS", default=None)
+TRAINING_KUBERNETES_ENV_FROM = env.list("TRAINING_KUBERNETES_ENV_FROM", default=None)
+TRAINING_KUBERNETES_CPU = env("TRAINING_KUBERNETES_CPU", default=None)
+TRAINING_KUBERNETES_MEMORY = env("TRAINING_KUBERNETES_MEMORY", default=None)
+TRAINING_KUBERNETES_SHM = env("TRAINING_KUBERNETES_SHM", default=None)
+TRAINING_KUBERNETES_DEADLINE_SECONDS = env.int("TRAINING_KUBERNETES_DEADLINE_SECONDS", default=None)
+TRAINING_KUBERNETES_TTL_SECONDS = env.int("TRAINING_KUBERNETES_TTL_SECONDS", default=None)
+TRAINING_KUBERNETES_KUBECONFIG = env("TRAINING_KUBERNETES_KUBECONFIG", default=None)
 # No setting here for experiment trackers: the built-in trainer always writes TensorBoard event
 # files (a run artifact), and logs to MLflow when the worker's environment has
 # MLFLOW_TRACKING_URI, to W&B when it has WANDB_PROJECT (training/trainer/tracking.py).
