@@ -5,27 +5,33 @@
 The shipped proxy (deploy/proxy/nginx.conf with internal-files.conf, made runnable by
 tests/deploy/proxy_conf.py: loopback ports, a self-signed certificate) in front of gunicorn
 (--workers x --threads) on a benchmark database (created and migrated if missing). One
-annotator holds one pair per image size; its thumbnails are files of exactly 64, 256 and
-512 KB (the view only reads their bytes). For each storage (local files, moto's S3 server)
-and each mode (STORAGE_ACCEL_REDIRECT empty: gunicorn streams; set: nginx sends), ApacheBench
-(`ab`, apt-get install apache2-utils) fetches one image reference over HTTPS with keep-alive
-and --concurrency connections for --seconds after a one-second warm-up: images/s, and the CPU
-milliseconds per image of gunicorn (master and workers), of nginx and of moto, from /proc.
-Every answer is checked once for its exact bytes. Prints a table; writes
-bench/out/proxy-images.json.
+annotator holds one pair per image size; its thumbnails are files of exactly --sizes KB (the
+view only reads their bytes). For each storage (local files, moto's S3 server) and each mode
+(STORAGE_ACCEL_REDIRECT empty: gunicorn streams; set: nginx sends), after a 2-second warm-up
+per gunicorn: ApacheBench (`ab`, apt-get install apache2-utils) fetches each size over HTTPS
+with keep-alive and --concurrency connections for --seconds: images/s, the CPU milliseconds
+per image of gunicorn (master and workers), nginx and moto (/proc), and how long a gunicorn
+thread was held per image (its access log's request time: until the last byte went to
+nginx). Then --concurrency slow clients (--slow-rate bytes/s, an annotator on a thin link) read
+the largest image at once: their time and the thread time per image. Every answer is checked
+once for its exact length and for no ETag. Prints a table; writes bench/out/proxy-images.json.
 """
 
 import argparse
+import http.client
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -59,13 +65,20 @@ def images_leased(sizes_kb: list[int], media: Path) -> tuple[dict[int, str], dic
     import django
 
     django.setup()
+    import factory
     from django.conf import settings
     from django.test import Client
 
     from annotation.models import ImageThumbnail
     from generation_workers.models import Candidate
+    from tests import factories
     from tests.labeling.factories import annotators, queue_with_pairs
 
+    # The factories' names count from 0 in every process: start this run's further on.
+    offset = int(time.time() * 1000) % 10**9
+    for value in vars(factories).values():
+        if isinstance(value, type) and issubclass(value, factory.Factory) and value._meta.model:
+            value.reset_sequence(offset)
     run = uuid.uuid4().hex[:8]
     queue, pairs = queue_with_pairs(n_pairs=len(sizes_kb), name=f"bench-proxy-{run}")
     (ann,) = annotators(1, prefix=f"bench-proxy-{run}-")
@@ -151,13 +164,43 @@ def ab(url: str, cookie: dict, *, seconds: float, concurrency: int) -> dict:
     }
 
 
+def request_seconds(access: Path) -> list[float]:
+    """gunicorn's time per answered request (until its last byte was handed to nginx)."""
+    if not access.exists():
+        return []
+    return [float(line.split()[1]) for line in access.read_text().splitlines() if line]
+
+
+def slow_clients(url: str, cookie: dict, ca: str, *, n: int, rate: int) -> float:
+    """n clients at once, each reading the image at `rate` bytes/s; mean seconds per client."""
+    parts = urlsplit(url)
+    ((name, value),) = cookie.items()
+
+    def one(_: int) -> float:
+        context = ssl.create_default_context(cafile=ca)
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
+        started = time.monotonic()
+        conn.request("GET", parts.path, headers={"Cookie": f"{name}={value}"})
+        answer = conn.getresponse()
+        assert answer.status == 200, answer.status
+        while chunk := answer.read(16384):
+            time.sleep(len(chunk) / rate)
+        conn.close()
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        times = list(pool.map(one, range(n)))
+    return sum(times) / len(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sp_bench_proxy")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--sizes", default="64,256,512", help="image sizes in KB")
+    parser.add_argument("--sizes", default="64,512", help="image sizes in KB")
     parser.add_argument("--storages", default="local,s3")
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--slow-rate", type=int, default=256 * 1024, help="slow clients' bytes/s")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
@@ -228,28 +271,34 @@ def main() -> None:
                         AWS_ACCESS_KEY_ID="bench",
                         AWS_SECRET_ACCESS_KEY="bench",
                     )
+                access = folder / f"access-{storage}-{mode}.log"
                 gunicorn = subprocess.Popen(
                     [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi"]
                     + ["--bind", f"127.0.0.1:{web_port}", "--workers", str(args.workers)]
-                    + ["--threads", str(args.threads), "--log-level", "warning"],
+                    + ["--threads", str(args.threads), "--log-level", "warning"]
+                    + ["--access-logfile", str(access), "--access-logformat", "%(s)s %(L)s"],
                     cwd=ROOT,
                     env=web_env,
                     stdout=subprocess.DEVNULL,
                 )
                 try:
                     wait_port(web_port, gunicorn, "gunicorn")
+                    for size in sizes:  # every worker thread imports and connects first
+                        url = f"https://localhost:{https_port}{urls[size]}"
+                        ab(url, cookie, seconds=2, concurrency=args.concurrency)
                     for size in sizes:
                         url = f"https://localhost:{https_port}{urls[size]}"
                         check = requests.get(url, cookies=cookie, verify=ca)
                         key = next(k for k, v in files.items() if len(v) == size * 1024)
                         assert check.status_code == 200, (storage, mode, check.status_code)
                         assert len(check.content) == size * 1024 and "ETag" not in check.headers
-                        ab(url, cookie, seconds=1, concurrency=args.concurrency)
                         cpu0 = [tree_cpu(p.pid) for p in (gunicorn, nginx, moto)]
                         busy0, total0 = machine_busy()
+                        logged = len(request_seconds(access))
                         run = ab(url, cookie, seconds=args.seconds, concurrency=args.concurrency)
                         busy1, total1 = machine_busy()
                         cpu1 = [tree_cpu(p.pid) for p in (gunicorn, nginx, moto)]
+                        held = request_seconds(access)[logged:]
                         n = max(run["requests"], 1)
                         spent = zip(cpu0, cpu1, strict=True)
                         web, proxy, store = ((b - a) * 1000 / n for a, b in spent)
@@ -257,21 +306,45 @@ def main() -> None:
                             "storage": storage,
                             "mode": mode,
                             "size_kb": size,
+                            "clients": f"ab -c {args.concurrency}",
                             "images_per_s": run["requests"] / run["seconds"],
                             "failed": run["failed"],
                             "web_cpu_ms_per_image": web,
                             "nginx_cpu_ms_per_image": proxy,
                             "moto_cpu_ms_per_image": store,
+                            "web_thread_ms_per_image": 1000 * sum(held) / max(len(held), 1),
                             "machine_busy_pct": 100 * (busy1 - busy0) / (total1 - total0),
                             "key_in_answer": key in check.text or key in str(check.headers),
                         }
                         results.append(row)
                         print(
                             f"{storage:5} {mode:6} {size:4} KB  {row['images_per_s']:8.1f}/s  "
-                            f"web {web:6.2f} ms/img  nginx {proxy:5.2f}  moto {store:6.2f}  "
-                            f"failed {run['failed']}  machine {row['machine_busy_pct']:.0f}%",
+                            f"web {web:6.2f} ms/img CPU, thread held "
+                            f"{row['web_thread_ms_per_image']:6.1f} ms  nginx {proxy:5.2f}  "
+                            f"moto {store:6.2f}  failed {run['failed']}  "
+                            f"machine {row['machine_busy_pct']:.0f}%",
                             flush=True,
                         )
+                    # Annotators on slow links: each reads the largest image at --slow-rate.
+                    url = f"https://localhost:{https_port}{urls[sizes[-1]]}"
+                    logged = len(request_seconds(access))
+                    slow = slow_clients(url, cookie, ca, n=args.concurrency, rate=args.slow_rate)
+                    held = request_seconds(access)[logged:]
+                    row = {
+                        "storage": storage,
+                        "mode": mode,
+                        "size_kb": sizes[-1],
+                        "clients": f"{args.concurrency} at {args.slow_rate} B/s",
+                        "client_seconds": slow,
+                        "web_thread_ms_per_image": 1000 * sum(held) / max(len(held), 1),
+                    }
+                    results.append(row)
+                    print(
+                        f"{storage:5} {mode:6} {sizes[-1]:4} KB  {args.concurrency} clients at "
+                        f"{args.slow_rate} B/s: {slow:.2f} s each, web thread held "
+                        f"{row['web_thread_ms_per_image']:6.1f} ms per image",
+                        flush=True,
+                    )
                 finally:
                     gunicorn.terminate()
                     gunicorn.wait(timeout=30)
