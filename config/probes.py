@@ -15,10 +15,11 @@ So `ProbeMiddleware`, placed just before CommonMiddleware, answers exactly `GET`
 calling their views itself (resolved through config/urls.py, which stays the one map of paths to
 views), and hands every other request, any other path or method, to the stack unchanged, Host
 check included. The views keep their own rules: /metrics still wants the bearer token.
-What stands above it still applies to these requests: django-prometheus's timing, the request
-id, SecurityMiddleware (its SECURE_REDIRECT_EXEMPT answers them over plain HTTP) and the outage
-503. What stands below is skipped: sessions, CSRF, auth, messages, X-Frame-Options, django-axes,
-and so django-prometheus's per-view counts (none of these views uses them).
+What stands above it still applies to these requests: django-prometheus's totals and latency,
+the request id, SecurityMiddleware (its SECURE_REDIRECT_EXEMPT answers them over plain HTTP) and
+the outage 503. What stands below is skipped: sessions, CSRF, auth, messages, X-Frame-Options and
+django-axes, which these views do not use, and django-prometheus's counts by view, which the
+probes and scrapes no longer crowd.
 """
 
 from collections.abc import Callable
