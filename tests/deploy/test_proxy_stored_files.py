@@ -9,8 +9,11 @@ answer 404 to a browser, and a reference works only for the annotator it was han
 """
 
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -24,7 +27,7 @@ from PIL import Image
 
 from annotation.models import ImageThumbnail
 from annotation.services.images import IMAGE_REFERENCE_SECONDS
-from tests.deploy.proxy_conf import free_port, nginx_running, proxy_conf_write
+from tests.deploy.proxy_conf import ROOT, free_port, nginx_running, proxy_conf_write
 from tests.labeling.factories import (
     annotators,
     candidate_with_image,
@@ -166,6 +169,23 @@ def test_a_leads_candidate_image_and_an_artifact_go_the_same_way_on_local_storag
     assert download["X-Accel-Redirect"] == "/_media/datasets/d/v1/jsonl/pairs.jsonl"
     assert download["Content-Disposition"] == 'attachment; filename="d-v1.jsonl"'
     assert download["Content-Type"] == "application/octet-stream"
+
+
+def test_a_prefix_without_its_slashes_stops_the_start_naming_the_setting():
+    # Settings are read once at start-up: a fresh interpreter, as a server starts
+    done = subprocess.run(
+        [sys.executable, "-c", "import config.settings"],
+        cwd=ROOT,
+        env={**os.environ, "STORAGE_ACCEL_REDIRECT": "_store"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: STORAGE_ACCEL_REDIRECT must be empty or a "
+        "path that starts and ends with '/', got '_store'"
+    )
 
 
 # The shipped proxy, for real ----------------------------------------------------------------
