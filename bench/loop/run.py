@@ -167,7 +167,7 @@ def stage_judgments(args: argparse.Namespace, queue, raters) -> tuple[int, float
     """Simulated annotators, working at the same time (a thread each, as people would): lease
     pairs, submit the intended winner with probability `agree`, else the other image.
 
-    Whether annotator i agrees on a pair is drawn from (seed, i, the pair's two image hashes),
+    Whether annotator i agrees on a pair is drawn from (seed, i, the pair's prompt and images),
     not from a stream consumed in lease order: the threads interleave differently on every run,
     and with one stream per annotator the same seed gave other labels (and other accuracies)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -180,12 +180,16 @@ def stage_judgments(args: argparse.Namespace, queue, raters) -> tuple[int, float
 
     rows = Pair.objects.filter(queue=queue).values_list(
         "pk",
+        "prompt__text",
         "intended_winner__content_sha256",
         "candidate_a__content_sha256",
         "candidate_b__content_sha256",
     )
-    intended = {pk: winner for pk, winner, _, _ in rows}
-    identity = {pk: ":".join(sorted((a, b))) for pk, _, a, b in rows}
+    intended = {pk: winner for pk, _, winner, _, _ in rows}
+    # the prompt and the images in their roles: half the pairs show the same two images as
+    # another pair (a swap perturbation renders another prompt's original), judged against
+    # the other prompt; their votes must be drawn apart, else label errors come in twos
+    identity = {pk: f"{text}:{winner}:{b if a == winner else a}" for pk, text, winner, a, b in rows}
 
     def annotate(index: int) -> tuple[int, int]:
         rater = raters[index]
