@@ -49,10 +49,15 @@ def stored_file_response(
     return response
 
 
+def storage_presigns() -> bool:
+    """Whether the default storage hands out presigned URLs (S3) rather than local files."""
+    return not isinstance(default_storage, FileSystemStorage)
+
+
 def _internal_path(key: str) -> str:
     """Where nginx finds `key`, below the internal prefix: the key itself under the media
     folder, or the presigned path and query of an S3 GET (the proxy sends them unchanged)."""
-    if isinstance(default_storage, FileSystemStorage):
+    if not storage_presigns():
         return quote(key)
     url = urlsplit(default_storage.url(key, expire=ACCEL_PRESIGN_SECONDS))
     return f"{url.path.lstrip('/')}?{url.query}"

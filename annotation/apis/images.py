@@ -23,11 +23,10 @@ from annotation.services.images import (
     IMAGE_REFERENCE_SECONDS,
     image_reference_resolve,
     image_reference_source,
-    storage_presigns,
     thumbnail_ensure,
 )
 from config.errors import NotFound
-from config.stored_files import stored_file_response
+from config.stored_files import storage_presigns, stored_file_response
 
 _IMAGE_RESPONSES = {
     (200, "image/webp"): OpenApiResponse(OpenApiTypes.BINARY, description="The image."),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import default_storage
 from django.db import IntegrityError
 from django.urls import reverse
 from PIL import Image, UnidentifiedImageError
@@ -66,11 +66,6 @@ class _ReferenceSigner(signing.TimestampSigner):
 
     def timestamp(self) -> str:
         return self._issued or super().timestamp()
-
-
-def storage_presigns() -> bool:
-    """Whether the default storage hands out presigned URLs (S3) rather than local files."""
-    return not isinstance(default_storage, FileSystemStorage)
 
 
 class ImageUrlMaker:
