@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import Storage, default_storage
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
@@ -49,15 +49,18 @@ def stored_file_response(
     return response
 
 
-def storage_presigns() -> bool:
-    """Whether the default storage hands out presigned URLs (S3) rather than local files."""
-    return not isinstance(default_storage, FileSystemStorage)
+def storage_is_s3(storage: Storage | None = None) -> bool:
+    """Whether `storage` (the default one when not given) is S3, which hands out presigned
+    URLs, rather than a local folder: the one test of it. (boto3 is imported on first use.)"""
+    from storages.backends.s3 import S3Storage
+
+    return isinstance(storage or default_storage, S3Storage)
 
 
 def _internal_path(key: str) -> str:
     """Where nginx finds `key`, below the internal prefix: the key itself under the media
     folder, or the presigned path and query of an S3 GET (the proxy sends them unchanged)."""
-    if not storage_presigns():
+    if not storage_is_s3():
         return quote(key)
     url = urlsplit(default_storage.url(key, expire=ACCEL_PRESIGN_SECONDS))
     return f"{url.path.lstrip('/')}?{url.query}"

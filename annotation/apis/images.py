@@ -26,7 +26,7 @@ from annotation.services.images import (
     thumbnail_ensure,
 )
 from config.errors import NotFound
-from config.stored_files import storage_presigns, stored_file_response
+from config.stored_files import storage_is_s3, stored_file_response
 
 _IMAGE_RESPONSES = {
     (200, "image/webp"): OpenApiResponse(OpenApiTypes.BINARY, description="The image."),
@@ -35,7 +35,7 @@ _IMAGE_RESPONSES = {
 
 
 def _serve(key: str, content_type: str) -> HttpResponseBase:
-    if storage_presigns():
+    if storage_is_s3():
         return HttpResponseRedirect(default_storage.url(key, expire=IMAGE_REFERENCE_SECONDS))
     return stored_file_response(
         key=key, content_type=content_type, cache_control="private, max-age=3600"

@@ -3,8 +3,8 @@
 
 from django.http import HttpResponseBase, HttpResponseRedirect
 
-from config.stored_files import stored_file_response
-from training_bridge.datasets.services.artifacts import artifact_presigned_url, storage_is_s3
+from config.stored_files import storage_is_s3, stored_file_response
+from training_bridge.datasets.services.artifacts import artifact_presigned_url
 
 
 def artifact_response(*, key: str, filename: str) -> HttpResponseBase:

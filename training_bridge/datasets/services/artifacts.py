@@ -23,6 +23,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 
 from config.errors import ValidationFailed
+from config.stored_files import storage_is_s3
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,6 @@ IMAGE_READ_THREADS = 8
 
 def artifact_storage() -> Storage:
     return storages["default"]
-
-
-def storage_is_s3(storage: Storage | None = None) -> bool:
-    from storages.backends.s3 import S3Storage
-
-    return isinstance(storage or artifact_storage(), S3Storage)
 
 
 def storage_image_url_prefix() -> str:

@@ -33,11 +33,8 @@ from typing import Any
 import urllib3
 
 from config.errors import DomainError
-from training_bridge.datasets.services.artifacts import (
-    artifact_open,
-    artifact_storage,
-    storage_is_s3,
-)
+from config.stored_files import storage_is_s3
+from training_bridge.datasets.services.artifacts import artifact_open, artifact_storage
 from training_bridge.models import DatasetExport, TrainingRun
 from training_bridge.training.services.kubernetes.api import (
     KubernetesApi,
