@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -307,6 +308,9 @@ def main() -> None:
     parser.add_argument("--kill", choices=("none", "whole", "children"), default="none")
     parser.add_argument("--kill-at", type=float, default=0.4, help="share of images written")
     parser.add_argument("--kill-share", type=float, default=0.1, help="of the GPU processes")
+    parser.add_argument(
+        "--no-beat", action="store_true", help="no Celery beat: only the workers' lease sweep"
+    )
     parser.add_argument("--max-seconds", type=float, default=900, help="from launch, then give up")
     parser.add_argument("--db", default="sp_fanout")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -384,10 +388,11 @@ def main() -> None:
                     "--loglevel", "INFO"]),
             scratch / "cpu.log", env,
         )  # fmt: skip
-        procs.start(
-            celery(["beat", "-s", str(scratch / "beat-schedule"), "--loglevel", "INFO"]),
-            scratch / "beat.log", env,
-        )  # fmt: skip
+        if not args.no_beat:
+            procs.start(
+                celery(["beat", "-s", str(scratch / "beat-schedule"), "--loglevel", "INFO"]),
+                scratch / "beat.log", env,
+            )  # fmt: skip
         started_workers = time.monotonic()
         workers_wait_ready(logs)
         startup_s = time.monotonic() - started_workers
@@ -426,6 +431,12 @@ def main() -> None:
                 killed_cpu = tree_cpu([w.pid for w in victims])
                 kill_at = timezone.now()
                 killed = kill(workers, args.kill, n, args.concurrency)
+                # whole workers are gone; a killed pool process is replaced by its worker
+                n_killed = (
+                    math.ceil(n / args.concurrency) * args.concurrency
+                    if args.kill == "whole"
+                    else 0
+                )
                 at_kill = {
                     "done": done,
                     "leased": Candidate.objects.filter(
@@ -467,6 +478,7 @@ def main() -> None:
             "gpu_processes": gpu_processes,
             "render_seconds": args.render_seconds,
             "batch": args.batch,
+            "beat": not args.no_beat,
             "campaign_status": status,
             "statuses": dict(by_status),
             "startup_s": round(startup_s, 1),
@@ -525,10 +537,17 @@ def main() -> None:
                 killed_at_s=round((kill_at - launched_at).total_seconds(), 1),
                 at_kill=at_kill,
                 claimed_again=again.count(),
+                # what was taken again finished by then (behind the batches already queued)
                 recovered_within_s=round((back - kill_at).total_seconds(), 1) if back else None,
+                # the ideal with the processes left: the rest at their rate after the kill
+                ideal_s_with_kill=round(
+                    (kill_at - launched_at).total_seconds()
+                    + (total - at_kill["done"]) * args.render_seconds / (gpu_processes - n_killed),
+                    1,
+                ),
                 last_image_after_kill_s=round((span["last"] - kill_at).total_seconds(), 1),
             )
-        result.update(_sweeps(scratch, logs))
+        result.update(_sweeps(scratch, logs, kill_at))
         result["exactly_once"] = (
             by_status.get(Candidate.Status.DONE, 0) == total
             and store["files"] == total
@@ -554,13 +573,20 @@ def _redis_unacked(port: int) -> int:
     return int(redis.Redis(port=port).hlen("unacked"))
 
 
-def _sweeps(scratch: Path, logs: list[Path]) -> dict[str, int]:
-    """What each sweep brought back, from the processes' logs."""
+def _sweeps(scratch: Path, logs: list[Path], kill_at: datetime | None) -> dict[str, object]:
+    """What each sweep brought back, and when (seconds after the kill), from the logs."""
     requeued = 0
+    when: list[float] = []
     for log in logs:
         for line in log.read_text(errors="replace").splitlines():
             if "generation.leases.swept" in line:
-                requeued += int(line.split("requeued=")[1].split()[0])
+                count = int(line.split("requeued=")[1].split()[0])
+                requeued += count
+                if count and kill_at is not None:
+                    # Celery's log lines start with the local time: "[2026-12-07 14:27:04,031:"
+                    logged = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+                    local_kill = kill_at.astimezone().replace(tzinfo=None)
+                    when.append(round((logged - local_kill).total_seconds(), 1))
     cpu_log = (scratch / "cpu.log").read_text(errors="replace")
     recovered = sum(
         int(line.split("items=")[1].split()[0])
@@ -569,6 +595,7 @@ def _sweeps(scratch: Path, logs: list[Path]) -> dict[str, int]:
     )
     return {
         "lease_sweep_requeued": requeued,
+        "lease_sweep_requeued_after_kill_s": sorted(when),
         "beat_sweeps_run": cpu_log.count("Task generation.recover[") // 2,
         "beat_sweep_republished": recovered,
     }
