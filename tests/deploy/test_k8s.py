@@ -3,6 +3,7 @@ kubernetes-validate against a pinned Kubernetes version (strict: unknown fields 
 ScaledObject against its vendored CRD schema, and the objects checked against each other, the
 Procfile and the app's URLs and settings."""
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -152,6 +153,45 @@ def test_selectors_and_scale_targets_name_real_deployments(overlay):
     assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
     allowed = objects(overlay, "ConfigMap")["spatialprefs-config"]["data"]["ALLOWED_HOSTS"]
     assert ingress["spec"]["rules"][0]["host"] in allowed.split(",")
+
+
+def ingress_route(overlay: str, host: str, path: str) -> dict:
+    """The Ingress whose rule serves `path` on `host`, by Kubernetes' precedence: an Exact match
+    first, then the longest Prefix match (by whole path elements)."""
+    candidates = []
+    for ingress in objects(overlay, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            if rule["host"] != host:
+                continue
+            for item in rule["http"]["paths"]:
+                prefix = item["path"].rstrip("/")
+                if item["pathType"] == "Exact" and path == item["path"]:
+                    candidates.append(((1, len(item["path"])), ingress))
+                elif item["pathType"] == "Prefix" and (
+                    path == prefix or path.startswith(f"{prefix}/")
+                ):
+                    candidates.append(((0, len(prefix)), ingress))
+    assert candidates, (host, path)
+    return max(candidates, key=lambda candidate: candidate[0])[1]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_refuses_metrics_to_every_address_and_serves_the_rest(overlay):
+    """ingress-nginx's denylist on the rule that wins for /metrics (Prometheus asks the pods);
+    the health check, the API and the site go through to web unrestricted."""
+    (host,) = {r["host"] for i in objects(overlay, "Ingress").values() for r in i["spec"]["rules"]}
+    metrics = ingress_route(overlay, host, "/metrics")
+    assert resolve("/metrics").url_name == "metrics"
+    denied = metrics["metadata"]["annotations"]["nginx.ingress.kubernetes.io/denylist-source-range"]
+    networks = {ipaddress.ip_network(n.strip()) for n in denied.split(",")}
+    assert networks == {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
+    assert metrics["spec"]["tls"][0]["hosts"] == [host]
+    for path in ("/", "/api/health/", "/metrics/", "/metricsx", "/accounts/login/"):
+        served = ingress_route(overlay, host, path)
+        annotations = served["metadata"].get("annotations", {})
+        assert not any("source-range" in name for name in annotations), path
+        (rule,) = served["spec"]["rules"]
+        assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "web"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
