@@ -1,7 +1,7 @@
 """Generation fan-out (issue 19): W simulated GPU workers render one campaign of N images.
 
     .venv/bin/python bench/scale/fanout.py --images 20000 --workers 10 --concurrency 10 \\
-        --render-seconds 2 [--kill whole|children --kill-at 0.4]
+        --render-seconds 2 [--kill whole|children --kill-at 0.4] [--no-beat] [--keep]
 
 Each "GPU" is a Celery pool process on the `gpu` queue whose backend sleeps a fixed render
 time per image (bench/scale/simulated_backend.py, selected by a GeneratorConfig naming the
@@ -9,7 +9,8 @@ time per image (bench/scale/simulated_backend.py, selected by a GeneratorConfig 
 concurrency c is a machine with c GPUs. Everything else is the product's: launch publishes
 batches of the config's batch size to Redis, workers claim with leases, write behind, store
 content-hash files (local storage), record, sweep dead workers' leases; Celery beat sends
-the recovery sweep every RECOVERY_SWEEP_SECONDS to a `cpu` worker, as in production.
+the recovery sweep every RECOVERY_SWEEP_SECONDS to a `cpu` worker, as in production
+(--no-beat: without it, to show what the workers' lease sweep recovers alone).
 
 It starts its own PostgreSQL cluster (the shared server's max_connections of 100 is below what
 W workers hold: each pool process keeps a connection for its task and one for its writer
@@ -347,7 +348,6 @@ def main() -> None:
         import django
 
         django.setup()
-        from django.conf import settings
         from django.core.management import call_command
         from django.db import connection
         from django.db.models import Max, Min, Sum
@@ -558,7 +558,6 @@ def main() -> None:
         print(json.dumps(result, indent=1, default=str))
         if args.json:
             args.json.write_text(json.dumps(result, indent=1, default=str))
-        _ = settings
     finally:
         procs.stop_all()
         if args.keep:
