@@ -44,3 +44,18 @@ def test_the_mirror_is_on_by_default_for_the_builtin_backbone_only(tmp_path):
     assert config_parse({"backbone": "clip", "model_path": str(tmp_path)}).hflip == 0.0
     assert config_parse({"hflip": 0}).hflip == 0.0
     assert config_parse({}).as_json()["hflip"] == 0.5
+
+
+def test_the_stored_config_names_hflip_only_where_it_can_differ_from_before(tmp_path):
+    """clip and vlm runs mirror nothing, as every run did before `hflip`: their stored configs
+    (and hashes) stay as they were; a built-in run stores it, even 0, since its default is 0.5
+    and the trainer must read back what was asked."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "vocab.json").write_text("{}")
+    clip = config_parse({"backbone": "clip", "model_path": str(tmp_path)}, check_paths=False)
+
+    assert "hflip" not in clip.as_json()
+    assert config_parse(clip.as_json(), check_paths=False).hflip == 0.0
+    off = config_parse({"hflip": 0}).as_json()
+    assert off["hflip"] == 0.0
+    assert config_parse(off).hflip == 0.0

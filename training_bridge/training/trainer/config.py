@@ -125,6 +125,10 @@ class TrainerConfig:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
+        # clip and vlm runs mirror nothing by default, as every run did before `hflip` existed:
+        # leaving it out there keeps their stored configs, and so their hashes, as they were.
+        if data["hflip"] == 0.0 and DEFAULT_HFLIP[self.backbone] == 0.0:
+            del data["hflip"]
         vlm = data.pop("vlm")
         if vlm is not None:
             data.update(vlm, lora_target_modules=list(vlm["lora_target_modules"]))
