@@ -64,6 +64,7 @@ from training_bridge.training.services.launcher_definitions import (
     training_launcher_check,
 )
 from training_bridge.training.services.training import heartbeat_seconds, training_run_prefix
+from training_bridge.training.trainer.events import METRICS_FILE, lines_since
 from training_bridge.training.trainer.tracking import (
     TrackerMissing,
     tracker_env_names,
@@ -77,7 +78,6 @@ POLL_SECONDS = 0.5
 LOG_TAIL_CHARS = 8000
 CANCEL_GRACE_SECONDS = 30
 EXPORT_WAIT_SECONDS = 6 * 3600
-METRICS_FILE = "metrics.jsonl"
 REDACTED = "[REDACTED]"
 # Shorter values ("1", "cuda", "en_US") are settings rather than secrets, and hiding every
 # occurrence of them would make the log unreadable.
@@ -295,18 +295,11 @@ class _Execution:
 
     def metrics_read(self) -> int:
         """New complete lines of the metrics file into TrainingMetric rows; returns how many."""
-        path = self.output_dir / METRICS_FILE
-        if not path.exists():
-            return 0
-        with path.open("rb") as handle:
-            handle.seek(self._metrics_offset)
-            data = handle.read()
-        end = data.rfind(b"\n")
-        if end < 0:
-            return 0
-        self._metrics_offset += end + 1
+        self._metrics_offset, lines = lines_since(
+            self.output_dir / METRICS_FILE, self._metrics_offset
+        )
         points: list[TrainingMetric] = []
-        for raw in data[:end].splitlines():
+        for raw in lines:
             point = _metric_line(raw)
             if point is None:
                 continue

@@ -30,6 +30,21 @@ if TYPE_CHECKING:
 METRICS_FILE = "metrics.jsonl"
 
 
+def lines_since(path: Path, offset: int) -> tuple[int, list[bytes]]:
+    """The complete lines written to `path` after byte `offset`, and the offset after them: how
+    a reader tails the metrics file while the trainer appends (a line still being written waits
+    for the next call). No file yet: nothing."""
+    if not path.exists():
+        return offset, []
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    end = data.rfind(b"\n")
+    if end < 0:
+        return offset, []
+    return offset + end + 1, data[:end].splitlines()
+
+
 class Stopped(Exception):
     """The run was asked to stop (cancelled) or lost its launcher."""
 

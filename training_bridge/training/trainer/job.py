@@ -39,8 +39,9 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from training_bridge.training.trainer.events import METRICS_FILE, lines_since
+
 METRIC_MARKER = "@spatialprefs-metric "
-METRICS_FILE = "metrics.jsonl"
 EXIT_TRANSFER = 4
 ECHO_SECONDS = 1.0
 TRANSFER_TIMEOUT_SECONDS = 300
@@ -109,18 +110,11 @@ class MetricsEcho:
         self._offset = 0
 
     def pump(self) -> int:
-        if not self.path.exists():
+        self._offset, lines = lines_since(self.path, self._offset)
+        if not lines:
             return 0
-        with self.path.open("rb") as handle:
-            handle.seek(self._offset)
-            data = handle.read()
-        end = data.rfind(b"\n")
-        if end < 0:
-            return 0
-        self._offset += end + 1
-        lines = data[:end].decode("utf-8", errors="replace").splitlines()
         for line in lines:
-            self.out.write(METRIC_MARKER + line + "\n")
+            self.out.write(METRIC_MARKER + line.decode("utf-8", errors="replace") + "\n")
         self.out.flush()
         return len(lines)
 
