@@ -251,6 +251,8 @@ def stage_train(args: argparse.Namespace, version):
         config["num_threads"] = args.threads
     if args.hflip is not None:
         config["hflip"] = args.hflip
+    if args.match_loss is not None:
+        config["match_loss"] = args.match_loss
     run = training_run_start(version_id=version.pk, config=config, enqueue=False).run
     return training_run_execute_and_register(run_id=run.pk)
 
@@ -295,6 +297,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--hflip", type=float, default=None, help="trainer's mirror share (default: its own)"
     )
+    parser.add_argument(
+        "--match-loss", type=float, default=None,
+        help="the built-in network's matching-loss weight (default: the trainer's own)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the (first) seed")
     parser.add_argument(
         "--seeds", type=int, default=1, help="loops on seeds --seed .. --seed + N - 1, one after "

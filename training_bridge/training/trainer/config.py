@@ -12,13 +12,18 @@
      "dataset_format": "parquet" | "webdataset",
      "tie_margin": 0.0,                        # |score difference| <= margin counts as a tie
      "log_every_steps": 1, "max_text_length": 64, "grad_clip": 1.0, "num_threads": null,
-     "hflip": 0.5}                             # builtin 0.5, clip and vlm 0.0
+     "hflip": 0.5,                             # builtin 0.5, clip and vlm 0.0
+     "match_loss": 0.2}                        # builtin only
 
 `hflip`: the share of training pairs mirrored left-right each epoch, their captions' `left`
 and `right` swapped with the images (augment.py), so no pair's label turns false. On by
 default for the built-in backbone, which learns left and right from scratch (and draws only
 left-right symmetric shapes); off for the pretrained backbones, whose images may carry text or
 handed objects a mirror would misdraw.
+
+`match_loss`: the weight of the built-in network's caption-image matching loss, added to the
+preference loss in training (models/builtin.py says what it is and why); 0 turns it off. The
+built-in backbone's only: clip and vlm refuse it, and their stored configs leave it out.
 
 The `vlm` backbone (a Qwen2-VL / Qwen2.5-VL folder in `model_path`, LoRA through peft) takes
 these keys too, refused for the other backbones (see `VlmOptions`):
@@ -50,6 +55,7 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 EARLY_STOPPING_METRICS = ("val/accuracy", "val/loss")
 DEFAULT_LR = {"builtin": 1e-3, "clip": 1e-5, "vlm": 1e-4}
 DEFAULT_HFLIP = {"builtin": 0.5, "clip": 0.0, "vlm": 0.0}
+DEFAULT_MATCH_LOSS = 0.2
 DEFAULT_IMAGE_SIZE = 64
 LOSSES = ("uncertainty", "bradley_terry")
 VISION_MODES = ("frozen", "lora")
@@ -121,6 +127,7 @@ class TrainerConfig:
     grad_clip: float
     num_threads: int | None
     hflip: float
+    match_loss: float = 0.0
     vlm: VlmOptions | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -129,6 +136,8 @@ class TrainerConfig:
         # leaving it out there keeps their stored configs, and so their hashes, as they were.
         if data["hflip"] == 0.0 and DEFAULT_HFLIP[self.backbone] == 0.0:
             del data["hflip"]
+        if self.backbone != "builtin":
+            del data["match_loss"]
         vlm = data.pop("vlm")
         if vlm is not None:
             data.update(vlm, lora_target_modules=list(vlm["lora_target_modules"]))
@@ -353,8 +362,17 @@ def config_parse(raw: Any, *, check_paths: bool = True) -> TrainerConfig:
         grad_clip=_float(raw, "grad_clip", 1.0, 0.0, 1e6),
         num_threads=num_threads,
         hflip=_float(raw, "hflip", DEFAULT_HFLIP[backbone], 0.0, 1.0),
+        match_loss=_match_loss(raw, backbone),
         vlm=vlm,
     )
+
+
+def _match_loss(raw: Mapping[str, Any], backbone: str) -> float:
+    if backbone == "builtin":
+        return _float(raw, "match_loss", DEFAULT_MATCH_LOSS, 0.0, 100.0)
+    if raw.get("match_loss") is not None:
+        raise ConfigError("match_loss", "is the built-in backbone's only")
+    return 0.0
 
 
 def config_from_json(data: Mapping[str, Any]) -> TrainerConfig:

@@ -3,6 +3,9 @@ stopping, the best weights restored, the test report and the checkpoint.
 
 - Deterministic on CPU for a seed (seeded shuffles and mirror draws, deterministic algorithms,
   no worker processes); the same thread count gives the same numbers.
+- The built-in network adds its matching loss (`match_loss`) to the preference loss in
+  training (`RewardNet.auxiliary_loss_pop`); `train/loss` stays the preference loss alone and
+  `train/match_loss` is logged beside it.
 - Augmentation: `hflip` of the training pairs, each epoch, are mirrored left-right with their
   captions' left and right swapped (augment.py); validation and test pairs never are.
 - Under torchrun (WORLD_SIZE > 1) each process trains on its share of every epoch's shuffle
@@ -355,7 +358,9 @@ def train(
                     (log_std[:count], log_std[count:]) if log_std is not None else (None, None)
                 )
                 loss = pair_loss(_loss_kind(config), mean[:count], mean[count:], targets, ls0, ls1)
-                scaler.scale(loss / group).backward()
+                extra = net.auxiliary_loss_pop()
+                total = loss if extra is None else loss + extra
+                scaler.scale(total / group).backward()
             if last:
                 if config.grad_clip:
                     scaler.unscale_(optimizer)
@@ -374,6 +379,8 @@ def train(
             epoch_count += count
             if dist.main and step % config.log_every_steps == 0:
                 events.metric("train/loss", value, step=step, epoch=epoch)
+                if extra is not None:
+                    events.metric("train/match_loss", float(extra), step=step, epoch=epoch)
                 events.progress(
                     step=step, total_steps=total_steps, epoch=epoch, epochs=config.epochs
                 )

@@ -39,6 +39,7 @@ def model_build(config: TrainerConfig, *, train_captions: list[str]) -> RewardNe
         head=config.head,
         image_size=config.image_size,
         max_text_length=config.max_text_length,
+        match_loss=config.match_loss,
     )
 
 

@@ -32,6 +32,12 @@ class RewardNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
+    def auxiliary_loss_pop(self) -> torch.Tensor | None:
+        """The auxiliary loss of the last forward pass in training, already weighted, to add to
+        the preference loss (the built-in network's matching loss); taken, so each is added once.
+        None for a network without one."""
+        return None
+
     def save(self, folder: Path) -> None:
         raise NotImplementedError
 

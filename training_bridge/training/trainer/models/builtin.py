@@ -9,6 +9,17 @@ gives where the slot's object is (an expected x, y), how present it is, and how 
 matches. An MLP reads the caption vector, the slots' positions, their pairwise offsets and
 their match scores and gives the reward (and with the gaussian head, its log std).
 About 0.2M parameters: it trains on CPU in minutes on procedural images.
+
+The matching loss (`match_loss` in the config, on by default): a preference pair tells the
+network which of two images is right, and only a swapped or mirrored pair says which blob is
+which object, so from preferences alone the binding of a name to its look is learnt late, in
+jumps, and a run that misses it for a few objects stays there (bench/loop/RESULTS.md, issue 20).
+Every pair also says something simpler: both its images show what its caption names, and the
+other pairs' images in the batch mostly do not. So in training each image picks its own
+caption out of the batch's captions, by how present the captions' slots are in it (the
+attention's presence, the same figure the reward reads); captions equal to its own count as
+its own. It costs one more attention of every caption over every image of the batch (no
+second pass through the CNN) and nothing at scoring time.
 """
 
 from __future__ import annotations
@@ -40,6 +51,14 @@ def _coords(height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.stack([grid_x, grid_y])
 
 
+def _matching_loss(presence: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of caption i's image picking caption i among the batch's by presence
+    (B, B); every caption equal to its own (same token ids) is a right answer."""
+    own = (ids.unsqueeze(0) == ids.unsqueeze(1)).all(-1)  # (B, B)
+    picked = torch.logsumexp(presence.masked_fill(~own, float("-inf")), dim=1)
+    return (torch.logsumexp(presence, dim=1) - picked).mean()
+
+
 def _conv(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation),
@@ -65,9 +84,12 @@ class BuiltinNet(RewardNet):
         hidden: int = 64,
         dim: int = 64,
         channels: int = 32,
+        match_loss: float = 0.0,
     ) -> None:
         super().__init__()
         self.head = head
+        self.match_weight = match_loss  # training only: not part of the saved architecture
+        self._match_loss: torch.Tensor | None = None
         self.image_size = image_size
         self.arch = {
             "slots": slots, "word_dim": word_dim, "hidden": hidden, "dim": dim,
@@ -106,13 +128,20 @@ class BuiltinNet(RewardNet):
 
     @classmethod
     def create(
-        cls, captions: list[str], *, head: str, image_size: int, max_text_length: int
+        cls,
+        captions: list[str],
+        *,
+        head: str,
+        image_size: int,
+        max_text_length: int,
+        match_loss: float = 0.0,
     ) -> BuiltinNet:
         return cls(
             vocabulary_build(captions),
             head=head,
             image_size=image_size,
             max_text_length=max_text_length,
+            match_loss=match_loss,
         )
 
     def transform(self) -> ImageTransform:
@@ -144,29 +173,62 @@ class BuiltinNet(RewardNet):
         )
         return sentence, slots
 
-    def forward(
-        self, text: dict[str, torch.Tensor], images: torch.Tensor, text_index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        sentence, slots = self._text(text)
+    def _image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every position's key and value (N, P, D), and the positions' x, y (2, P)."""
         n, _, height, width = images.shape
         coords = _coords(height, width, images.device).expand(n, -1, -1, -1)
         feature = self.cnn(torch.cat([images, coords], dim=1))
         small = _coords(feature.shape[2], feature.shape[3], images.device)
         feature = torch.cat([feature, small.expand(n, -1, -1, -1)], dim=1)
         keys, values = self.keys_values(feature.flatten(2).transpose(1, 2)).chunk(2, dim=-1)
-        query = self.slot_query(slots)[text_index]  # (N, K, D); keys, values: (N, P, D)
-        logits = (
-            torch.einsum("nkd,npd->nkp", F.normalize(query, dim=-1), F.normalize(keys, dim=-1))
-            * self.temperature
-        )
+        return keys, values, small.flatten(1)
+
+    def forward(
+        self, text: dict[str, torch.Tensor], images: torch.Tensor, text_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sentence, slots = self._text(text)
+        keys, values, positions = self._image(images)
+        queries = self.slot_query(slots)  # (B, K, D), a row per caption
+        query = queries[text_index]  # (N, K, D); keys, values: (N, P, D)
+        keys_unit = F.normalize(keys, dim=-1)
+        logits = torch.einsum("nkd,npd->nkp", F.normalize(query, dim=-1), keys_unit)
+        logits = logits * self.temperature
+        if self.training and self.match_weight > 0:
+            # one image per caption is enough (a pair's two images show the same objects)
+            first = torch.full_like(queries[:, 0, 0], len(text_index), dtype=torch.long)
+            first.scatter_reduce_(0, text_index, torch.arange(len(text_index)), reduce="amin")
+            presence = self._presence(F.normalize(queries, dim=-1), keys_unit[first])
+            self._match_loss = self.match_weight * _matching_loss(presence, text["ids"])
         attention = logits.softmax(dim=-1)
-        location = torch.einsum("nkp,cp->nkc", attention, small.flatten(1))  # (N, K, 2)
+        location = torch.einsum("nkp,cp->nkc", attention, positions)  # (N, K, 2)
         presence = torch.logsumexp(logits, dim=-1) - math.log(logits.shape[-1])
         attended = torch.einsum("nkp,npd->nkd", attention, values)
         match = (attended * query).sum(-1) / math.sqrt(self.dim)
         offsets = [location[:, i] - location[:, j] for i, j in self.pairs]
         parts = [sentence[text_index], location.flatten(1), presence, match, *offsets]
         return head_split(self.mlp(torch.cat(parts, dim=1)), self.head)
+
+    def _presence(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(N, B): how present every caption's slots are in every image, on average (unit
+        queries (B, K, D) and keys (N, P, D); the forward pass's presence, for all pairings)."""
+        (b, k, d), (n, p, _) = queries.shape, keys.shape
+        logits = (keys.reshape(n * p, d) @ queries.reshape(b * k, d).T).view(n, p, b, k)
+        presence = torch.logsumexp(logits * self.temperature, dim=1) - math.log(p)
+        return presence.mean(-1)
+
+    def captions_presence(
+        self, text: dict[str, torch.Tensor], images: torch.Tensor
+    ) -> torch.Tensor:
+        """(N, B): every caption's presence in every image, what the matching loss trains."""
+        _, slots = self._text(text)
+        keys, _, _ = self._image(images)
+        return self._presence(
+            F.normalize(self.slot_query(slots), dim=-1), F.normalize(keys, dim=-1)
+        )
+
+    def auxiliary_loss_pop(self) -> torch.Tensor | None:
+        loss, self._match_loss = self._match_loss, None
+        return loss
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
