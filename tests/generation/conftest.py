@@ -133,6 +133,22 @@ def queue_purge(name: str) -> None:
         conn.default_channel.queue_purge(name)
 
 
+def queue_taken(name: str) -> list[tuple[dict, object]]:
+    """The messages waiting in a queue, taken off it: (headers, decoded payload) each."""
+    taken = []
+    with app.connection_for_write() as conn:
+        simple = conn.SimpleQueue(name)
+        while True:
+            try:
+                message = simple.get(timeout=0.2)
+            except simple.Empty:
+                break
+            taken.append((message.headers, message.payload))
+            message.ack()
+        simple.close()
+    return taken
+
+
 @pytest.fixture
 def worker_start(tmp_path, s3_settings) -> Iterator[Callable[..., Worker]]:
     """Start real Celery workers (subprocesses) on the test database, the broker and moto S3."""

@@ -4,9 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from kombu import Connection
 
-from config.celery import app
 from config.errors import Conflict, ValidationFailed
 from generation_workers.models import Campaign, Candidate, GeneratorConfig, PromptSet
 from generation_workers.selectors.campaigns import (
@@ -20,25 +18,14 @@ from generation_workers.services.campaigns import (
     campaign_retry_failed,
 )
 from generation_workers.services.configs import generator_config_create
-from tests.generation.conftest import prompt_set_make, queue_purge
+from tests.generation.conftest import prompt_set_make, queue_purge, queue_taken
 
 pytestmark = pytest.mark.django_db
 
 
 def queued(queue: str) -> list[list]:
     """The batches waiting in a queue (config id, candidate ids), taken off the queue."""
-    batches = []
-    with Connection(app.conf.broker_url) as conn:
-        simple = conn.SimpleQueue(queue)
-        while True:
-            try:
-                message = simple.get(timeout=0.2)
-            except simple.Empty:
-                break
-            batches.append(message.payload[0])
-            message.ack()
-        simple.close()
-    return batches
+    return [payload[0] for _, payload in queue_taken(queue)]
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ import re
 import time
 
 import pytest
-from kombu import Connection
 
-from config.celery import Queue, app
+from config.celery import Queue
 from config.logs import JsonFormatter, RequestIdFilter
 from generation_workers.models import Campaign, Candidate
 from generation_workers.services.campaigns import campaign_create, campaign_launch
@@ -25,6 +24,7 @@ from tests.generation.conftest import (  # noqa: F401 (worker_start, own_queue: 
     own_queue,
     prompt_set_make,
     queue_purge,
+    queue_taken,
     worker_start,
 )
 
@@ -99,18 +99,7 @@ def test_a_workers_log_lines_for_a_task_carry_the_request_id_that_queued_it(
 
 def _request_ids_waiting(queue: str) -> list[str | None]:
     """The `request_id` header of each message waiting in the queue, taken off it."""
-    found = []
-    with Connection(app.conf.broker_url) as conn:
-        simple = conn.SimpleQueue(queue)
-        while True:
-            try:
-                message = simple.get(timeout=0.2)
-            except simple.Empty:
-                break
-            found.append(message.headers.get("request_id"))
-            message.ack()
-        simple.close()
-    return found
+    return [headers.get("request_id") for headers, _ in queue_taken(queue)]
 
 
 @pytest.mark.django_db

@@ -3,27 +3,19 @@
 from collections.abc import Iterator
 
 import pytest
-from kombu import Connection
 
-from config.celery import Queue, app
-from tests.generation.conftest import own_queue, queue_purge, worker_start  # noqa: F401
+from config.celery import Queue
+from tests.generation.conftest import (  # noqa: F401
+    own_queue,
+    queue_purge,
+    queue_taken,
+    worker_start,
+)
 
 
 def messages(queue: str) -> list[tuple[str, list, dict]]:
     """The tasks waiting in a queue (name, args, kwargs), taken off the queue."""
-    found = []
-    with Connection(app.conf.broker_url) as conn:
-        simple = conn.SimpleQueue(queue)
-        while True:
-            try:
-                message = simple.get(timeout=0.2)
-            except simple.Empty:
-                break
-            args, kwargs, _ = message.payload
-            found.append((message.headers["task"], args, kwargs))
-            message.ack()
-        simple.close()
-    return found
+    return [(headers["task"], payload[0], payload[1]) for headers, payload in queue_taken(queue)]
 
 
 @pytest.fixture
