@@ -13,7 +13,7 @@
      "tie_margin": 0.0,                        # |score difference| <= margin counts as a tie
      "log_every_steps": 1, "max_text_length": 64, "grad_clip": 1.0, "num_threads": null,
      "hflip": 0.5,                             # builtin 0.5, clip and vlm 0.0
-     "match_loss": 0.2}                        # builtin only
+     "match_loss": 1.0}                        # builtin only
 
 `hflip`: the share of training pairs mirrored left-right each epoch, their captions' `left`
 and `right` swapped with the images (augment.py), so no pair's label turns false. On by
@@ -55,7 +55,7 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 EARLY_STOPPING_METRICS = ("val/accuracy", "val/loss")
 DEFAULT_LR = {"builtin": 1e-3, "clip": 1e-5, "vlm": 1e-4}
 DEFAULT_HFLIP = {"builtin": 0.5, "clip": 0.0, "vlm": 0.0}
-DEFAULT_MATCH_LOSS = 0.2
+DEFAULT_MATCH_LOSS = 1.0
 DEFAULT_IMAGE_SIZE = 64
 LOSSES = ("uncertainty", "bradley_terry")
 VISION_MODES = ("frozen", "lora")

@@ -10,16 +10,17 @@ matches. An MLP reads the caption vector, the slots' positions, their pairwise o
 their match scores and gives the reward (and with the gaussian head, its log std).
 About 0.2M parameters: it trains on CPU in minutes on procedural images.
 
-The matching loss (`match_loss` in the config, on by default): a preference pair tells the
-network which of two images is right, and only a swapped or mirrored pair says which blob is
-which object, so from preferences alone the binding of a name to its look is learnt late, in
-jumps, and a run that misses it for a few objects stays there (bench/loop/RESULTS.md, issue 20).
-Every pair also says something simpler: both its images show what its caption names, and the
-other pairs' images in the batch mostly do not. So in training each image picks its own
-caption out of the batch's captions, by how present the captions' slots are in it (the
-attention's presence, the same figure the reward reads); captions equal to its own count as
-its own. It costs one more attention of every caption over every image of the batch (no
-second pass through the CNN) and nothing at scoring time.
+The matching loss (`match_loss`, on by default): a preference pair tells the network which
+of two images is right, and only a swapped or mirrored pair says which blob is which object, so
+from preferences alone the binding of a name to its look is learnt late, in jumps, and a run
+that misses it for a few objects stays there (bench/loop/RESULTS.md, issue 20). Every pair
+also says something simpler: its images show the objects its caption names, and mostly not
+those the batch's other captions name. So in training every word of every caption, as a query
+(the same projection a slot's query goes through), is asked whether it is present in each
+caption's image, by the attention's presence figure, and the answer is trained to be yes
+exactly where the word is in that image's caption (a weakly labelled grounding of each word).
+It costs one more attention of the batch's words over one image per caption (no second pass
+through the CNN) and nothing at scoring time.
 """
 
 from __future__ import annotations
@@ -51,12 +52,21 @@ def _coords(height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.stack([grid_x, grid_y])
 
 
+# the presence (a logit) at which a word counts as shown: about that of an object-sized patch
+# (a twentieth of the positions) at cosine 0.45 to the word's query, at the starting temperature
+SHOWN = 1.0
+
+
 def _matching_loss(presence: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of caption i's image picking caption i among the batch's by presence
-    (B, B); every caption equal to its own (same token ids) is a right answer."""
-    own = (ids.unsqueeze(0) == ids.unsqueeze(1)).all(-1)  # (B, B)
-    picked = torch.logsumexp(presence.masked_fill(~own, float("-inf")), dim=1)
-    return (torch.logsumexp(presence, dim=1) - picked).mean()
+    """Binary cross-entropy of every word of every caption (ids (B, T), 0 padding) being shown
+    in caption n's image, by its presence there (N=B, B, T): yes exactly where the word is in
+    caption n."""
+    shown = (ids.view(1, *ids.shape, 1) == ids.view(ids.shape[0], 1, 1, -1)).any(-1)
+    loss = F.binary_cross_entropy_with_logits(
+        presence - SHOWN, shown.float(), reduction="none"
+    )  # fmt: skip
+    words = ids.ne(0).unsqueeze(0).expand_as(loss)
+    return loss[words].mean()
 
 
 def _conv(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -156,7 +166,11 @@ class BuiltinNet(RewardNet):
         lengths = torch.tensor([len(tokens) for tokens in encoded], dtype=torch.long)
         return {"ids": ids.to(device), "lengths": lengths}
 
-    def _text(self, text: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _text(
+        self, text: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The caption vector (B, 2H), the slots (B, K, 2H + E) and every word as a slot would
+        read it alone (B, T, 2H + E)."""
         ids, lengths = text["ids"], text["lengths"]
         embedded = self.embed(ids)
         packed = pack_padded_sequence(
@@ -168,10 +182,9 @@ class BuiltinNet(RewardNet):
         mask = ids.ne(0)
         logits = torch.einsum("btd,kd->bkt", tokens, self.word_queries)
         logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        slots = torch.einsum(
-            "bkt,btd->bkd", logits.softmax(dim=-1), torch.cat([tokens, embedded], dim=-1)
-        )
-        return sentence, slots
+        words = torch.cat([tokens, embedded], dim=-1)
+        slots = torch.einsum("bkt,btd->bkd", logits.softmax(dim=-1), words)
+        return sentence, slots, words
 
     def _image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every position's key and value (N, P, D), and the positions' x, y (2, P)."""
@@ -186,7 +199,7 @@ class BuiltinNet(RewardNet):
     def forward(
         self, text: dict[str, torch.Tensor], images: torch.Tensor, text_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        sentence, slots = self._text(text)
+        sentence, slots, words = self._text(text)
         keys, values, positions = self._image(images)
         queries = self.slot_query(slots)  # (B, K, D), a row per caption
         query = queries[text_index]  # (N, K, D); keys, values: (N, P, D)
@@ -197,7 +210,9 @@ class BuiltinNet(RewardNet):
             # one image per caption is enough (a pair's two images show the same objects)
             first = torch.full_like(queries[:, 0, 0], len(text_index), dtype=torch.long)
             first.scatter_reduce_(0, text_index, torch.arange(len(text_index)), reduce="amin")
-            presence = self._presence(F.normalize(queries, dim=-1), keys_unit[first])
+            presence = self._presence(
+                F.normalize(self.slot_query(words), dim=-1), keys_unit[first]
+            )  # fmt: skip
             self._match_loss = self.match_weight * _matching_loss(presence, text["ids"])
         attention = logits.softmax(dim=-1)
         location = torch.einsum("nkp,cp->nkc", attention, positions)  # (N, K, 2)
@@ -209,22 +224,20 @@ class BuiltinNet(RewardNet):
         return head_split(self.mlp(torch.cat(parts, dim=1)), self.head)
 
     def _presence(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """(N, B): how present every caption's slots are in every image, on average (unit
-        queries (B, K, D) and keys (N, P, D); the forward pass's presence, for all pairings)."""
-        (b, k, d), (n, p, _) = queries.shape, keys.shape
-        logits = (keys.reshape(n * p, d) @ queries.reshape(b * k, d).T).view(n, p, b, k)
-        presence = torch.logsumexp(logits * self.temperature, dim=1) - math.log(p)
-        return presence.mean(-1)
+        """(N, B, T): how present every query is in every image (unit queries (B, T, D), unit
+        keys (N, P, D)): the forward pass's presence figure, for all pairings."""
+        (b, t, d), (n, p, _) = queries.shape, keys.shape
+        logits = (keys.reshape(n * p, d) @ queries.reshape(b * t, d).T).view(n, p, b, t)
+        return torch.logsumexp(logits * self.temperature, dim=1) - math.log(p)
 
-    def captions_presence(
-        self, text: dict[str, torch.Tensor], images: torch.Tensor
-    ) -> torch.Tensor:
-        """(N, B): every caption's presence in every image, what the matching loss trains."""
-        _, slots = self._text(text)
+    def words_presence(self, text: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """(N, B, T): every caption word's presence in every image, what the matching loss
+        trains."""
+        _, _, words = self._text(text)
         keys, _, _ = self._image(images)
         return self._presence(
-            F.normalize(self.slot_query(slots), dim=-1), F.normalize(keys, dim=-1)
-        )
+            F.normalize(self.slot_query(words), dim=-1), F.normalize(keys, dim=-1)
+        )  # fmt: skip
 
     def auxiliary_loss_pop(self) -> torch.Tensor | None:
         loss, self._match_loss = self._match_loss, None
