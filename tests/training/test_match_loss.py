@@ -1,4 +1,4 @@
-"""The built-in network's caption-image matching loss (`match_loss`): what the config takes,
+"""The built-in network's word-image matching loss (`match_loss`): what the config takes,
 when the network gives the loss, and that it teaches which look a name has."""
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ default for the built-in backbone, which learns left and right from scratch (and
 left-right symmetric shapes); off for the pretrained backbones, whose images may carry text or
 handed objects a mirror would misdraw.
 
-`match_loss`: the weight of the built-in network's caption-image matching loss, added to the
+`match_loss`: the weight of the built-in network's word-image matching loss, added to the
 preference loss in training (models/builtin.py says what it is and why); 0 turns it off. The
 built-in backbone's only: clip and vlm refuse it, and their stored configs leave it out.
 
