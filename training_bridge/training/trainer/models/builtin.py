@@ -209,10 +209,9 @@ class BuiltinNet(RewardNet):
         if self.training and self.match_weight > 0:
             # one image per caption is enough (a pair's two images show the same objects)
             first = torch.full_like(queries[:, 0, 0], len(text_index), dtype=torch.long)
-            first.scatter_reduce_(0, text_index, torch.arange(len(text_index)), reduce="amin")
-            presence = self._presence(
-                F.normalize(self.slot_query(words), dim=-1), keys_unit[first]
-            )  # fmt: skip
+            rows = torch.arange(len(text_index), device=text_index.device)
+            first.scatter_reduce_(0, text_index, rows, reduce="amin")
+            presence = self._presence(words, keys_unit[first])
             self._match_loss = self.match_weight * _matching_loss(presence, text["ids"])
         attention = logits.softmax(dim=-1)
         location = torch.einsum("nkp,cp->nkc", attention, positions)  # (N, K, 2)
@@ -223,9 +222,10 @@ class BuiltinNet(RewardNet):
         parts = [sentence[text_index], location.flatten(1), presence, match, *offsets]
         return head_split(self.mlp(torch.cat(parts, dim=1)), self.head)
 
-    def _presence(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """(N, B, T): how present every query is in every image (unit queries (B, T, D), unit
-        keys (N, P, D)): the forward pass's presence figure, for all pairings."""
+    def _presence(self, words: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(N, B, T): how present every word (B, T, 2H + E), as a slot's query, is in every
+        image (unit keys (N, P, D)): the forward pass's presence figure, for all pairings."""
+        queries = F.normalize(self.slot_query(words), dim=-1)
         (b, t, d), (n, p, _) = queries.shape, keys.shape
         logits = (keys.reshape(n * p, d) @ queries.reshape(b * t, d).T).view(n, p, b, t)
         return torch.logsumexp(logits * self.temperature, dim=1) - math.log(p)
@@ -235,9 +235,7 @@ class BuiltinNet(RewardNet):
         trains."""
         _, _, words = self._text(text)
         keys, _, _ = self._image(images)
-        return self._presence(
-            F.normalize(self.slot_query(words), dim=-1), F.normalize(keys, dim=-1)
-        )  # fmt: skip
+        return self._presence(words, F.normalize(keys, dim=-1))
 
     def auxiliary_loss_pop(self) -> torch.Tensor | None:
         loss, self._match_loss = self._match_loss, None
